@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+DEMO_DATA ?= data/standin
+DEMO_RUN ?= runs/demo
+
+.PHONY: install demo test clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/simpsons data standin --out $(DEMO_DATA) --classes 50
+	rm -rf $(DEMO_RUN)
+	$(BIN)/simpsons train --data $(DEMO_DATA) --out $(DEMO_RUN) --config configs/demo.yaml
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs data .pytest_cache
