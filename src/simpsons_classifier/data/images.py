@@ -1,0 +1,71 @@
+"""Reading one image file as RGB, whatever its mode, or saying precisely why it cannot be read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+# A decompression bomb is an unreadable file here, not a crash: PIL raises DecompressionBombError past this.
+Image.MAX_IMAGE_PIXELS = 8192 * 8192
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+BACKGROUND_FOR_TRANSPARENCY = (255, 255, 255)
+
+
+class UnreadableImage(ValueError):
+    """A file that is not a decodable image; the message says why."""
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of any PIL mode: transparency goes onto white, 16-bit and float images are rescaled to 8 bits."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, BACKGROUND_FOR_TRANSPARENCY)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def load_rgb(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode ``path`` fully as RGB. ``draft_size`` lets JPEGs decode at a reduced scale (much cheaper)."""
+    try:
+        with Image.open(path) as image:
+            if draft_size is not None and image.format == "JPEG":
+                image.draft("RGB", draft_size)
+            image.load()
+            return to_rgb(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise UnreadableImage(_first_line(error) or "not an image") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except (OSError, SyntaxError, ValueError) as error:
+        raise UnreadableImage(_first_line(error) or type(error).__name__) from None
+
+
+def check_image(path: str | Path) -> str | None:
+    """None when ``path`` decodes, else the reason. Decodes the whole stream (a truncated file is caught) at
+    reduced scale where the format allows, so checking a large dataset stays cheap."""
+    try:
+        if Path(path).stat().st_size == 0:
+            return "empty file"
+        load_rgb(path, draft_size=(64, 64))
+    except UnreadableImage as error:
+        return str(error)
+    except OSError as error:
+        return f"cannot be read: {error.strerror or error}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else ""

@@ -1,0 +1,151 @@
+"""Finding the labelled images of a dataset folder.
+
+Two layouts are read: one folder per character (images anywhere below it), and a flat folder whose file names
+carry the label (``bart_simpson_12.jpg``, the Kaggle test set). Files are judged by their content, not their
+extension: every file is decoded once, and those that do not decode are skipped, counted and listed with the
+reason, so a broken file never stops an epoch halfway. The Kaggle download's doubly nested
+``simpsons_dataset/simpsons_dataset/`` is walked through.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .images import check_image
+
+_TRAILING_NUMBER = re.compile(r"[\s_\-]*\(?\d+\)?$")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used as given; the message names the folder and what to do."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class ScanResult:
+    root: Path
+    samples: list[Sample]
+    skipped: list[Skipped] = field(default_factory=list)
+    dropped_classes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted({s.label for s in self.samples})
+
+    def class_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(s.label for s in self.samples).items()))
+
+    def write_skipped(self, path: str | Path) -> None:
+        write_skipped(path, self.skipped)
+
+
+def write_skipped(path: str | Path, skipped: list[Skipped]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows((s.path, s.reason) for s in skipped)
+
+
+def label_from_filename(path: str | Path) -> str:
+    """``bart_simpson_12.jpg`` -> ``bart_simpson``: the stem without its trailing number."""
+    return _TRAILING_NUMBER.sub("", Path(path).stem)
+
+
+def resolve_root(root: str | Path) -> Path:
+    """Walk down a folder that holds nothing but one folder of folders (``simpsons_dataset/simpsons_dataset``);
+    a lone folder of images is a one-class dataset and is kept."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    while True:
+        entries = _visible(root)
+        if len(entries) == 1 and entries[0].is_dir() and all(e.is_dir() for e in _visible(entries[0])):
+            root = entries[0]
+        else:
+            return root
+
+
+def _visible(folder: Path) -> list[Path]:
+    return [e for e in folder.iterdir() if not e.name.startswith(".")]
+
+
+def scan_dataset(
+    root: str | Path,
+    labels_from_filenames: bool = False,
+    min_images_per_class: int = 1,
+    progress: bool = True,
+) -> ScanResult:
+    """Every decodable image under ``root`` with its label; undecodable files go to ``skipped``."""
+    root = resolve_root(root)
+    candidates = _labelled_files(root, labels_from_filenames)
+    if not candidates:
+        raise DatasetError(f"no files found under {root}")
+    reasons = _check_all(candidates, progress)
+    samples, skipped = [], []
+    for (path, label), reason in zip(candidates, reasons):
+        if reason is not None:
+            skipped.append(Skipped(str(path), reason))
+        elif not label:
+            skipped.append(Skipped(str(path), "no label in the file name"))
+        else:
+            samples.append(Sample(str(path), label))
+    result = ScanResult(root=root, samples=samples, skipped=skipped)
+    if not samples:
+        raise DatasetError(f"no readable image under {root} ({len(skipped)} files skipped)")
+    return drop_small_classes(result, min_images_per_class)
+
+
+def drop_small_classes(result: ScanResult, minimum: int) -> ScanResult:
+    """Classes with fewer than ``minimum`` images are removed and recorded in ``dropped_classes``."""
+    counts = result.class_counts()
+    small = {label: n for label, n in counts.items() if n < minimum}
+    if small:
+        result.samples = [s for s in result.samples if s.label not in small]
+        result.dropped_classes.update(small)
+    return result
+
+
+def _labelled_files(root: Path, labels_from_filenames: bool) -> list[tuple[Path, str]]:
+    if labels_from_filenames:
+        return [(path, label_from_filename(path)) for path in _files_below(root)]
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DatasetError(
+            f"{root} has no class folders (one folder per character); for a flat folder whose file names "
+            "carry the labels (bart_simpson_12.jpg) use --labels-from-filenames"
+        )
+    return [(path, d.name) for d in class_dirs for path in _files_below(d)]
+
+
+def _files_below(folder: Path) -> list[Path]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / name for name in sorted(filenames) if not name.startswith("."))
+    return found
+
+
+def _check_all(candidates: list[tuple[Path, str]], progress: bool) -> list[str | None]:
+    # Decoding releases the GIL, so threads use every core without pickling paths to processes.
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = pool.map(check_image, (path for path, _ in candidates))
+        return list(tqdm(results, total=len(candidates), desc="checking images", unit="img", disable=not progress))

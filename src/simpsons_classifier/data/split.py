@@ -1,0 +1,108 @@
+"""Train/validation splits, written to ``RUN/split.csv`` so that resume and evaluate see the same one.
+
+``random`` is the reference: stratified by class, seeded. It flatters a model when a dataset holds
+near-duplicates (consecutive frames of one scene, one sprite's animation frames): the twin of a validation
+image is in training. ``group`` keeps every file of a group on one side and holds whole groups out. The group
+of a file is its source, the part of its name before ``__`` with ``_shiny``/``_regular`` removed
+(``bw_front_shiny__2.png`` -> ``bw_front``); files without ``__`` are each their own group.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .scan import DatasetError, Sample
+
+_VARIANT_SUFFIXES = ("_shiny", "_regular")
+
+
+@dataclass
+class Split:
+    train: list[Sample]
+    val: list[Sample]
+
+    def write(self, path: str | Path) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "subset", "group"])
+            for subset, samples in (("train", self.train), ("val", self.val)):
+                writer.writerows((s.path, s.label, subset, source_group(s.path)) for s in samples)
+
+    @classmethod
+    def read(cls, path: str | Path) -> Split:
+        split = cls(train=[], val=[])
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                getattr(split, row["subset"]).append(Sample(row["path"], row["label"]))
+        return split
+
+
+def source_group(path: str | Path) -> str:
+    """The drawing source of a file: its name before ``__``, without the ``_shiny``/``_regular`` variant."""
+    name = Path(path).name
+    if "__" not in name:
+        return Path(path).stem
+    source = name.split("__", 1)[0]
+    for suffix in _VARIANT_SUFFIXES:
+        source = source.removesuffix(suffix)
+    return source
+
+
+def make_split(
+    samples: list[Sample], kind: str, val_fraction: float, seed: int, val_groups: list[str] | None = None
+) -> Split:
+    if kind == "random":
+        return _random_split(samples, val_fraction, seed)
+    if kind == "group":
+        if val_groups:
+            return _held_out_groups(samples, set(val_groups))
+        return _random_group_split(samples, val_fraction, seed)
+    raise ValueError(f"unknown split kind {kind!r}")
+
+
+def _random_split(samples: list[Sample], val_fraction: float, seed: int) -> Split:
+    labels = [s.label for s in samples]
+    train, val = train_test_split(samples, test_size=val_fraction, random_state=seed, stratify=labels)
+    return Split(train=list(train), val=list(val))
+
+
+def _held_out_groups(samples: list[Sample], val_groups: set[str]) -> Split:
+    present = {source_group(s.path) for s in samples}
+    missing = sorted(val_groups - present)
+    if missing:
+        raise DatasetError(f"val_groups {missing} match no file (groups found: {sorted(present)[:20]})")
+    split = Split(train=[], val=[])
+    for sample in samples:
+        (split.val if source_group(sample.path) in val_groups else split.train).append(sample)
+    if not split.train:
+        raise DatasetError(f"val_groups {sorted(val_groups)} hold out every file: nothing is left to train on")
+    return split
+
+
+def _random_group_split(samples: list[Sample], val_fraction: float, seed: int) -> Split:
+    """Per class, whole groups go to validation in a seeded random order until ``val_fraction`` is nearest."""
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    for sample in samples:
+        by_class[sample.label][source_group(sample.path)].append(sample)
+    split = Split(train=[], val=[])
+    for label in sorted(by_class):
+        groups = by_class[label]
+        names = sorted(groups)
+        target = val_fraction * sum(len(g) for g in groups.values())
+        held, held_count = set(), 0
+        for name in rng.permutation(names):
+            size = len(groups[name])
+            closer = abs(held_count + size - target) < abs(held_count - target)
+            if closer and len(held) + 1 < len(names):
+                held.add(name)
+                held_count += size
+        for name in names:
+            (split.val if name in held else split.train).extend(groups[name])
+    return split

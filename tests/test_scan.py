@@ -1,0 +1,133 @@
+import csv
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from simpsons_classifier.data.dataset import ImageDataset
+from simpsons_classifier.data.images import load_rgb
+from simpsons_classifier.data.scan import DatasetError, label_from_filename, resolve_root, scan_dataset
+
+from synthetic import draw_character
+
+
+def _modes(tmp_path):
+    """One file per PIL mode, each with a known colour at pixel (0, 0) after conversion."""
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))  # transparent: must become white
+    files = {
+        "rgb.png": (Image.new("RGB", (8, 8), (10, 20, 30)), (10, 20, 30)),
+        "rgba.png": (rgba, (255, 255, 255)),
+        "la.png": (Image.new("LA", (8, 8), (0, 0)), (255, 255, 255)),
+        "l.png": (Image.new("L", (8, 8), 77), (77, 77, 77)),
+        "p.png": (Image.new("RGB", (8, 8), (0, 0, 255)).convert("P"), (0, 0, 255)),
+        "cmyk.jpg": (Image.new("CMYK", (8, 8), (0, 0, 0, 0)), (255, 255, 255)),
+        "i16.png": (Image.fromarray(np.array([[0, 65535]] * 4, dtype=np.uint16)), (0, 0, 0)),
+        "bw.png": (Image.new("1", (8, 8), 1), (255, 255, 255)),
+    }
+    transparent_p = Image.new("P", (8, 8), 1)
+    transparent_p.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    transparent_p.info["transparency"] = 0
+    transparent_p.putpixel((0, 0), 0)
+    files["p_transparent.png"] = (transparent_p, (255, 255, 255))
+    for name, (image, _) in files.items():
+        image.save(tmp_path / name)
+    return {name: expected for name, (_, expected) in files.items()}
+
+
+def test_every_mode_becomes_rgb(tmp_path):
+    for name, expected in _modes(tmp_path).items():
+        image = load_rgb(tmp_path / name)
+        assert image.mode == "RGB", name
+        assert np.allclose(image.getpixel((0, 0)), expected, atol=3), name
+
+
+def _broken_files(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    draw_character(0, 0).save(folder / "good.png")
+    draw_character(0, 1).save(folder / "png_named.txt", format="PNG")  # judged by content, not extension
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    buffer = folder / "full.jpg"
+    draw_character(0, 2, size=256).save(buffer, quality=95)
+    (folder / "truncated.jpg").write_bytes(buffer.read_bytes()[:600])
+    buffer.unlink()
+    draw_character(0, 3, size=256).save(folder / "full.png")
+    (folder / "truncated.png").write_bytes((folder / "full.png").read_bytes()[:300])
+    (folder / "full.png").unlink()
+    os.symlink(folder / "missing.png", folder / "dangling.png")
+
+
+def test_broken_files_are_skipped_counted_and_listed(tmp_path):
+    _broken_files(tmp_path / "data" / "bart")
+    draw_character(1, 0).save(tmp_path / "data" / "bart" / "second.png")
+    result = scan_dataset(tmp_path / "data", progress=False)
+    assert sorted(os.path.basename(s.path) for s in result.samples) == ["good.png", "png_named.txt", "second.png"]
+    reasons = {os.path.basename(s.path): s.reason for s in result.skipped}
+    assert set(reasons) == {"empty.png", "text.jpg", "truncated.jpg", "truncated.png", "dangling.png"}
+    assert reasons["empty.png"] == "empty file"
+    assert "cannot identify" in reasons["text.jpg"]
+    result.write_skipped(tmp_path / "skipped.csv")
+    with open(tmp_path / "skipped.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and all(row["reason"] for row in rows)
+
+
+def test_kaggle_double_nesting_is_walked_through(tmp_path):
+    inner = tmp_path / "simpsons_dataset" / "simpsons_dataset"
+    for c, name in enumerate(["bart_simpson", "homer_simpson"]):
+        (inner / name).mkdir(parents=True)
+        for i in range(3):
+            draw_character(c, i).save(inner / name / f"pic_{i:04d}.jpg")
+    assert resolve_root(tmp_path / "simpsons_dataset") == inner
+    result = scan_dataset(tmp_path / "simpsons_dataset", progress=False)
+    assert result.classes == ["bart_simpson", "homer_simpson"]
+    assert result.class_counts() == {"bart_simpson": 3, "homer_simpson": 3}
+
+
+def test_labels_from_filenames_in_a_flat_test_folder(tmp_path):
+    folder = tmp_path / "kaggle_simpsons_testset"
+    folder.mkdir()
+    for i, name in enumerate(["bart_simpson_12.jpg", "bart_simpson_3.jpg", "lisa_simpson_7.jpg"]):
+        draw_character(i, 0).save(folder / name)
+    assert label_from_filename("mr_burns_42.png") == "mr_burns"
+    result = scan_dataset(folder, labels_from_filenames=True, progress=False)
+    assert result.class_counts() == {"bart_simpson": 2, "lisa_simpson": 1}
+    with pytest.raises(DatasetError, match="--labels-from-filenames"):
+        scan_dataset(folder, progress=False)
+
+
+def test_small_classes_are_dropped_and_reported(tmp_path):
+    for c, count in enumerate([5, 1]):
+        (tmp_path / f"c{c}").mkdir()
+        for i in range(count):
+            draw_character(c, i).save(tmp_path / f"c{c}" / f"{i}.png")
+    result = scan_dataset(tmp_path, min_images_per_class=2, progress=False)
+    assert result.classes == ["c0"] and result.dropped_classes == {"c1": 1}
+
+
+def test_missing_folder_and_folder_without_images(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        scan_dataset(tmp_path / "nope", progress=False)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.jpg").write_text("junk")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(DatasetError, match="no readable image"):
+        scan_dataset(tmp_path, progress=False)
+
+
+def test_dataset_replaces_a_file_that_broke_after_the_scan(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for i in range(2):
+        draw_character(i, 0).save(folder / f"{i}.png")
+    result = scan_dataset(tmp_path, progress=False)
+    (folder / "0.png").write_bytes(b"garbage")
+    dataset = ImageDataset(result.samples, ["c"], transform=lambda image: np.asarray(image))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image, target = dataset[0]
+    assert target == 0 and image.shape == (48, 48, 3)
+    assert any("0.png" in str(w.message) for w in caught)

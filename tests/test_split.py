@@ -1,0 +1,55 @@
+from collections import Counter
+
+import pytest
+
+from simpsons_classifier.data.scan import DatasetError, Sample
+from simpsons_classifier.data.split import Split, make_split, source_group
+
+
+def _samples(classes=5, sources=("dreamworld", "bw_front", "bw_front_shiny", "bw_back", "gen7x_regular",
+                                 "gen7x_shiny", "icon_regular"), per_source=3):
+    return [Sample(f"/d/c{c}/{s}__{i}.png", f"c{c}") for c in range(classes) for s in sources for i in range(per_source)]
+
+
+def test_source_group_merges_variants():
+    assert source_group("/x/bw_front_shiny__2.png") == "bw_front"
+    assert source_group("gen7x_regular__0.png") == source_group("gen7x_shiny__0.png") == "gen7x"
+    assert source_group("/x/pic_0001.jpg") == "pic_0001"
+
+
+def test_random_split_is_stratified_seeded_and_disjoint():
+    samples = _samples()
+    split = make_split(samples, "random", 0.3, seed=1)
+    assert sorted(map(str, split.train + split.val)) == sorted(map(str, samples))
+    per_class_val = Counter(s.label for s in split.val)
+    assert all(abs(n - 0.3 * 21) <= 1 for n in per_class_val.values())
+    assert make_split(samples, "random", 0.3, seed=1) == split
+    assert make_split(samples, "random", 0.3, seed=2) != split
+
+
+def test_group_split_never_puts_a_group_on_both_sides():
+    samples = _samples()
+    split = make_split(samples, "group", 0.3, seed=0)
+    train_groups = {(s.label, source_group(s.path)) for s in split.train}
+    val_groups = {(s.label, source_group(s.path)) for s in split.val}
+    assert not train_groups & val_groups
+    assert len(split.train) + len(split.val) == len(samples)
+    for c in range(5):
+        val_share = sum(s.label == f"c{c}" for s in split.val) / 21
+        assert 0.1 < val_share < 0.5
+        assert any(s.label == f"c{c}" for s in split.train)
+    assert make_split(samples, "group", 0.3, seed=0) == split
+
+
+def test_group_split_can_hold_out_named_sources():
+    split = make_split(_samples(), "group", 0.3, seed=0, val_groups=["dreamworld", "gen7x"])
+    assert {source_group(s.path) for s in split.val} == {"dreamworld", "gen7x"}
+    assert "gen7x" not in {source_group(s.path) for s in split.train}
+    with pytest.raises(DatasetError, match="match no file"):
+        make_split(_samples(), "group", 0.3, seed=0, val_groups=["photos"])
+
+
+def test_split_file_round_trips(tmp_path):
+    split = make_split(_samples(), "group", 0.3, seed=0)
+    split.write(tmp_path / "split.csv")
+    assert Split.read(tmp_path / "split.csv") == split
