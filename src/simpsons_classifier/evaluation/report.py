@@ -1,0 +1,98 @@
+"""The evaluation files of a run, computed from logits and targets with scikit-learn."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from ..training.validate import score_sums, scores_from_sums
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+MOST_CONFUSED_PAIRS = 20
+
+
+def write_report(
+    logits: torch.Tensor, targets: torch.Tensor, classes: list[str], out_dir: str | Path, extra: dict | None = None
+) -> dict:
+    """Write metrics.json, per_class.csv, confusion_matrix.csv/.png and confused_pairs.csv; return the metrics."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_true = targets.numpy()
+    y_pred = logits.argmax(dim=1).numpy() if len(targets) else np.empty(0, dtype=int)
+    labels = list(range(len(classes)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    present = support > 0
+    metrics = {
+        **scores_from_sums(score_sums(logits, targets)),
+        "num_images": int(len(targets)),
+        "num_classes": len(classes),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+        **(extra or {}),
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _write_rows(
+        out_dir / "per_class.csv",
+        ["class", "precision", "recall", "f1", "support"],
+        [[c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", int(s)] for c, p, r, f, s in zip(classes, precision, recall, f1, support)],
+    )
+    _write_rows(out_dir / "confusion_matrix.csv", ["true \\ predicted", *classes],
+                [[c, *row] for c, row in zip(classes, matrix.tolist())])
+    _write_rows(out_dir / "confused_pairs.csv", ["true", "predicted", "count", "fraction_of_true"],
+                confused_pairs(matrix, classes))
+    plot_confusion_matrix(matrix, classes, out_dir / "confusion_matrix.png")
+    return metrics
+
+
+def confused_pairs(matrix: np.ndarray, classes: list[str], top: int = MOST_CONFUSED_PAIRS) -> list[list]:
+    """The largest off-diagonal cells, each direction on its own row (A taken for B and B taken for A)."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:top]
+    rows = []
+    for flat in order:
+        true, pred = np.unravel_index(flat, off.shape)
+        if off[true, pred] == 0:
+            break
+        rows.append([classes[true], classes[pred], int(off[true, pred]), f"{off[true, pred] / matrix[true].sum():.3f}"])
+    return rows
+
+
+def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], path: str | Path) -> None:
+    """Row-normalised (recall per class) so rare and common classes read alike; counts written in the cells."""
+    n = len(classes)
+    totals = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    side = max(6.0, 0.28 * n + 3)
+    fig, ax = plt.subplots(figsize=(side, side))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), classes, rotation=90, fontsize=7 if n > 20 else 9)
+    ax.set_yticks(range(n), classes, fontsize=7 if n > 20 else 9)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for true, pred in zip(*np.nonzero(matrix)):
+        colour = "white" if normalised[true, pred] > 0.5 else "black"
+        ax.text(pred, true, str(matrix[true, pred]), ha="center", va="center", fontsize=6 if n > 20 else 8, color=colour)
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="fraction of the true class")
+    ax.set_title(f"confusion matrix ({int(matrix.sum())} images)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _write_rows(path: Path, header: list, rows: list[list]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)

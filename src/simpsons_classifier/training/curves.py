@@ -1,0 +1,53 @@
+"""``RUN/metrics.csv`` (one row per epoch) and its picture ``RUN/curves.png``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, float]]:
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+
+
+def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: int(row[k]) if k == "epoch" else f"{row[k]:.6g}" for k in COLUMNS})
+
+
+def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
+    """Losses on the left, validation accuracy on the right, learning rate as a dotted line."""
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
+    loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("cross-entropy")
+    loss_ax.legend()
+    acc_ax.plot(epochs, [100 * r["val_top1"] for r in rows], "o-", label="top-1")
+    acc_ax.plot(epochs, [100 * r["val_top5"] for r in rows], "o-", label="top-5")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("validation accuracy (%)")
+    acc_ax.set_ylim(0, 100)
+    acc_ax.legend(loc="lower right")
+    lr_ax = acc_ax.twinx()
+    lr_ax.plot(epochs, [r["lr"] for r in rows], ":", color="grey")
+    lr_ax.set_ylabel("head learning rate", color="grey")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
