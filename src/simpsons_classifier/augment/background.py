@@ -1,0 +1,271 @@
+"""Background mixing: paste the character of a training image onto a random background.
+
+The classifier must recognise a character whatever is behind them. Training images come in two kinds: sprites
+and studio shots on a flat backdrop, where the character can be cut out exactly, and full scenes (most Simpsons
+frames), where no cut-out is possible without a segmentation model. :class:`BackgroundMixing` handles both; see
+its docstring. :func:`load_backgrounds` supplies the backgrounds, from a user folder or from a built-in set that
+needs no download.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as nnf
+from scipy import ndimage
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+log = logging.getLogger(__name__)
+
+# --- foreground mask ---
+BORDER_BAND_FRACTION = 0.02
+"""Width of the image border used to estimate the backdrop colour, as a fraction of the shorter side."""
+BACKDROP_TOLERANCE = 0.1
+"""A pixel matches the backdrop when no channel differs from the border's median colour by more than this
+(colours in [0, 1])."""
+FLAT_BORDER_MIN_FRACTION = 0.8
+"""The border counts as flat (an exact cut-out is possible) when at least this fraction of it matches the backdrop;
+sprites touching an edge of the image still leave most of the border flat."""
+MIN_FOREGROUND_FRACTION = 0.02
+"""An exact cut-out keeping less of the image than this is not trusted (e.g. a blank image); the soft mask is used."""
+MASK_DILATION_PX = 2
+"""The exact foreground is grown by this many pixels so anti-aliased outlines stay with the character."""
+MASK_FEATHER_SIGMA_PX = 1.0
+"""Gaussian feathering of the exact mask's edge, in pixels."""
+SOFT_MASK_INNER_RADIUS = 0.5
+SOFT_MASK_OUTER_RADIUS = 1.0
+"""The soft mask is 1 inside the centred ellipse of this relative radius (1 = touching the image's edges), falls
+smoothly to 0 at the outer radius and is 0 beyond it (the corners)."""
+
+# --- background sampling ---
+BACKGROUND_ZOOM = (0.5, 1.0)
+"""Side of the background crop as a fraction of the largest crop of the image's aspect ratio that fits."""
+BACKGROUND_FLIP_PROB = 0.5
+BACKGROUND_JITTER = (0.4, 0.4, 0.4, 0.1)
+"""ColorJitter (brightness, contrast, saturation, hue) applied to every background so no background is seen twice
+with the same colours."""
+
+# --- built-in backgrounds ---
+BUILTIN_PHOTOS = (
+    "astronaut.png",
+    "coffee.png",
+    "chelsea.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+)
+"""Photographs shipped inside the scikit-image wheel (``skimage/data``), read as files, so never a download; one
+that a scikit-image version does not ship is skipped."""
+BUILTIN_PROCEDURAL_SEED = 1234
+"""Seed of the procedural backgrounds, so the built-in set is the same on every run."""
+PROCEDURAL_GRADIENTS = 4
+PROCEDURAL_NOISE_FIELDS = 4
+PROCEDURAL_ASPECT = 4 / 3
+NOISE_CELL_PX = 16
+"""Side of one cell of the coarse random field that is upsampled into a smooth noise background."""
+NOISE_BLUR_SIGMA_PX = 4.0
+
+
+class BackgroundMixing(v2.Transform):
+    """With probability ``p``, replace what is behind the character with a random background.
+
+    "Mixing" is ``out = mask * image + (1 - mask) * background``, where ``mask`` estimates the character:
+
+    * **Flat border** (sprites on white, studio shots): the backdrop colour is the median of a thin border band.
+      Background is every pixel that matches that colour *and* is connected to the border, so enclosed regions of
+      the same colour (the white of the eyes) stay with the character. The mask is the rest, dilated by
+      :data:`MASK_DILATION_PX` to keep anti-aliased outlines and feathered by :data:`MASK_FEATHER_SIGMA_PX`:
+      the character's pixels are kept exactly and the backdrop is replaced.
+    * **Anything else** (full scenes, which is what most Simpsons frames are): no cut-out is possible, so the mask
+      is a soft centred ellipse: the centre of the frame, where the character usually is, is kept, and the
+      scene fades into the new background towards the edges and corners.
+
+    The background is a random crop of one of ``backgrounds`` with the image's aspect ratio (side
+    :data:`BACKGROUND_ZOOM` of the largest that fits), resized to the image, randomly flipped and colour-jittered
+    (:data:`BACKGROUND_JITTER`) so the model cannot learn the backgrounds themselves.
+
+    Accepts a PIL image or a 3-channel image tensor (uint8 or float in [0, 1]) and returns the same kind. Place it
+    before geometric transforms, so that crops and rotations apply to the mixed image. Randomness comes from
+    torch's RNG only.
+    """
+
+    _transformed_types = (PIL.Image.Image, tv_tensors.Image, F.is_pure_tensor)
+
+    def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor], p: float) -> None:
+        super().__init__()
+        if not backgrounds:
+            raise ValueError("BackgroundMixing needs at least one background image")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"BackgroundMixing: p={p} must be in [0, 1]")
+        self.p = p
+        self._backgrounds = [_as_uint8_rgb(background) for background in backgrounds]
+        self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if torch.rand(()) >= self.p:
+            return {"apply": False}
+        height, width = v2.query_size(flat_inputs)
+        background = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
+        bg_height, bg_width = background.shape[-2:]
+        aspect = width / height
+        fit_height, fit_width = (
+            (bg_height, bg_height * aspect) if bg_width / bg_height >= aspect else (bg_width / aspect, bg_width)
+        )
+        zoom = float(torch.empty(()).uniform_(*BACKGROUND_ZOOM))
+        crop_height = max(1, min(bg_height, round(fit_height * zoom)))
+        crop_width = max(1, min(bg_width, round(fit_width * zoom)))
+        return {
+            "apply": True,
+            "background": background,
+            "top": int(torch.randint(bg_height - crop_height + 1, ())),
+            "left": int(torch.randint(bg_width - crop_width + 1, ())),
+            "crop_size": (crop_height, crop_width),
+            "flip": bool(torch.rand(()) < BACKGROUND_FLIP_PROB),
+        }
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not params["apply"]:
+            return inpt
+        is_pil = isinstance(inpt, PIL.Image.Image)
+        image = F.pil_to_tensor(inpt) if is_pil else inpt.as_subclass(torch.Tensor)
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"BackgroundMixing expects a 3-channel C x H x W image, got shape {tuple(image.shape)}")
+        image_float = F.to_dtype(image, torch.float32, scale=True)
+        background = F.resized_crop(
+            params["background"],
+            params["top"],
+            params["left"],
+            *params["crop_size"],
+            size=list(image.shape[-2:]),
+            antialias=True,
+        )
+        if params["flip"]:
+            background = F.horizontal_flip(background)
+        background = F.to_dtype(self._jitter(background), torch.float32, scale=True)
+        mask = foreground_mask(image_float)
+        mixed = F.to_dtype(torch.lerp(background, image_float, mask), image.dtype, scale=True)
+        if is_pil:
+            return F.to_pil_image(mixed)
+        return tv_tensors.wrap(mixed, like=inpt) if isinstance(inpt, tv_tensors.Image) else mixed
+
+
+def foreground_mask(image: torch.Tensor) -> torch.Tensor:
+    """Soft 1 x H x W mask in [0, 1] of the character in a float 3 x H x W image in [0, 1] (see BackgroundMixing)."""
+    height, width = image.shape[-2:]
+    band = max(1, round(BORDER_BAND_FRACTION * min(height, width)))
+    border = torch.ones(height, width, dtype=torch.bool)
+    border[band : height - band, band : width - band] = False
+    backdrop_colour = image[:, border].median(dim=1).values
+    matches_backdrop = (image - backdrop_colour[:, None, None]).abs().amax(dim=0) <= BACKDROP_TOLERANCE
+    if matches_backdrop[border].float().mean() >= FLAT_BORDER_MIN_FRACTION:
+        regions, _ = ndimage.label(matches_backdrop.numpy())
+        border_regions = np.unique(regions[border.numpy()])
+        backdrop = np.isin(regions, border_regions[border_regions > 0])
+        foreground = torch.from_numpy(~backdrop)
+        if foreground.float().mean() >= MIN_FOREGROUND_FRACTION:
+            return _dilate_and_feather(foreground)
+    return _soft_ellipse(height, width)
+
+
+def _dilate_and_feather(foreground: torch.Tensor) -> torch.Tensor:
+    size = 2 * MASK_DILATION_PX + 1
+    grown = nnf.max_pool2d(foreground[None, None].float(), size, stride=1, padding=MASK_DILATION_PX)[0]
+    kernel = 2 * math.ceil(3 * MASK_FEATHER_SIGMA_PX) + 1
+    return F.gaussian_blur(grown, [kernel, kernel], [MASK_FEATHER_SIGMA_PX, MASK_FEATHER_SIGMA_PX])
+
+
+def _soft_ellipse(height: int, width: int) -> torch.Tensor:
+    ys = torch.linspace(-1.0, 1.0, height)[:, None]
+    xs = torch.linspace(-1.0, 1.0, width)[None, :]
+    radius = torch.sqrt(ys**2 + xs**2)
+    t = ((SOFT_MASK_OUTER_RADIUS - radius) / (SOFT_MASK_OUTER_RADIUS - SOFT_MASK_INNER_RADIUS)).clamp(0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t))[None]
+
+
+def _as_uint8_rgb(background: PIL.Image.Image | torch.Tensor) -> torch.Tensor:
+    if isinstance(background, PIL.Image.Image):
+        return F.pil_to_tensor(background.convert("RGB"))
+    return F.to_dtype(background.as_subclass(torch.Tensor), torch.uint8, scale=True)
+
+
+def load_backgrounds(background_dir: str | None, size_hint: int = 256) -> list[PIL.Image.Image]:
+    """RGB background images, each shrunk so its shorter side is at most ``size_hint``.
+
+    From ``background_dir`` (searched recursively; files PIL cannot read are skipped) when given, else the
+    built-in set: the photographs bundled in scikit-image (:data:`BUILTIN_PHOTOS`) plus smooth colour gradients
+    and blurred colour noise. Nothing is downloaded.
+    """
+    if background_dir is None:
+        return _builtin_photos(size_hint) + _procedural_backgrounds(size_hint)
+    return _folder_images(Path(background_dir), size_hint)
+
+
+def _folder_images(folder: Path, size_hint: int) -> list[PIL.Image.Image]:
+    if not folder.is_dir():
+        raise ValueError(f"background_dir {str(folder)!r} is not a folder")
+    images, unreadable = [], []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            with PIL.Image.open(path) as image:
+                images.append(_shrink(image.convert("RGB"), size_hint))
+        except (OSError, ValueError, PIL.Image.DecompressionBombError):
+            unreadable.append(path)
+    if unreadable:
+        log.warning("background_dir %s: skipped %d unreadable file(s), e.g. %s", folder, len(unreadable), unreadable[0])
+    if not images:
+        raise ValueError(f"background_dir {str(folder)!r} contains no readable image")
+    return images
+
+
+def _builtin_photos(size_hint: int) -> list[PIL.Image.Image]:
+    data = resources.files("skimage.data")
+    images = []
+    for name in BUILTIN_PHOTOS:
+        if not (data / name).is_file():
+            log.warning("built-in background %s is not in this scikit-image; skipped", name)
+            continue
+        with resources.as_file(data / name) as path, PIL.Image.open(path) as image:
+            images.append(_shrink(image.convert("RGB"), size_hint))
+    return images
+
+
+def _procedural_backgrounds(size: int) -> list[PIL.Image.Image]:
+    generator = torch.Generator().manual_seed(BUILTIN_PROCEDURAL_SEED)
+    height, width = size, round(size * PROCEDURAL_ASPECT)
+    ys = torch.linspace(0.0, 1.0, height)[:, None]
+    xs = torch.linspace(0.0, 1.0, width)[None, :]
+    images = []
+    for _ in range(PROCEDURAL_GRADIENTS):
+        start, end = torch.rand(2, 3, 1, 1, generator=generator)
+        angle = float(torch.rand((), generator=generator)) * 2 * math.pi
+        ramp = xs * math.cos(angle) + ys * math.sin(angle)
+        ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
+        images.append(torch.lerp(start, end, ramp))
+    sigma = NOISE_BLUR_SIGMA_PX
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    for _ in range(PROCEDURAL_NOISE_FIELDS):
+        coarse = torch.rand(3, height // NOISE_CELL_PX + 1, width // NOISE_CELL_PX + 1, generator=generator)
+        smooth = F.resize(coarse, [height, width], interpolation=v2.InterpolationMode.BICUBIC, antialias=False)
+        images.append(F.gaussian_blur(smooth.clamp(0.0, 1.0), [kernel, kernel], [sigma, sigma]))
+    return [F.to_pil_image(F.to_dtype(image, torch.uint8, scale=True)) for image in images]
+
+
+def _shrink(image: PIL.Image.Image, size_hint: int) -> PIL.Image.Image:
+    scale = size_hint / min(image.size)
+    if scale >= 1:
+        return image
+    return image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), PIL.Image.BILINEAR)

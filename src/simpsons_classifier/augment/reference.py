@@ -1,0 +1,137 @@
+"""The reference per-sample augmentation, built with torchvision.transforms.v2.
+
+Each training sample gets the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one.
+:func:`build_train_transform` is the seam: it is the one place that turns a Config into the per-sample train
+transform, so another augmentation engine can replace it and be checked against this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import PIL.Image
+import torch
+from torchvision.transforms import v2
+
+from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
+from simpsons_classifier.config import Config
+
+# --- weak pipeline ---
+WEAK_CROP_SCALE = (0.7, 1.0)
+WEAK_FLIP_PROB = 0.5
+WEAK_COLOR_JITTER = (0.1, 0.1, 0.1, 0.02)
+"""ColorJitter (brightness, contrast, saturation, hue)."""
+
+# --- strong pipeline, in the order applied ---
+STRONG_CROP_SCALE = (0.35, 1.0)
+ROTATION_DEGREES = 15.0
+PERSPECTIVE_DISTORTION = 0.2
+PERSPECTIVE_PROB = 0.3
+ELASTIC_ALPHA = 30.0
+ELASTIC_SIGMA = 5.0
+ELASTIC_PROB = 0.25
+"""ElasticTransform is the slowest step, so it is applied to a quarter of the strong samples only."""
+STRONG_COLOR_JITTER = (0.3, 0.3, 0.3, 0.05)
+GRAYSCALE_PROB = 0.1
+INVERT_PROB = 0.05
+SOLARIZE_THRESHOLD = 0.5
+"""On float images in [0, 1]."""
+SOLARIZE_PROB = 0.05
+BLUR_KERNEL_SIZE = 5
+BLUR_PROB = 0.2
+ERASING_PROB = 0.25
+"""RandomErasing runs after normalisation, so erased areas are 0: the mean colour."""
+
+
+class WeakOrStrong(v2.Transform):
+    """Send each sample through ``strong`` with probability ``p_strong``, else through ``weak``.
+
+    The choice is drawn from torch's RNG (one ``torch.rand`` per call, whatever ``p_strong``), so seeding torch
+    (or a DataLoader's per-worker seeding) makes it reproducible.
+    """
+
+    def __init__(self, weak: Callable, strong: Callable, p_strong: float) -> None:
+        super().__init__()
+        if not 0.0 <= p_strong <= 1.0:
+            raise ValueError(f"WeakOrStrong: p_strong={p_strong} must be in [0, 1]")
+        self.weak = weak
+        self.strong = strong
+        self.p_strong = p_strong
+
+    def forward(self, *inputs):
+        pipeline = self.strong if torch.rand(()) < self.p_strong else self.weak
+        return pipeline(*inputs)
+
+
+def weak_pipeline(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    """Gentle crop, horizontal flip and mild colour jitter: PIL image -> normalised float tensor."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(cfg.image_size, scale=WEAK_CROP_SCALE, antialias=True),
+            v2.RandomHorizontalFlip(WEAK_FLIP_PROB),
+            v2.ColorJitter(*WEAK_COLOR_JITTER),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+            v2.ToPureTensor(),
+        ]
+    )
+
+
+def strong_pipeline(
+    cfg: Config, backgrounds: Sequence[PIL.Image.Image], mean: Sequence[float], std: Sequence[float]
+) -> v2.Compose:
+    """Background mixing, heavy geometry and colour, blur and erasing: PIL image -> normalised float tensor.
+
+    Background mixing is left out when ``cfg.background_mix_prob`` is 0.
+    """
+    mixing = [BackgroundMixing(backgrounds, cfg.background_mix_prob)] if cfg.background_mix_prob > 0 else []
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            *mixing,
+            v2.RandomResizedCrop(cfg.image_size, scale=STRONG_CROP_SCALE, antialias=True),
+            v2.RandomRotation(ROTATION_DEGREES, interpolation=v2.InterpolationMode.BILINEAR),
+            v2.RandomPerspective(PERSPECTIVE_DISTORTION, p=PERSPECTIVE_PROB),
+            v2.RandomApply([v2.ElasticTransform(alpha=ELASTIC_ALPHA, sigma=ELASTIC_SIGMA)], p=ELASTIC_PROB),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.ColorJitter(*STRONG_COLOR_JITTER),
+            v2.RandomGrayscale(GRAYSCALE_PROB),
+            v2.RandomInvert(INVERT_PROB),
+            v2.RandomSolarize(SOLARIZE_THRESHOLD, p=SOLARIZE_PROB),
+            v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL_SIZE)], p=BLUR_PROB),
+            v2.Normalize(mean, std),
+            v2.RandomErasing(ERASING_PROB),
+            v2.ToPureTensor(),
+        ]
+    )
+
+
+def build_train_transform(
+    cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]
+) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """The per-sample train transform: RGB PIL image (any size) -> float 3 x image_size x image_size, normalised.
+
+    Backgrounds for mixing come from ``cfg.background_dir`` or the built-in set; they are loaded (and a bad
+    ``background_dir`` refused) whenever ``cfg.background_mix_prob`` is above 0.
+    """
+    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
+    return WeakOrStrong(
+        weak_pipeline(cfg, mean, std), strong_pipeline(cfg, backgrounds, mean, std), cfg.strong_aug_prob
+    )
+
+
+def build_eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """Shorter side resized to ``image_size``, centre crop ``image_size``, float tensor, normalised."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(image_size, antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+            v2.ToPureTensor(),
+        ]
+    )

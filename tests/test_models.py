@@ -1,0 +1,81 @@
+import huggingface_hub.constants
+import pytest
+import torch
+from skimage import data as skdata
+
+from simpsons_classifier.models import (
+    WeightsError,
+    create_model,
+    data_config,
+    param_groups,
+    set_trainable_stages,
+    stage_modules,
+)
+
+TABBY_CAT = 281  # ImageNet class index; 281-285 are the domestic cats
+
+
+def test_unknown_backbone_is_refused():
+    with pytest.raises(WeightsError, match="unknown backbone 'resnet1001'"):
+        create_model("resnet1001", 3)
+
+
+def test_packaged_efficientnet_lite0_weights_recognise_a_cat():
+    model = create_model("efficientnet_lite0", 1000, weights="imagenet").eval()
+    norm = data_config(model)
+    image = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1).float() / 255
+    image = torch.nn.functional.interpolate(image[None], size=(224, 224), mode="bilinear", antialias=True)
+    image = (image - torch.tensor(norm["mean"])[:, None, None]) / torch.tensor(norm["std"])[:, None, None]
+    with torch.no_grad():
+        top5 = model(image).softmax(1).topk(5).indices[0].tolist()
+    assert top5[0] in range(281, 286), top5
+    assert TABBY_CAT in top5
+
+
+def test_imagenet_weights_get_a_new_head_of_the_right_size():
+    model = create_model("efficientnet_lite0", 7, weights="imagenet")
+    assert model.get_classifier().out_features == 7
+
+
+def test_imagenet_download_fails_fast_offline_naming_the_alternatives(monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(WeightsError, match=r"weights=none.*efficientnet_lite0"):
+        create_model("resnet10t", 3, weights="imagenet")
+
+
+def test_weights_from_a_file_keep_the_backbone_and_drop_a_mismatched_head(tmp_path):
+    source = create_model("resnet10t", 10)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "w.pth")
+    model = create_model("resnet10t", 3, weights=str(tmp_path / "w.pth"))
+    assert torch.equal(model.conv1[0].weight, source.conv1[0].weight)
+    assert model.fc.out_features == 3
+    with pytest.raises(WeightsError, match="do not fit resnet18"):
+        create_model("resnet18", 3, weights=str(tmp_path / "w.pth"))
+    with pytest.raises(WeightsError, match="no such file"):
+        create_model("resnet10t", 3, weights=str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize(
+    "backbone, head, last_stage",
+    [
+        ("resnet10t", {"fc"}, "layer4"),
+        ("efficientnet_lite0", {"classifier", "conv_head", "bn2"}, "blocks.6"),
+    ],
+)
+def test_stages_map_to_each_family(backbone, head, last_stage):
+    model = create_model(backbone, 3)
+    names = {module: name for name, module in model.named_modules()}
+    assert {names[m] for m in stage_modules(model, "head")} == head
+    assert [names[m] for m in stage_modules(model, "last_stage")] == [last_stage]
+    set_trainable_stages(model, ["head", "last_stage"])
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {h.split(".")[0] for h in head} | {last_stage.split(".")[0]}
+
+
+def test_parameter_groups_split_head_and_backbone_learning_rates():
+    model = create_model("resnet10t", 3)
+    groups = param_groups(model, lr=1e-3, backbone_lr_mult=0.1)
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(1e-4)]
+    head_ids = {id(p) for p in model.fc.parameters()}
+    assert {id(p) for p in groups[0]["params"]} == head_ids
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))

@@ -1,0 +1,107 @@
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from synthetic import make_dataset, tiny_config
+
+from simpsons_classifier.models import create_model, set_trainable_stages
+from simpsons_classifier.models.stages import freeze_frozen_norms
+from simpsons_classifier.training import checkpoint, trainer
+from simpsons_classifier.training.trainer import RunExistsError, active_stages, resume, train
+
+
+def _trainable_modules(model):
+    return {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_freezing_schedule_head_then_last_stage():
+    config = tiny_config(unfreeze_epoch=5)
+    model = create_model("resnet10t", 3)
+    seen = {}
+    for epoch in (0, 4, 5):
+        set_trainable_stages(model, active_stages(config, epoch))
+        model.zero_grad(set_to_none=True)
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        seen[epoch] = {name.split(".")[0] for name, p in model.named_parameters() if p.grad is not None}
+    assert seen[0] == seen[4] == {"fc"}
+    assert seen[5] == {"fc", "layer4"}
+
+
+def test_frozen_batchnorm_statistics_do_not_move():
+    model = create_model("efficientnet_lite0", 3)
+    set_trainable_stages(model, ["head"])
+    model.train()
+    freeze_frozen_norms(model)
+    frozen_before = model.bn1.running_mean.clone()
+    head_before = model.bn2.running_mean.clone()
+    model(torch.randn(4, 3, 32, 32) * 3 + 1)
+    assert torch.equal(model.bn1.running_mean, frozen_before)
+    assert not model.bn1.training
+    assert not torch.equal(model.bn2.running_mean, head_before)  # the head's own norm still learns
+
+
+def test_a_run_writes_its_files_and_best_holds_the_ema_weights(tmp_path, dataset):
+    run = train(tiny_config(epochs=1), dataset, tmp_path / "run", progress=False)
+    for name in ("config.yaml", "split.csv", "skipped.csv", "dataset.json", "metrics.csv", "curves.png",
+                 "best.pt", "last.pt"):
+        assert (run / name).is_file(), name
+    last = checkpoint.read(run / "last.pt")
+    best = checkpoint.read(run / "best.pt")
+    assert best["classes"] == [f"{c:03d}_class{c}" for c in range(4)]
+    for key, value in best["model"].items():
+        assert torch.equal(value, last["ema"][key]), key
+    assert any(not torch.equal(v, last["model"][k]) for k, v in best["model"].items() if v.is_floating_point())
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["0"] and 0 <= float(rows[0]["val_top1"]) <= 1
+    optimizer = last["optimizer"]["param_groups"]
+    assert optimizer[1]["lr"] == pytest.approx(optimizer[0]["lr"] * 0.1)
+    with pytest.raises(RunExistsError, match="--resume"):
+        train(tiny_config(epochs=1), dataset, run, progress=False)
+
+
+def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, dataset, monkeypatch):
+    config = tiny_config(epochs=3, unfreeze_epoch=1, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=1.0)
+    straight = train(config, dataset, tmp_path / "straight", progress=False)
+
+    real_epoch = trainer._train_one_epoch
+
+    def interrupted(*args, **kwargs):
+        if args[9] == 1:  # the epoch argument: stop as a Ctrl-C would, during the second epoch
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, dataset, tmp_path / "resumed", progress=False)
+    assert checkpoint.read(tmp_path / "resumed" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(trainer, "_train_one_epoch", real_epoch)
+    resume(tmp_path / "resumed", progress=False)
+
+    a = checkpoint.read(straight / "last.pt")
+    b = checkpoint.read(tmp_path / "resumed" / "last.pt")
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert a["optimizer"]["param_groups"][0]["lr"] == b["optimizer"]["param_groups"][0]["lr"]
+    with open(tmp_path / "resumed" / "metrics.csv") as handle:
+        assert [r["epoch"] for r in csv.DictReader(handle)] == ["0", "1", "2"]
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_on_gloo(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=2)
+    overrides = [f"{k}={v}" for k, v in tiny_config(epochs=2).to_dict().items() if k not in ("val_groups", "background_dir")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "simpsons_classifier", "train", "--data", str(data), "--out", str(tmp_path / "run")]
+    for override in overrides:
+        command += ["--set", override]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 2/2" in result.stdout and result.stdout.count("epoch 2/2") == 1  # only rank 0 prints
+    assert checkpoint.read(tmp_path / "run" / "last.pt")["epoch"] == 2
+    assert (tmp_path / "run" / "eval" / "metrics.json").is_file()
