@@ -50,4 +50,5 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     if skipped:
         write_skipped(out_dir / "skipped.csv", skipped)
-    return write_report(logits, targets, loaded.classes, out_dir, extra={"num_skipped": len(skipped)})
+    return write_report(logits, targets, loaded.classes, out_dir, extra={"num_skipped": len(skipped)},
+                        paths=[s.path for s in samples])

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from ..data.split import source_group
 from ..training.validate import score_sums, scores_from_sums
 
 matplotlib.use("Agg")
@@ -20,9 +21,17 @@ MOST_CONFUSED_PAIRS = 20
 
 
 def write_report(
-    logits: torch.Tensor, targets: torch.Tensor, classes: list[str], out_dir: str | Path, extra: dict | None = None
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    classes: list[str],
+    out_dir: str | Path,
+    extra: dict | None = None,
+    paths: list[str] | None = None,
 ) -> dict:
-    """Write metrics.json, per_class.csv, confusion_matrix.csv/.png and confused_pairs.csv; return the metrics."""
+    """Write metrics.json, per_class.csv, confusion_matrix.csv/.png and confused_pairs.csv; return the metrics.
+
+    With the images' ``paths``: also predictions.csv (one row per image) and, when file names carry a source
+    group (``SOURCE__i.png``), per_group.csv: accuracy per drawing source, which a pooled number hides."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     y_true = targets.numpy()
@@ -41,6 +50,15 @@ def write_report(
         "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         **(extra or {}),
     }
+    if paths is not None:
+        probabilities = logits.softmax(dim=1)
+        _write_rows(out_dir / "predictions.csv", ["path", "true", "predicted", "probability", "true_probability"],
+                    [[p, classes[t], classes[y], f"{probabilities[i, y]:.4f}", f"{probabilities[i, t]:.4f}"]
+                     for i, (p, t, y) in enumerate(zip(paths, y_true, y_pred))])
+        if any("__" in Path(p).name for p in paths):
+            metrics["per_group_top1"] = per_group_accuracy(paths, y_true == y_pred)
+            _write_rows(out_dir / "per_group.csv", ["group", "images", "top1"],
+                        [[g, n, f"{a:.4f}"] for g, (n, a) in metrics["per_group_top1"].items()])
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _write_rows(
         out_dir / "per_class.csv",
@@ -53,6 +71,13 @@ def write_report(
                 confused_pairs(matrix, classes))
     plot_confusion_matrix(matrix, classes, out_dir / "confusion_matrix.png")
     return metrics
+
+
+def per_group_accuracy(paths: list[str], correct: np.ndarray) -> dict[str, tuple[int, float]]:
+    """Source group -> (images, top-1), largest group first."""
+    groups = np.array([source_group(p) for p in paths])
+    result = {g: (int((groups == g).sum()), float(correct[groups == g].mean())) for g in set(groups)}
+    return dict(sorted(result.items(), key=lambda item: -item[1][0]))
 
 
 def confused_pairs(matrix: np.ndarray, classes: list[str], top: int = MOST_CONFUSED_PAIRS) -> list[list]:

@@ -1,0 +1,8 @@
+"""Sub-commands of ``simpsons``; each module has ``register(subparsers)``."""
+
+import argparse
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of config keys (see configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key")
