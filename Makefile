@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 DEMO_DATA ?= data/standin
 DEMO_RUN ?= runs/demo
 
-.PHONY: install demo test clean
+.PHONY: install demo test browser clean
 
 install: $(INSTALLED)
 
@@ -21,8 +21,12 @@ demo: $(INSTALLED)
 	rm -rf $(DEMO_RUN)
 	$(BIN)/simpsons train --data $(DEMO_DATA) --out $(DEMO_RUN) --config configs/demo.yaml
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the browser tests, from Debian's packages (Playwright drives it; it downloads nothing).
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV) runs data .pytest_cache
