@@ -105,3 +105,36 @@ def test_two_process_torchrun_on_gloo(tmp_path):
     assert "epoch 2/2" in result.stdout and result.stdout.count("epoch 2/2") == 1  # only rank 0 prints
     assert checkpoint.read(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert (tmp_path / "run" / "eval" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_probe_head_classifies_the_training_images_before_fine_tuning(tmp_path, classes):
+    from torch.utils.data import DataLoader
+
+    from simpsons_classifier.augment import build_eval_transform
+    from simpsons_classifier.data.dataset import ImageDataset
+    from simpsons_classifier.data.scan import scan_dataset
+    from simpsons_classifier.training.probe import fit_probe_head
+
+    data = make_dataset(tmp_path / "data", classes=classes)
+    scan = scan_dataset(data, progress=False)
+    torch.manual_seed(0)
+    model = create_model("resnet10t", classes).eval()
+    loader = DataLoader(ImageDataset(scan.samples, scan.classes, build_eval_transform(32, (0.5,) * 3, (0.5,) * 3)),
+                        batch_size=16)
+    images, targets = next(iter(DataLoader(loader.dataset, batch_size=len(scan.samples))))
+    with torch.no_grad():
+        before = (model(images).argmax(1) == targets).float().mean().item()
+    probe_accuracy = fit_probe_head(model, loader, torch.device("cpu"), progress=False)
+    with torch.no_grad():
+        after = (model(images).argmax(1) == targets).float().mean().item()
+    assert after == pytest.approx(probe_accuracy)  # the folded linear layer reproduces the probe exactly
+    assert after > 1.5 / classes and after > before
+
+
+def test_probe_run_keeps_frozen_batchnorm_statistics(tmp_path, dataset):
+    run = train(tiny_config(epochs=1, unfreeze_epoch=5, head_init="probe"), dataset, tmp_path / "run",
+                progress=False)
+    weights = checkpoint.read(run / "last.pt")["model"]
+    assert torch.equal(weights["bn1.running_mean"], torch.zeros_like(weights["bn1.running_mean"]))
+    assert torch.equal(weights["layer4.0.bn1.running_var"], torch.ones_like(weights["layer4.0.bn1.running_var"]))

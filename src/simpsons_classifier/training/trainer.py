@@ -32,6 +32,7 @@ from ..models import create_model, data_config, param_groups, set_trainable_stag
 from ..models.stages import freeze_frozen_norms
 from . import checkpoint, distributed
 from .curves import plot_curves, read_metrics, write_metrics
+from .probe import fit_probe_head
 from .validate import autocast, predict, score_sums, scores_from_sums
 
 CONFIG_FILE = "config.yaml"
@@ -115,6 +116,14 @@ def _fit(
     )
     workers = _num_workers(config, ctx)
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers)
+    if resume_state is None and config.head_init == "probe":
+        plain_train_set = ImageDataset(data.split.train, data.classes, val_set.transform, decode_size=config.image_size)
+        plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers)
+        accuracy = fit_probe_head(model, plain_loader, ctx.device, show)
+        if ctx.is_main:
+            print(f"head initialised by a linear probe on frozen features (training accuracy {100 * accuracy:.1f}%)")
+        if ema is not None:
+            ema.module.load_state_dict(model.state_dict())
 
     start_epoch, best_top1 = 0, -1.0
     if resume_state is not None:
