@@ -66,3 +66,44 @@ def test_command_line_errors_are_clear_and_exit_2(tmp_path, capsys):
     assert "lr must be float" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_tta_views_flip_and_zoom_and_average_probabilities():
+    from simpsons_classifier.evaluation.tta import TTAModel, tta_views, zoom
+
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert torch.equal(zoom(images, 1.0), images)
+    views = tta_views(images)
+    assert len(views) == 4 and torch.equal(views[1], images.flip(-1))
+    assert all(v.shape == images.shape for v in views)
+
+    class LeftBright(torch.nn.Module):
+        """Class 0 when the left half is brighter: flipped views disagree with unflipped ones."""
+
+        def forward(self, x):
+            left, right = x[..., : x.shape[-1] // 2].mean((1, 2, 3)), x[..., x.shape[-1] // 2 :].mean((1, 2, 3))
+            return torch.stack([left - right, right - left], dim=1)
+
+    averaged = TTAModel(LeftBright())(images).exp()
+    assert torch.allclose(averaged.sum(1), torch.ones(2))
+    assert torch.allclose(averaged, torch.full_like(averaged, 0.5), atol=1e-5)  # a flip cancels the evidence
+
+
+def test_robustness_backgrounds_are_fixed_and_the_score_is_written(tmp_path, dataset):
+    from simpsons_classifier.evaluation import evaluate_run
+    from simpsons_classifier.evaluation.robustness import pasting_transform, seeded, unseen_backgrounds
+    from simpsons_classifier.training import train
+
+    first, second = unseen_backgrounds(), unseen_backgrounds()
+    assert len(first) == 18 and all((a.tobytes() == b.tobytes()) for a, b in zip(first, second))
+    sprite = Image.open(next(dataset.glob("*/dreamworld__0.png"))).convert("RGB")
+    seeded()
+    pasted = pasting_transform(lambda image: image)(sprite)
+    assert pasted.getpixel((0, 0)) != (255, 255, 255)  # the white backdrop was replaced
+    assert pasted.getpixel((24, 24)) == sprite.getpixel((24, 24))  # the character was kept
+
+    run = train(tiny_config(epochs=1), dataset, tmp_path / "run", progress=False)
+    metrics = evaluate_run(run, robustness=True, progress=False)
+    again = evaluate_run(run, robustness=True, progress=False)
+    assert 0 <= metrics["robustness_top1"] <= 1 and metrics["robustness_top1"] == again["robustness_top1"]
+    assert json.loads((run / "eval" / "metrics.json").read_text())["robustness_top1"] == metrics["robustness_top1"]

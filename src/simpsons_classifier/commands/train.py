@@ -37,5 +37,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"\ninterrupted: continue with  simpsons train --resume {args.out}", file=sys.stderr)
             return 130
     if int(os.environ.get("RANK", "0")) == 0:
-        evaluate_and_print(run_dir)
+        calibrate_and_print(run_dir)  # first, so that the evaluation reports what the stored threshold accepts
+        evaluate_and_print(run_dir, robustness=True)
     return 0
+
+
+def calibrate_and_print(run_dir: os.PathLike) -> None:
+    from ..evaluation.openset import OPENSET_FILE, calibrate_run
+
+    calibration = calibrate_run(run_dir)
+    print(f"unknown-character threshold: {calibration['score']} >= {calibration['threshold']:.3f} accepts "
+          f"{100 * calibration['val_accepted']:.1f}% of validation images ({run_dir}/{OPENSET_FILE})")

@@ -13,7 +13,10 @@ from ..data.run_data import RunData
 from ..data.scan import Skipped, scan_dataset, write_skipped
 from ..training import load_model
 from ..training.validate import predict
+from .openset import openset_report
 from .report import write_report
+from .robustness import pasting_transform, seeded
+from .tta import TTAModel
 
 
 def evaluate_run(
@@ -23,11 +26,16 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    tta: bool = False,
+    robustness: bool = False,
 ) -> dict:
-    """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default ``RUN/eval``)."""
+    """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default ``RUN/eval``, ``RUN/eval-tta`` with ``tta``).
+
+    ``tta`` averages flipped and zoomed views; ``robustness`` adds ``robustness_top1``: top-1 on the same
+    images pasted onto backgrounds never used in training."""
     run_dir = Path(run_dir)
     loaded = load_model(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir / "eval"
+    out_dir = Path(out_dir) if out_dir else run_dir / ("eval-tta" if tta else "eval")
     skipped: list[Skipped] = []
     if data_dir is None:
         samples = RunData.read(run_dir).split.val
@@ -40,15 +48,25 @@ def evaluate_run(
     if not samples:
         raise ValueError(f"nothing to evaluate: no image of a class the model knows ({len(skipped)} skipped)")
     transform = build_eval_transform(loaded.config.image_size, loaded.mean, loaded.std)
-    dataset = ImageDataset(samples, loaded.classes, transform, decode_size=loaded.config.image_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, torch.get_num_threads()))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     memory_format = torch.channels_last if loaded.config.channels_last else torch.contiguous_format
     model = loaded.model.to(device, memory_format=memory_format)
-    logits, targets = predict(model, loader, device, loaded.config.amp, loaded.config.channels_last,
-                              progress=progress, desc="evaluating")
+    model = TTAModel(model) if tta else model
+
+    def run_over(image_transform, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
+        dataset = ImageDataset(samples, loaded.classes, image_transform, decode_size=loaded.config.image_size)
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, torch.get_num_threads()))
+        return predict(model, loader, device, loaded.config.amp, loaded.config.channels_last, progress, desc)
+
+    logits, targets = run_over(transform, "evaluating")
+    extra = {"num_skipped": len(skipped), "tta": tta}
+    if robustness:
+        seeded()
+        pasted_logits, _ = run_over(pasting_transform(transform), "robustness")
+        extra["robustness_top1"] = float((pasted_logits.argmax(1) == targets).float().mean())
+    if data_dir is None and (openset := openset_report(run_dir, out_dir, progress)) is not None:
+        extra["openset"] = openset
     out_dir.mkdir(parents=True, exist_ok=True)
     if skipped:
         write_skipped(out_dir / "skipped.csv", skipped)
-    return write_report(logits, targets, loaded.classes, out_dir, extra={"num_skipped": len(skipped)},
-                        paths=[s.path for s in samples])
+    return write_report(logits, targets, loaded.classes, out_dir, extra=extra, paths=[s.path for s in samples])

@@ -30,3 +30,14 @@ def tta_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Log of the mean probability over the views: a drop-in replacement for ``model(images)``."""
     probabilities = torch.stack([model(view).float().softmax(dim=1) for view in tta_views(images)]).mean(dim=0)
     return probabilities.clamp_min(1e-12).log()
+
+
+class TTAModel(nn.Module):
+    """Wraps a classifier so that ``forward`` returns :func:`tta_logits`; evaluation code needs no other change."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return tta_logits(self.model, images)
