@@ -128,7 +128,7 @@ def test_probe_head_classifies_the_training_images_before_fine_tuning(tmp_path, 
     probe_accuracy = fit_probe_head(model, loader, torch.device("cpu"), progress=False)
     with torch.no_grad():
         after = (model(images).argmax(1) == targets).float().mean().item()
-    assert after == pytest.approx(probe_accuracy)  # the folded linear layer reproduces the probe exactly
+    assert after == pytest.approx(probe_accuracy)  # the classifier now computes the probe exactly
     assert after > 1.5 / classes and after > before
 
 

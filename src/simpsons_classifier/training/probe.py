@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 PROBE_C = 1.0
-"""Inverse L2 strength of the probe on standardised features (scikit-learn's default)."""
+"""Inverse L2 strength of the probe (scikit-learn's default). The features are used as they are, not
+standardised: some pooled channels are nearly constant, and dividing by their tiny spread gives weights that
+turn the smallest change of those channels during fine-tuning into huge logits."""
 PROBE_MAX_ITER = 1000
 
 
@@ -42,11 +43,8 @@ def fit_probe_head(model: nn.Module, loader: DataLoader, device: torch.device, p
     Classes missing from the loader keep a bias far below the others, so they are never predicted by default
     but still learn during fine-tuning."""
     features, targets = pre_logit_features(model, loader, device, progress)
-    scaler = StandardScaler().fit(features)
-    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(scaler.transform(features), targets)
-    # Fold the standardisation into the linear layer: w·(x - mu)/sigma + b = (w/sigma)·x + (b - w·mu/sigma).
-    weight = probe.coef_ / scaler.scale_
-    bias = probe.intercept_ - weight @ scaler.mean_
+    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(features, targets)
+    weight, bias = probe.coef_, probe.intercept_
     classifier = model.get_classifier()
     new_weight = torch.zeros_like(classifier.weight)
     new_bias = torch.full_like(classifier.bias, float(bias.min()) - 10.0)
@@ -57,4 +55,4 @@ def fit_probe_head(model: nn.Module, loader: DataLoader, device: torch.device, p
     new_bias[present] = torch.as_tensor(bias, dtype=new_bias.dtype)
     classifier.weight.data.copy_(new_weight)
     classifier.bias.data.copy_(new_bias)
-    return float(probe.score(scaler.transform(features), targets))
+    return float(probe.score(features, targets))
