@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 
 
 AMP_MODES = ("none", "bf16", "fp16")
+AUGMENT_ENGINES = ("fused", "torchvision")
 SPLIT_KINDS = ("random", "group")
 STAGES = ("head", "last_stage", "all")
 HEAD_INITS = ("random", "probe")
@@ -74,6 +75,11 @@ class Config:
     cutmix_alpha: float = 1.0
     mix_prob: float = 0.5
     """Probability that a batch gets MixUp or CutMix (one of the two with an alpha > 0, picked at random)."""
+    augment_engine: str = "fused"
+    """Per-sample augmentation: ``fused`` (OpenCV, all geometry in one resampling; see benchmarks/augment.py)
+    or ``torchvision`` (the reference implementation, same ranges)."""
+    gpu_augment: bool = False
+    """On a GPU, augment whole batches on the device (per-sample parameters); workers only decode and resize."""
 
     # --- data ---
     split: str = "random"
@@ -83,6 +89,9 @@ class Config:
     """With ``split: group``: hold out exactly these source groups (e.g. ``[dreamworld, gen7x]``) instead of
     a random ``val_fraction`` of each class's groups."""
     min_images_per_class: int = 2
+    holdout_classes: int = 0
+    """Classes (picked with ``seed``) kept out of training and validation entirely; their images go to
+    ``RUN/heldout.csv`` so ``simpsons evaluate`` can measure how well unknown characters are rejected."""
     seed: int = 0
 
     # --- hardware ---
@@ -115,9 +124,11 @@ class Config:
             ("mixup_alpha", self.mixup_alpha >= 0, "must be >= 0"),
             ("cutmix_alpha", self.cutmix_alpha >= 0, "must be >= 0"),
             ("mix_prob", 0 <= self.mix_prob <= 1, "must be in [0, 1]"),
+            ("augment_engine", self.augment_engine in AUGMENT_ENGINES, f"must be one of {AUGMENT_ENGINES}"),
             ("split", self.split in SPLIT_KINDS, f"must be one of {SPLIT_KINDS}"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
             ("min_images_per_class", self.min_images_per_class >= 1, "must be at least 1"),
+            ("holdout_classes", self.holdout_classes >= 0, "must be >= 0"),
             ("amp", self.amp in AMP_MODES, f"must be one of {AMP_MODES}"),
             ("num_workers", self.num_workers is None or self.num_workers >= 0, "must be >= 0 or null"),
         ]

@@ -46,10 +46,11 @@ def evaluate_and_print(
         lines.append(f"  on unseen backgrounds: top-1 {100 * metrics['robustness_top1']:.1f}%")
     if "openset" in metrics:
         openset = metrics["openset"]
-        lines.append(f"  unknown characters ({openset['heldout_images']} held-out images): " + "   ".join(
-            f"{name} AUROC {s['auroc']:.3f} FPR@95%TPR {s['fpr_at_95_tpr']:.3f}" for name, s in openset["scores"].items())
-            + f"   {openset['score']} threshold accepts {100 * openset['known_accepted']:.1f}% known, "
-              f"{100 * openset['heldout_accepted']:.1f}% held-out")
+        lines.append(f"  unknown characters ({openset['heldout_images']} held-out images): the {openset['score']} "
+                     f"threshold accepts {100 * openset['known_accepted']:.1f}% of known and "
+                     f"{100 * openset['heldout_accepted']:.1f}% of held-out images")
+        lines.append("    " + "   ".join(f"{name}: AUROC {s['auroc']:.3f}, FPR at 95% TPR {s['fpr_at_95_tpr']:.3f}"
+                                         for name, s in openset["scores"].items()))
     for group, (images, top1) in metrics.get("per_group_top1", {}).items():
         lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}%")
     lines.append(f"  outputs: {run_dir}/ (best.pt, metrics.csv, curves.png), {out_dir}/ (metrics.json, "

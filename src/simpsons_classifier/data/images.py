@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
@@ -37,10 +38,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_rgb(path: str | Path, draft_size: tuple[int, int] | None = None) -> Image.Image:
+def load_rgb(path: str | Path | BinaryIO, draft_size: tuple[int, int] | None = None) -> Image.Image:
     """Decode ``path`` fully as RGB. ``draft_size`` lets JPEGs decode at a reduced scale (much cheaper)."""
     try:
         with Image.open(path) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # PIL itself only warns below twice the limit
+                raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels is over the limit of "
+                                                   f"{Image.MAX_IMAGE_PIXELS}: a possible decompression bomb")
             if draft_size is not None and image.format == "JPEG":
                 image.draft("RGB", draft_size)
             image.load()

@@ -3,15 +3,19 @@ read back by every process, by resume and by evaluate."""
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..config import Config
-from .scan import scan_dataset
-from .split import Split, make_split
+from .scan import DatasetError, Sample, scan_dataset
+from .split import Split, make_split, source_group
 
 SPLIT_FILE = "split.csv"
+HELDOUT_FILE = "heldout.csv"
 SKIPPED_FILE = "skipped.csv"
 DATASET_FILE = "dataset.json"
 
@@ -29,11 +33,22 @@ class RunData:
         return cls(summary["classes"], Split.read(run_dir / SPLIT_FILE), summary)
 
 
-def prepare_run_data(config: Config, data_dir: str | Path, run_dir: str | Path, progress: bool = True) -> RunData:
-    """Scan ``data_dir``, split it as ``config`` says, and write split.csv, skipped.csv and dataset.json."""
+def prepare_run_data(
+    config: Config, data_dir: str | Path, run_dir: str | Path, progress: bool = True,
+    split_file: str | Path | None = None,
+) -> RunData:
+    """Scan ``data_dir``, split it as ``config`` says, and write split.csv, skipped.csv and dataset.json (and
+    heldout.csv with ``holdout_classes``)."""
     run_dir = Path(run_dir)
     scan = scan_dataset(data_dir, min_images_per_class=config.min_images_per_class, progress=progress)
-    split = make_split(scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
+    heldout_classes = pick_heldout_classes(scan.classes, config.holdout_classes, config.seed)
+    heldout = [s for s in scan.samples if s.label in heldout_classes]
+    scan.samples = [s for s in scan.samples if s.label not in heldout_classes]
+    if heldout:
+        write_heldout(run_dir / HELDOUT_FILE, heldout)
+    # An ablation compares recipes on exactly the same images: its later runs reuse the first run's split.
+    split = Split.read(split_file) if split_file else make_split(
+        scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
     split.write(run_dir / SPLIT_FILE)
     scan.write_skipped(run_dir / SKIPPED_FILE)
     summary = {
@@ -48,6 +63,32 @@ def prepare_run_data(config: Config, data_dir: str | Path, run_dir: str | Path, 
         "val_groups": config.val_groups,
         "train_images": len(split.train),
         "val_images": len(split.val),
+        "heldout_classes": heldout_classes,
+        "heldout_images": len(heldout),
     }
     (run_dir / DATASET_FILE).write_text(json.dumps(summary, indent=2))
     return RunData(scan.classes, split, summary)
+
+
+def pick_heldout_classes(classes: list[str], count: int, seed: int) -> list[str]:
+    """``count`` classes drawn with ``seed``, sorted; at least two classes must stay known."""
+    if count and count > len(classes) - 2:
+        raise DatasetError(f"holdout_classes={count} leaves fewer than 2 of the {len(classes)} classes to train on")
+    return sorted(np.random.default_rng(seed).choice(classes, size=count, replace=False).tolist())
+
+
+def write_heldout(path: str | Path, samples: list[Sample]) -> None:
+    """split.csv's columns, subset ``heldout``."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subset", "group"])
+        writer.writerows((s.path, s.label, "heldout", source_group(s.path)) for s in samples)
+
+
+def read_heldout(run_dir: str | Path) -> list[Sample]:
+    """The held-out classes' images of a run; empty when it kept none out."""
+    path = Path(run_dir) / HELDOUT_FILE
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [Sample(row["path"], row["label"]) for row in csv.DictReader(handle)]

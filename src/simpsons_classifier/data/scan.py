@@ -126,17 +126,18 @@ def drop_small_classes(result: ScanResult, minimum: int) -> ScanResult:
 
 def _labelled_files(root: Path, labels_from_filenames: bool) -> list[tuple[Path, str]]:
     if labels_from_filenames:
-        return [(path, label_from_filename(path)) for path in _files_below(root)]
+        return [(path, label_from_filename(path)) for path in files_below(root)]
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DatasetError(
             f"{root} has no class folders (one folder per character); for a flat folder whose file names "
             "carry the labels (bart_simpson_12.jpg) use --labels-from-filenames"
         )
-    return [(path, d.name) for d in class_dirs for path in _files_below(d)]
+    return [(path, d.name) for d in class_dirs for path in files_below(d)]
 
 
-def _files_below(folder: Path) -> list[Path]:
+def files_below(folder: Path) -> list[Path]:
+    """Every non-hidden file anywhere below ``folder``, in sorted order (hidden folders are not entered)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

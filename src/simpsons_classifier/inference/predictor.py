@@ -1,0 +1,96 @@
+"""A trained run behind one call: images in; the top-k characters, their probabilities, and whether the image
+looks like a character the model knows at all.
+
+Both backends (the PyTorch model, or its ONNX export under onnxruntime) get the same preprocessing, the one the
+run was evaluated with. The unknown-character rule was calibrated on plain logits, so it always judges the
+plain forward pass; with test-time augmentation the ranking comes from the averaged views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+from torch import nn
+
+from ..augment import build_eval_transform
+from ..data.images import load_rgb
+from ..evaluation.openset import OPENSET_FILE, OpenSetRule
+from ..evaluation.tta import tta_logits
+from ..training import load_model
+from .export import EXPORT_DIR, MODEL_FILE, check_fresh
+from .onnx_runtime import OnnxModule
+from .options import BACKENDS, DEFAULT_TOP_K
+
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    top_k: list[tuple[str, float]]
+    """(character, probability), most likely first."""
+    unknown: bool
+    """The open-set score is below the run's threshold: probably none of the characters the model knows."""
+
+    @property
+    def label(self) -> str:
+        return UNKNOWN if self.unknown else self.top_k[0][0]
+
+
+class Predictor:
+    def __init__(
+        self,
+        model: nn.Module,
+        classes: list[str],
+        image_size: int,
+        mean: tuple[float, ...] | list[float],
+        std: tuple[float, ...] | list[float],
+        rule: OpenSetRule | None,
+        tta: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device).eval()
+        self.classes = list(classes)
+        self.rule = rule
+        """None for a run trained before open-set calibration: then nothing is called unknown."""
+        self.tta = tta
+        self.transform = build_eval_transform(image_size, mean, std)
+        # JPEGs decode at a reduced scale that still covers twice the input size, as in evaluation.
+        self.draft_size = (2 * image_size, 2 * image_size)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, backend: str = "torch", tta: bool = False) -> Predictor:
+        """The run's best model; ``backend="onnx"`` runs its export (``simpsons export``) with onnxruntime."""
+        run_dir = Path(run_dir)
+        rule = OpenSetRule.read(run_dir / OPENSET_FILE)
+        if backend == "torch":
+            loaded = load_model(run_dir)
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            return cls(loaded.model, loaded.classes, loaded.config.image_size, loaded.mean, loaded.std, rule, tta,
+                       device)
+        if backend == "onnx":
+            export_dir = run_dir / EXPORT_DIR
+            metadata = check_fresh(run_dir, export_dir)
+            return cls(OnnxModule(export_dir / MODEL_FILE), metadata.classes, metadata.image_size, metadata.mean,
+                       metadata.std, rule, tta)
+        raise ValueError(f"unknown backend {backend!r}: use one of {BACKENDS}")
+
+    def load(self, source: str | Path | BinaryIO) -> torch.Tensor:
+        """One file (or file-like object) decoded and preprocessed; raises ``UnreadableImage`` with the reason."""
+        return self.transform(load_rgb(source, draft_size=self.draft_size))
+
+    @torch.inference_mode()
+    def predict_batch(self, images: torch.Tensor, top_k: int = DEFAULT_TOP_K) -> list[Prediction]:
+        """Predictions for a preprocessed N×3×H×W batch."""
+        images = images.to(self.device)
+        logits = self.model(images).float().cpu()
+        ranked = tta_logits(self.model, images).cpu() if self.tta else logits
+        known = self.rule.known(logits) if self.rule else torch.ones(len(logits), dtype=torch.bool)
+        values, indices = ranked.softmax(dim=1).topk(min(top_k, len(self.classes)), dim=1)
+        return [
+            Prediction([(self.classes[i], p) for p, i in zip(row_values, row_indices)], unknown=not is_known)
+            for row_values, row_indices, is_known in zip(values.tolist(), indices.tolist(), known.tolist())
+        ]

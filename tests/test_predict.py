@@ -1,0 +1,144 @@
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_runs import train_tiny_run
+
+from simpsons_classifier.cli import main
+from simpsons_classifier.config import Config
+from simpsons_classifier.data.run_data import RunData, prepare_run_data, read_heldout
+from simpsons_classifier.data.scan import DatasetError
+from simpsons_classifier.evaluation import evaluate_run
+from simpsons_classifier.evaluation.openset import SCORES, OpenSetRule, calibrate, separation
+from simpsons_classifier.inference.files import find_files, predict_files
+from simpsons_classifier.inference.predictor import UNKNOWN, Predictor
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Five synthetic characters, one of them held out of training entirely."""
+    return train_tiny_run(tmp_path_factory.mktemp("predict"), classes=5, holdout_classes=1)
+
+
+def test_held_out_classes_never_reach_training_or_validation(run):
+    data = RunData.read(run)
+    heldout = read_heldout(run)
+    (held_class,) = data.summary["heldout_classes"]
+    assert held_class not in data.classes and len(data.classes) == 4
+    assert heldout and {s.label for s in heldout} == {held_class}
+    assert held_class not in {s.label for s in data.split.train + data.split.val}
+    assert data.summary["heldout_images"] == len(heldout)
+    with open(run / "heldout.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["path", "label", "subset", "group"] and {r["subset"] for r in rows} == {"heldout"}
+    assert Predictor.from_run(run).classes == data.classes
+
+
+def test_the_held_out_classes_depend_on_the_seed_and_at_least_two_stay_known(tmp_path, dataset):
+    picks = set()
+    for seed in range(4):
+        out = tmp_path / f"seed{seed}"
+        out.mkdir()
+        picks.add(tuple(prepare_run_data(Config(holdout_classes=1, seed=seed), dataset, out, progress=False)
+                        .summary["heldout_classes"]))
+    assert len(picks) > 1
+    with pytest.raises(DatasetError, match="fewer than 2"):
+        prepare_run_data(Config(holdout_classes=3), dataset, tmp_path, progress=False)
+
+
+def test_separation_measures():
+    known, unknown = np.array([3.0, 4.0, 5.0, 6.0]), np.array([0.0, 1.0, 2.0])
+    assert separation(known, unknown) == {"auroc": 1.0, "fpr_at_95_tpr": 0.0}
+    assert separation(unknown + 10, unknown) == {"auroc": 1.0, "fpr_at_95_tpr": 0.0}
+    swapped = separation(unknown, known)
+    assert swapped["auroc"] == 0.0 and swapped["fpr_at_95_tpr"] == 1.0
+
+
+def test_calibration_keeps_the_better_score_and_accepts_95_percent_of_known_images():
+    generator = torch.Generator().manual_seed(0)
+    # Known images: every logit high (large energy, modest max); unknown: one spike (higher max, lower energy).
+    known = 5 + 0.3 * torch.randn(200, 10, generator=generator)
+    unknown = torch.zeros(100, 10)
+    unknown[:, 0] = 6 + 0.3 * torch.randn(100, generator=generator)
+    calibration = calibrate(known, unknown)
+    assert calibration["score"] == "energy"
+    assert calibration["candidates"]["energy"]["auroc"] > 0.99 > calibration["candidates"]["max_logit"]["auroc"]
+    accepted = (SCORES["energy"](known) >= calibration["threshold"]).float().mean().item()
+    assert 0.95 <= accepted <= 0.96 and calibration["val_accepted"] == pytest.approx(accepted)
+    assert calibrate(known)["score"] == "max_logit"  # nothing unknown to judge by
+
+
+def test_training_stores_a_rule_and_evaluate_reports_known_against_held_out(run):
+    stored = json.loads((run / "openset.json").read_text())
+    assert stored["score"] in SCORES and stored["val_accepted"] >= 0.95 and stored["heldout_images"] > 0
+    metrics = evaluate_run(run, progress=False)
+    report = json.loads((run / "eval" / "openset.json").read_text())
+    assert metrics["openset"] == report
+    assert report["score"] == stored["score"] and report["known_accepted"] == pytest.approx(stored["val_accepted"])
+    for numbers in report["scores"].values():
+        assert 0 <= numbers["auroc"] <= 1 and 0 <= numbers["fpr_at_95_tpr"] <= 1
+    assert report["heldout_images"] == len(read_heldout(run))
+
+
+def test_predict_command_lists_every_file_and_goes_on_past_unreadable_ones(run, tmp_path, capsys):
+    folder = tmp_path / "images"
+    (folder / "nested").mkdir(parents=True)
+    val = RunData.read(run).split.val
+    for i, sample in enumerate(val[:3]):
+        Image.open(sample.path).save(folder / "nested" / f"image{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    truncated = io.BytesIO()
+    Image.open(val[0].path).save(truncated, format="PNG")
+    (folder / "truncated.png").write_bytes(truncated.getvalue()[:-40])
+    missing = tmp_path / "missing.png"
+
+    assert main(["predict", "--run", str(run), str(folder), str(missing), "--format", "json", "--top-k", "3"]) == 0
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert len(rows) == 6
+    assert "cannot identify image" in rows[str(folder / "notes.txt")]["error"]
+    assert "truncated" in rows[str(folder / "truncated.png")]["error"]
+    assert rows[str(missing)]["error"] == "does not exist"
+    predictor = Predictor.from_run(run)
+    expected = predictor.predict_batch(torch.stack([predictor.load(s.path) for s in val[:3]]), top_k=3)
+    for i, prediction in enumerate(expected):
+        row = rows[str(folder / "nested" / f"image{i}.png")]
+        assert row["error"] is None and [e["label"] for e in row["top_k"]] == [label for label, _ in prediction.top_k]
+        probabilities = [e["probability"] for e in row["top_k"]]
+        assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+        assert row["prediction"] == prediction.label and row["unknown"] == prediction.unknown
+
+    assert main(["predict", "--run", str(run), str(folder / "nested"), "--format", "csv", "--top-k", "2"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(table) == 3 and list(table[0])[-1] == "error" and "probability_2" in table[0]
+    assert main(["predict", "--run", str(run), str(folder / "notes.txt")]) == 1  # nothing at all could be read
+    assert "UNREADABLE" in capsys.readouterr().out
+
+
+def test_unknown_follows_the_stored_rule_even_with_tta(run):
+    predictor = Predictor.from_run(run)
+    samples = RunData.read(run).split.val + read_heldout(run)
+    batch = torch.stack([predictor.load(s.path) for s in samples])
+    logits = predictor.model(batch)
+    known = OpenSetRule.read(run / "openset.json").known(logits)
+    plain = predictor.predict_batch(batch)
+    assert [not p.unknown for p in plain] == known.tolist()
+    assert all(p.label == UNKNOWN for p in plain if p.unknown)
+    predictor.tta = True
+    augmented = predictor.predict_batch(batch)
+    assert [p.unknown for p in augmented] == [p.unknown for p in plain]
+    assert any(abs(a.top_k[0][1] - b.top_k[0][1]) > 1e-4 for a, b in zip(augmented, plain))
+
+
+def test_results_do_not_depend_on_the_batch_size(run):
+    predictor = Predictor.from_run(run)
+    files = find_files([s.path for s in RunData.read(run).split.val])
+    one = list(predict_files(predictor, files, batch_size=3, progress=False))
+    many = list(predict_files(predictor, files, batch_size=64, progress=False))
+    assert [r.path for r in one] == [str(f) for f in files]
+    for a, b in zip(one, many):
+        assert a.prediction.top_k[0][0] == b.prediction.top_k[0][0]
+        assert a.prediction.top_k[0][1] == pytest.approx(b.prediction.top_k[0][1], abs=1e-5)
