@@ -28,7 +28,8 @@ ODD_SIZES = [(397, 301), (301, 397), (33, 77)]  # (width, height), including one
 
 
 def make_config(**overrides) -> Config:
-    return Config(backbone="efficientnet_lite0", weights="none", image_size=SIZE, **overrides)
+    return Config(backbone="efficientnet_lite0", weights="none", image_size=SIZE, augment_engine="torchvision",
+                  **overrides)
 
 
 def noise_image(width: int, height: int, seed: int = 0) -> PIL.Image.Image:

@@ -1,12 +1,17 @@
-"""Training augmentation: the per-sample train/eval transforms, background mixing and batch MixUp/CutMix."""
+"""Training augmentation: the per-sample train/eval transforms (fused OpenCV engine or the torchvision reference),
+the optional GPU path, background mixing and batch MixUp/CutMix."""
 
 from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
 from simpsons_classifier.augment.batch import build_batch_mixer
-from simpsons_classifier.augment.reference import build_eval_transform, build_train_transform
+from simpsons_classifier.augment.device import build_device_augment
+from simpsons_classifier.augment.engines import ENGINES, build_train_transform
+from simpsons_classifier.augment.reference import build_eval_transform
 
 __all__ = [
+    "ENGINES",
     "BackgroundMixing",
     "build_batch_mixer",
+    "build_device_augment",
     "build_eval_transform",
     "build_train_transform",
     "load_backgrounds",

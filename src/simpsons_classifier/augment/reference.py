@@ -17,6 +17,8 @@ from simpsons_classifier.augment.background import BackgroundMixing, load_backgr
 from simpsons_classifier.config import Config
 
 # --- weak pipeline ---
+CROP_RATIO = (3 / 4, 4 / 3)
+"""Aspect-ratio range (width / height) of RandomResizedCrop's box, both pipelines (torchvision's default)."""
 WEAK_CROP_SCALE = (0.7, 1.0)
 WEAK_FLIP_PROB = 0.5
 WEAK_COLOR_JITTER = (0.1, 0.1, 0.1, 0.02)
@@ -38,9 +40,14 @@ SOLARIZE_THRESHOLD = 0.5
 """On float images in [0, 1]."""
 SOLARIZE_PROB = 0.05
 BLUR_KERNEL_SIZE = 5
+BLUR_SIGMA = (0.1, 2.0)
+"""Range of the blur's sigma, in pixels (torchvision's default)."""
 BLUR_PROB = 0.2
 ERASING_PROB = 0.25
 """RandomErasing runs after normalisation, so erased areas are 0: the mean colour."""
+ERASING_SCALE = (0.02, 0.33)
+ERASING_RATIO = (0.3, 3.3)
+"""Area (fraction of the image) and aspect ratio (height / width) of the erased box (torchvision's defaults)."""
 
 
 class WeakOrStrong(v2.Transform):
@@ -68,7 +75,7 @@ def weak_pipeline(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> v
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(cfg.image_size, scale=WEAK_CROP_SCALE, antialias=True),
+            v2.RandomResizedCrop(cfg.image_size, scale=WEAK_CROP_SCALE, ratio=CROP_RATIO, antialias=True),
             v2.RandomHorizontalFlip(WEAK_FLIP_PROB),
             v2.ColorJitter(*WEAK_COLOR_JITTER),
             v2.ToDtype(torch.float32, scale=True),
@@ -90,7 +97,7 @@ def strong_pipeline(
         [
             v2.ToImage(),
             *mixing,
-            v2.RandomResizedCrop(cfg.image_size, scale=STRONG_CROP_SCALE, antialias=True),
+            v2.RandomResizedCrop(cfg.image_size, scale=STRONG_CROP_SCALE, ratio=CROP_RATIO, antialias=True),
             v2.RandomRotation(ROTATION_DEGREES, interpolation=v2.InterpolationMode.BILINEAR),
             v2.RandomPerspective(PERSPECTIVE_DISTORTION, p=PERSPECTIVE_PROB),
             v2.RandomApply([v2.ElasticTransform(alpha=ELASTIC_ALPHA, sigma=ELASTIC_SIGMA)], p=ELASTIC_PROB),
@@ -99,9 +106,9 @@ def strong_pipeline(
             v2.RandomGrayscale(GRAYSCALE_PROB),
             v2.RandomInvert(INVERT_PROB),
             v2.RandomSolarize(SOLARIZE_THRESHOLD, p=SOLARIZE_PROB),
-            v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL_SIZE)], p=BLUR_PROB),
+            v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL_SIZE, sigma=BLUR_SIGMA)], p=BLUR_PROB),
             v2.Normalize(mean, std),
-            v2.RandomErasing(ERASING_PROB),
+            v2.RandomErasing(ERASING_PROB, scale=ERASING_SCALE, ratio=ERASING_RATIO),
             v2.ToPureTensor(),
         ]
     )

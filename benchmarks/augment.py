@@ -1,0 +1,187 @@
+"""Augmentation throughput on one core: the fused engine vs the torchvision reference vs albumentations.
+
+    python benchmarks/augment.py [--json FILE] [--seconds S]
+
+Images per second per core at 224 px output from 400 x 300 RGB inputs (synthetic cartoons, half sprites on
+white and half on a scene, drawn by ``cartoons.py``), for the strong pipeline (with and without background
+mixing, which albumentations lacks), the weak pipeline (all on decoded images: PIL for torchvision, numpy
+arrays for the others) and the whole per-sample train transform (30 % weak / 70 % strong) with decoding from
+PNG and JPEG files included. OpenCV and torch run single-threaded; time is this thread's CPU time, so other processes
+sharing the core do not count against an engine. Each cell is the best of ``--rounds`` interleaved rounds.
+
+albumentations (``pip install albumentations==2.0.8``) is measured when installed, else its columns are
+skipped with a message. Its pipeline is the closest it has to the reference: the same crop, rotation,
+perspective, elastic, colour, blur and erasing ranges, without background mixing (it has none).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from cartoons import cartoon
+from simpsons_classifier.augment import engine, reference
+from simpsons_classifier.config import Config
+from simpsons_classifier.data.images import load_rgb
+
+INPUT_SIZE = (400, 300)
+IMAGES = 24
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+MIN_IMAGES = 8
+"""Every measurement transforms at least this many images, however slow the engine."""
+JPEG_QUALITY = 90
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results (images/s/core) to this file")
+    parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per cell and round (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best counts (default 3)")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+    config = Config()
+    unmixed = Config(background_mix_prob=0.0)
+    engines = {
+        "engine": (engine.build_train_transform(config, MEAN, STD), engine.build_train_transform(unmixed, MEAN, STD)),
+        "torchvision": (
+            reference.build_train_transform(config, MEAN, STD),
+            reference.build_train_transform(unmixed, MEAN, STD),
+        ),
+    }
+    albumentations = albumentations_transform(config)
+    if albumentations is None:
+        print("albumentations is not installed (pip install albumentations==2.0.8): its columns are skipped")
+    else:
+        engines["albumentations"] = (albumentations, albumentations)  # it has no background mixing
+
+    with tempfile.TemporaryDirectory() as folder:
+        images = [cartoon(seed, *INPUT_SIZE, scene=seed % 2 == 1) for seed in range(IMAGES)]
+        files = write_files(images, Path(folder))
+        draft = (2 * config.image_size, 2 * config.image_size)  # what the training dataset asks JPEGs for
+        cells: dict[str, Callable[[int], object]] = {
+            "decode": lambda i: load_rgb(files[i % len(files)], draft_size=draft),
+        }
+        arrays = [np.asarray(image) for image in images]
+        for name, (transform, without_mixing) in engines.items():
+            inputs = images if name == "torchvision" else arrays  # each engine's own input type
+            to_input = (lambda image: image) if name == "torchvision" else np.asarray
+            cells[f"{name}_strong"] = lambda i, t=transform, x=inputs: t.strong(x[i % len(x)])
+            cells[f"{name}_strong_unmixed"] = lambda i, t=without_mixing, x=inputs: t.strong(x[i % len(x)])
+            cells[f"{name}_weak"] = lambda i, t=transform, x=inputs: t.weak(x[i % len(x)])
+            cells[f"{name}_train"] = lambda i, t=transform, f=to_input: t(f(load_rgb(files[i % len(files)], draft)))
+        torch.manual_seed(0)
+        results = {name: 0.0 for name in cells}
+        for _ in range(args.rounds):
+            for name, cell in cells.items():
+                results[name] = max(results[name], images_per_second(cell, args.seconds))
+
+    print_table(results, [name for name in engines])
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def images_per_second(cell: Callable[[int], object], seconds: float) -> float:
+    """Images per CPU-second of this thread, over at least ``seconds`` and MIN_IMAGES images."""
+    cell(0)  # warm-up
+    count, start = 0, time.thread_time()
+    while count < MIN_IMAGES or time.thread_time() - start < seconds:
+        cell(count)
+        count += 1
+    return count / (time.thread_time() - start)
+
+
+def write_files(images: Sequence, folder: Path) -> list[Path]:
+    """Half the images as PNG, half as JPEG."""
+    files = []
+    for i, image in enumerate(images):
+        path = folder / (f"{i}.png" if i % 2 == 0 else f"{i}.jpg")
+        image.save(path, **({} if path.suffix == ".png" else {"quality": JPEG_QUALITY}))
+        files.append(path)
+    return files
+
+
+class Albumentations:
+    """The reference's weak/strong split with albumentations pipelines (numpy RGB in, tensor out)."""
+
+    def __init__(self, weak, strong, p_strong: float) -> None:
+        self.weak_pipeline, self.strong_pipeline, self.p_strong = weak, strong, p_strong
+
+    def weak(self, image: np.ndarray) -> torch.Tensor:
+        return self.weak_pipeline(image=image)["image"]
+
+    def strong(self, image: np.ndarray) -> torch.Tensor:
+        return self.strong_pipeline(image=image)["image"]
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.strong(image) if torch.rand(()) < self.p_strong else self.weak(image)
+
+
+def albumentations_transform(config: Config) -> Albumentations | None:
+    try:
+        import albumentations as A
+        from albumentations.pytorch import ToTensorV2
+    except ImportError:
+        return None
+    size = (config.image_size, config.image_size)
+    weak = A.Compose([
+        A.RandomResizedCrop(size=size, scale=reference.WEAK_CROP_SCALE, ratio=reference.CROP_RATIO),
+        A.HorizontalFlip(p=reference.WEAK_FLIP_PROB),
+        A.ColorJitter(*reference.WEAK_COLOR_JITTER, p=1.0),
+        A.Normalize(MEAN, STD),
+        ToTensorV2(),
+    ])
+    strong = A.Compose([
+        A.RandomResizedCrop(size=size, scale=reference.STRONG_CROP_SCALE, ratio=reference.CROP_RATIO),
+        A.Rotate(limit=reference.ROTATION_DEGREES, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
+        A.Perspective(p=reference.PERSPECTIVE_PROB),
+        # albumentations' alpha is in pixels; torchvision's alpha moves pixels by alpha / 2 (see geometry.py)
+        A.ElasticTransform(alpha=reference.ELASTIC_ALPHA / 2, sigma=reference.ELASTIC_SIGMA, p=reference.ELASTIC_PROB),
+        A.ColorJitter(*reference.STRONG_COLOR_JITTER, p=1.0),
+        A.ToGray(p=reference.GRAYSCALE_PROB),
+        A.InvertImg(p=reference.INVERT_PROB),
+        A.Solarize(threshold_range=(reference.SOLARIZE_THRESHOLD,) * 2, p=reference.SOLARIZE_PROB),
+        A.GaussianBlur(blur_limit=(reference.BLUR_KERNEL_SIZE,) * 2, sigma_limit=reference.BLUR_SIGMA,
+                       p=reference.BLUR_PROB),
+        A.Normalize(MEAN, STD),
+        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, p=reference.ERASING_PROB),
+        ToTensorV2(),
+    ])
+    return Albumentations(weak, strong, config.strong_aug_prob)
+
+
+def print_table(results: dict[str, float], engines: list[str]) -> None:
+    print(f"\nimages/s per core, {INPUT_SIZE[0]}x{INPUT_SIZE[1]} RGB in, 224 px out "
+          f"(decode alone: {results['decode']:.0f} images/s)\n")
+    print("| pipeline | " + " | ".join(engines) + " | engine / torchvision |"
+          + (" engine / albumentations |" if "albumentations" in engines else ""))
+    print("|---" * (len(engines) + 2 + ("albumentations" in engines)) + "|")
+    labels = {
+        "strong": "strong",
+        "strong_unmixed": "strong without background mixing",
+        "weak": "weak",
+        "train": "whole train transform, decode included",
+    }
+    for pipeline, label in labels.items():
+        row = [results[f"{name}_{pipeline}"] for name in engines]
+        ratios = [results[f"engine_{pipeline}"] / results[f"{other}_{pipeline}"]
+                  for other in ("torchvision", "albumentations") if other in engines]
+        print(f"| {label} | " + " | ".join(f"{value:.0f}" for value in row) + " | "
+              + " | ".join(f"{ratio:.1f}x" for ratio in ratios) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The fused augmentation engine: the reference's weak and strong pipelines on uint8 arrays with OpenCV.
+
+Per sample: background mixing (strong only), all geometry as one resampling (:mod:`.geometry`), colour as
+affine matrices, a hue shift and a lookup table (:mod:`.colour`), Gaussian blur, then normalisation and random
+erasing on the float tensor, as the reference erases after normalising. Every range and probability is the
+reference's (imported from :mod:`.reference`); randomness comes from torch's RNG only, so ``torch.manual_seed``
+and DataLoader worker seeding reproduce it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import PIL.Image
+import torch
+
+from simpsons_classifier.augment import reference as ref
+from simpsons_classifier.augment.background import load_backgrounds
+from simpsons_classifier.augment.colour import Colour
+from simpsons_classifier.augment.geometry import Geometry, sample_box, warp_image
+from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
+from simpsons_classifier.config import Config
+
+cv2.setNumThreads(1)  # one sample per core: DataLoader workers are the parallelism, OpenCV threads would fight them
+
+
+@dataclass(frozen=True)
+class GaussianBlur:
+    """With probability ``p``, blur with a ``kernel_size`` Gaussian whose sigma is uniform in ``sigma``."""
+
+    p: float
+    kernel_size: int = ref.BLUR_KERNEL_SIZE
+    sigma: tuple[float, float] = ref.BLUR_SIGMA
+
+    def sample(self, n: int) -> np.ndarray:
+        """n sigmas; 0 where the blur does not fire."""
+        fires, draw = torch.rand(2, n).double().numpy()
+        return np.where(fires < self.p, self.sigma[0] + (self.sigma[1] - self.sigma[0]) * draw, 0.0)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        sigma = float(self.sample(1)[0])
+        if sigma == 0:
+            return image
+        return cv2.GaussianBlur(image, (self.kernel_size, self.kernel_size), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
+@dataclass(frozen=True)
+class RandomErasing:
+    """With probability ``p``, set a random box of a normalised image to 0 (the mean colour): area
+    ``scale`` of the image, aspect ratio (height / width) log-uniform in ``ratio``, as torchvision's."""
+
+    p: float
+    scale: tuple[float, float] = ref.ERASING_SCALE
+    ratio: tuple[float, float] = ref.ERASING_RATIO
+
+    def sample(self, size: int) -> tuple[int, int, int, int] | None:
+        """The erased box (top, left, height, width) of a size x size image, or None."""
+        if torch.rand(()) >= self.p:
+            return None
+        return sample_box(size, size, self.scale, (1 / self.ratio[1], 1 / self.ratio[0]))  # box ratios are w / h
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        box = self.sample(image.shape[-1])
+        if box is not None:
+            top, left, height, width = box
+            image[:, top : top + height, left : left + width] = 0
+        return image
+
+
+class Normalise:
+    """RGB uint8 H x W x 3 array -> float32 3 x H x W tensor, ``(x / 255 - mean) / std`` per channel."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.scale = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1)
+        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(image).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+        return tensor.mul_(self.scale).add_(self.shift)
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One pipeline, weak or strong: background mixing (if any) -> geometry (one resampling) -> colour -> blur
+    -> normalise -> erasing. Takes an RGB PIL image or uint8 H x W x 3 array, returns a float 3 x size x size
+    tensor."""
+
+    geometry: Geometry
+    colour: Colour
+    normalise: Normalise
+    blur: GaussianBlur = GaussianBlur(0.0)
+    erasing: RandomErasing = RandomErasing(0.0)
+    mixing: ArrayBackgroundMixing | None = None
+
+    def __call__(self, image: PIL.Image.Image | np.ndarray) -> torch.Tensor:
+        image = as_rgb_array(image)
+        if self.mixing is not None:
+            image = self.mixing(image)
+        warp = self.geometry.sample(*image.shape[:2])
+        image = self.blur(self.colour(warp_image(image, warp, self.geometry.size)))
+        return self.erasing(self.normalise(image))
+
+
+class FusedTransform:
+    """The per-sample train transform: the strong branch with probability ``p_strong``, else the weak one.
+
+    Accepts an RGB PIL image or an RGB uint8 H x W x 3 array. One ``torch.rand`` decides the branch, as in the
+    reference's WeakOrStrong.
+    """
+
+    def __init__(self, weak: Branch, strong: Branch, p_strong: float) -> None:
+        if not 0.0 <= p_strong <= 1.0:
+            raise ValueError(f"p_strong={p_strong} must be in [0, 1]")
+        self.weak = weak
+        self.strong = strong
+        self.p_strong = p_strong
+
+    def __call__(self, image: PIL.Image.Image | np.ndarray) -> torch.Tensor:
+        branch = self.strong if torch.rand(()) < self.p_strong else self.weak
+        return branch(image)
+
+
+def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (H x W x 3 uint8), got {array.dtype} of shape {array.shape}")
+    return array
+
+
+def weak_branch(cfg: Config, normalise: Normalise) -> Branch:
+    """The reference's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
+    geometry = Geometry(cfg.image_size, ref.WEAK_CROP_SCALE, flip_prob=ref.WEAK_FLIP_PROB)
+    return Branch(geometry, Colour(ref.WEAK_COLOR_JITTER), normalise)
+
+
+def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], normalise: Normalise) -> Branch:
+    """The reference's strong pipeline: background mixing (when ``cfg.background_mix_prob`` > 0), heavy
+    geometry and colour, blur and erasing."""
+    geometry = Geometry(
+        cfg.image_size,
+        ref.STRONG_CROP_SCALE,
+        degrees=ref.ROTATION_DEGREES,
+        distortion=ref.PERSPECTIVE_DISTORTION,
+        perspective_prob=ref.PERSPECTIVE_PROB,
+        elastic_alpha=ref.ELASTIC_ALPHA,
+        elastic_sigma=ref.ELASTIC_SIGMA,
+        elastic_prob=ref.ELASTIC_PROB,
+    )
+    colour = Colour(ref.STRONG_COLOR_JITTER, ref.GRAYSCALE_PROB, ref.INVERT_PROB, ref.SOLARIZE_PROB)
+    mixing = ArrayBackgroundMixing(backgrounds, cfg.background_mix_prob) if cfg.background_mix_prob > 0 else None
+    return Branch(geometry, colour, normalise, GaussianBlur(ref.BLUR_PROB), RandomErasing(ref.ERASING_PROB), mixing)
+
+
+def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> FusedTransform:
+    """The fused engine's per-sample train transform (same seam as the reference's): RGB image (any size) ->
+    float 3 x image_size x image_size, normalised. Backgrounds come from ``cfg.background_dir`` or the
+    built-in set, loaded (and a bad folder refused) whenever ``cfg.background_mix_prob`` is above 0."""
+    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
+    normalise = Normalise(mean, std)
+    return FusedTransform(
+        weak_branch(cfg, normalise), strong_branch(cfg, backgrounds, normalise), cfg.strong_aug_prob
+    )

@@ -1,0 +1,27 @@
+"""The seam: ``cfg.augment_engine`` names the builder of the per-sample train transform.
+
+Each builder takes (cfg, mean, std) and returns a callable RGB PIL image -> normalised float tensor
+3 x image_size x image_size. ``fused`` (OpenCV, :mod:`.engine`) is the default; ``torchvision``
+(:mod:`.reference`) is the reference it is checked and benchmarked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import PIL.Image
+import torch
+
+from simpsons_classifier.augment import engine, reference
+from simpsons_classifier.config import Config
+
+TrainTransform = Callable[[PIL.Image.Image], torch.Tensor]
+ENGINES: dict[str, Callable[[Config, Sequence[float], Sequence[float]], TrainTransform]] = {
+    "fused": engine.build_train_transform,
+    "torchvision": reference.build_train_transform,
+}
+
+
+def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> TrainTransform:
+    """The per-sample train transform of the engine ``cfg.augment_engine``."""
+    return ENGINES[cfg.augment_engine](cfg, mean, std)

@@ -1,0 +1,470 @@
+"""Tests of the fused augmentation engine (OpenCV) and its GPU path (run here on the CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from scipy import stats
+from synthetic import tiny_config
+from test_augment import BODY_RADIUS, OUTLINE_PX, noise_image, solid_image, sprite_on_white
+from torchvision import transforms as v1
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, device, reference
+from simpsons_classifier.augment import engine as fused
+from simpsons_classifier.augment.colour import Colour, ColourDraw
+from simpsons_classifier.augment.geometry import (
+    Geometry,
+    Warp,
+    central_box,
+    elastic_nodes,
+    flip_homography,
+    perspective_homography,
+    rotation_homography,
+    sample_box,
+    upsample_displacement,
+    warp_image,
+)
+from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
+from simpsons_classifier.cli import main
+from simpsons_classifier.config import AUGMENT_ENGINES, Config, ConfigError
+from simpsons_classifier.training import trainer
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+SIZE = 64
+DRAWS = 4000
+P_VALUE = 1e-3
+
+
+def make_config(**overrides) -> Config:
+    return Config(backbone="efficientnet_lite0", weights="none", image_size=SIZE, **overrides)
+
+
+def smooth_image(height: int, width: int) -> np.ndarray:
+    """Low-frequency colours: interpolation differences between resampling schemes stay small."""
+    ys, xs = np.mgrid[:height, :width].astype(float)
+    channels = [128 + 100 * np.sin(xs / 17), 128 + 100 * np.cos(ys / 23), 128 + 80 * np.sin((xs + ys) / 29)]
+    return np.dstack(channels).round().astype(np.uint8)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.tensor(image).permute(2, 0, 1).float()
+
+
+def to_array(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.permute(1, 2, 0).numpy()
+
+
+def zero_branch(normalise: fused.Normalise) -> fused.Branch:
+    return fused.Branch(Geometry(SIZE, (1.0, 1.0), (1.0, 1.0)), Colour((0.0, 0.0, 0.0, 0.0)), normalise)
+
+
+def binomial_ok(count: int, n: int, p: float) -> bool:
+    return abs(count / n - p) < 5 * math.sqrt(p * (1 - p) / n)
+
+
+# --- the seam ---
+
+
+def test_every_configurable_engine_is_registered_and_fused_is_the_default():
+    assert set(ENGINES) == set(AUGMENT_ENGINES)
+    assert isinstance(build_train_transform(make_config(), MEAN, STD), fused.FusedTransform)
+    reference_transform = build_train_transform(make_config(augment_engine="torchvision"), MEAN, STD)
+    assert isinstance(reference_transform, reference.WeakOrStrong)
+    with pytest.raises(ConfigError, match="augment_engine"):
+        make_config(augment_engine="kornia")
+
+
+def test_fused_engine_refuses_a_background_folder_without_images(tmp_path):
+    with pytest.raises(ValueError, match="contains no readable image"):
+        build_train_transform(make_config(background_dir=str(tmp_path)), MEAN, STD)
+
+
+# --- identity, shape, range ---
+
+
+def test_zero_strength_is_the_identity():
+    image = np.asarray(noise_image(SIZE, SIZE))
+    normalise = fused.Normalise(MEAN, STD)
+    warp = Geometry(SIZE, (1.0, 1.0), (1.0, 1.0)).sample(SIZE, SIZE)
+    np.testing.assert_array_equal(warp_image(image, warp, SIZE), image)
+    transform = fused.FusedTransform(zero_branch(normalise), zero_branch(normalise), p_strong=0.5)
+    expected = (to_tensor(image) / 255 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    for _ in range(4):
+        torch.testing.assert_close(transform(image), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("width,height", [(400, 300), (300, 400), (33, 77), (1200, 900)])
+def test_both_branches_return_normalised_float_tensors(width, height):
+    transform = build_train_transform(make_config(background_mix_prob=1.0), MEAN, STD)
+    low = (0 - torch.tensor(MEAN)) / torch.tensor(STD)
+    high = (1 - torch.tensor(MEAN)) / torch.tensor(STD)
+    torch.manual_seed(0)
+    for branch in (transform.weak, transform.strong):
+        for _ in range(3):
+            out = branch(noise_image(width, height))
+            assert type(out) is torch.Tensor and out.dtype == torch.float32 and out.shape == (3, SIZE, SIZE)
+            assert (out >= low[:, None, None] - 1e-5).all() and (out <= high[:, None, None] + 1e-5).all()
+            assert out.std() > 0.1
+
+
+# --- geometry: fused equals sequential ---
+
+CROP_BOX = (40, 60, 170, 150)  # top, left, height, width: smaller than the output, so no resize antialiasing
+ANGLE = 11.0
+STARTPOINTS = np.array([[0, 0], [223, 0], [223, 223], [0, 223]], np.float64)
+ENDPOINTS = np.array([[14, 5], [210, 19], [219, 200], [3, 215]], np.float64)
+
+
+def elastic_coarse(size: int, seed: int = 0) -> np.ndarray:
+    nodes = elastic_nodes(size, reference.ELASTIC_SIGMA)
+    return np.random.default_rng(seed).normal(0.0, 2.0, (nodes, nodes, 2)).astype(np.float32)
+
+
+def torchvision_sequence(image: torch.Tensor, size: int, displacement: np.ndarray | None) -> torch.Tensor:
+    out = F.resized_crop(image, *CROP_BOX, [size, size], interpolation=v2.InterpolationMode.BILINEAR)
+    out = F.rotate(out, ANGLE, interpolation=v2.InterpolationMode.BILINEAR)
+    out = F.perspective(out, STARTPOINTS.tolist(), ENDPOINTS.tolist(), interpolation=v2.InterpolationMode.BILINEAR)
+    if displacement is not None:  # torchvision's displacement is in [-1, 1] grid units: 2 / size per pixel
+        out = F.elastic(out, torch.from_numpy(upsample_displacement(displacement, size) * 2 / size)[None])
+    return out
+
+
+@pytest.mark.parametrize("elastic", [False, True])
+def test_fused_geometry_equals_torchvision_applied_one_transform_at_a_time(elastic):
+    size = 224
+    image = smooth_image(300, 400)
+    displacement = elastic_coarse(size) if elastic else None
+    inner = rotation_homography(ANGLE, size) @ perspective_homography(STARTPOINTS, ENDPOINTS)
+    fused_out = warp_image(image, Warp(CROP_BOX, inner, displacement), size).astype(float)
+    sequential = to_array(torchvision_sequence(to_tensor(image), size, displacement))
+    # compare where the sequential result is away from the black fill (its edge differs by a pixel)
+    coverage = to_array(torchvision_sequence(torch.ones(3, 300, 400), size, displacement))[..., 0]
+    inside = torch.nn.functional.max_pool2d(torch.from_numpy(coverage < 0.999).float()[None], 5, 1, 2)[0] == 0
+    difference = np.abs(fused_out - sequential)[inside.numpy()]
+    assert inside.float().mean() > 0.6
+    assert difference.mean() < 1.0
+    assert np.percentile(difference, 99.5) < 6
+
+
+def test_fused_geometry_equals_opencv_warps_applied_one_after_the_other():
+    size = 224
+    image = smooth_image(300, 400)
+    top, left, height, width = CROP_BOX
+    rotation = rotation_homography(ANGLE, size)
+    perspective = perspective_homography(STARTPOINTS, ENDPOINTS)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    step = cv2.resize(image[top : top + height, left : left + width], (size, size), interpolation=cv2.INTER_LINEAR)
+    step = cv2.warpPerspective(step, rotation, (size, size), flags=flags)
+    step = cv2.warpPerspective(step, perspective, (size, size), flags=flags).astype(float)
+    fused_out = warp_image(image, Warp(CROP_BOX, rotation @ perspective, None), size).astype(float)
+    inside = cv2.erode((step > 0).all(axis=2).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.abs(fused_out - step)[inside].mean() < 1.0
+    assert np.abs(fused_out - step)[inside].max() < 8
+
+
+def test_flip_mirrors_the_resized_crop():
+    image = smooth_image(300, 400)
+    fused_out = warp_image(image, Warp(CROP_BOX, flip_homography(SIZE), None), SIZE).astype(float)
+    expected = F.horizontal_flip(F.resized_crop(to_tensor(image), *CROP_BOX, [SIZE, SIZE], antialias=True))
+    assert np.abs(fused_out - to_array(expected)).mean() < 1.0
+
+
+def test_a_large_crop_is_averaged_down_before_the_warp():
+    image = smooth_image(900, 1200)
+    box = (100, 150, 800, 700)  # more than three times the output: shrunk 3x with INTER_AREA first
+    fused_out = warp_image(image, Warp(box, np.eye(3), None), SIZE).astype(float)
+    crop = image[100:900, 150:850]
+    expected = cv2.resize(crop, (SIZE, SIZE), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(fused_out - expected).mean() < 1.5
+
+
+# --- parameter distributions ---
+
+
+def test_crop_boxes_are_distributed_as_torchvisions():
+    torch.manual_seed(0)
+    height, width = 300, 400
+    scale, ratio = reference.STRONG_CROP_SCALE, reference.CROP_RATIO
+    ours = [sample_box(height, width, scale, ratio) or central_box(height, width, ratio) for _ in range(1500)]
+    theirs = [v1.RandomResizedCrop.get_params(torch.empty(3, height, width), scale, ratio) for _ in range(1500)]
+    ours, theirs = np.array(ours, float), np.array(theirs, float)
+    for feature in (
+        lambda b: b[:, 2] * b[:, 3] / (height * width),  # area
+        lambda b: np.log(b[:, 3] / b[:, 2]),  # aspect ratio
+        lambda b: b[:, 0] / (height - b[:, 2] + 1),  # position
+    ):
+        assert stats.ks_2samp(feature(ours), feature(theirs)).pvalue > P_VALUE
+
+
+def test_rotation_angles_are_uniform_in_range():
+    torch.manual_seed(0)
+    geometry = Geometry(SIZE, (1.0, 1.0), (1.0, 1.0), degrees=reference.ROTATION_DEGREES)
+    warps = [geometry.sample(SIZE, SIZE) for _ in range(2000)]
+    angles = np.degrees([math.atan2(w.inner[1, 0], w.inner[0, 0]) for w in warps])
+    limit = reference.ROTATION_DEGREES
+    assert np.abs(angles).max() <= limit and np.abs(angles).max() > 0.99 * limit
+    assert stats.kstest(angles, "uniform", args=(-limit, 2 * limit)).pvalue > P_VALUE
+
+
+def test_perspective_moves_each_corner_inwards_uniformly():
+    torch.manual_seed(0)
+    size = 224
+    geometry = Geometry(size, (1.0, 1.0), (1.0, 1.0), distortion=reference.PERSPECTIVE_DISTORTION, perspective_prob=1)
+    corners = STARTPOINTS - 0.5  # pixel coordinates of torchvision's start points
+    shifts = []
+    for _ in range(500):
+        moved = np.linalg.inv(geometry.sample(size, size).inner) @ np.c_[corners, np.ones(4)].T
+        shifts.append(np.abs(moved[:2] / moved[2] - corners.T))
+    shifts = np.concatenate(shifts, axis=None)
+    limit = reference.PERSPECTIVE_DISTORTION * (size // 2)
+    assert stats.kstest(shifts, "uniform", args=(0, limit)).pvalue > P_VALUE
+
+
+def test_elastic_displacement_is_as_strong_and_smooth_as_torchvisions():
+    size = 224
+    torch.manual_seed(0)
+    geometry = Geometry(
+        size, (1.0, 1.0), elastic_alpha=reference.ELASTIC_ALPHA, elastic_sigma=reference.ELASTIC_SIGMA, elastic_prob=1
+    )
+    ours = np.stack([upsample_displacement(geometry.sample(size, size).displacement, size) for _ in range(12)])
+    elastic = v2.ElasticTransform(alpha=reference.ELASTIC_ALPHA, sigma=reference.ELASTIC_SIGMA)
+    theirs = np.stack(
+        [elastic.make_params([torch.zeros(3, size, size)])["displacement"][0].numpy() * size / 2 for _ in range(12)]
+    )
+    assert 0.85 < ours.std() / theirs.std() < 1.15
+    lag = round(reference.ELASTIC_SIGMA)
+
+    def correlation(d):
+        return np.corrcoef(d[:, :, :-lag].ravel(), d[:, :, lag:].ravel())[0, 1]
+
+    assert abs(correlation(ours) - correlation(theirs)) < 0.15
+
+
+def test_optional_transforms_fire_with_their_probabilities():
+    torch.manual_seed(0)
+    weak = Geometry(SIZE, reference.WEAK_CROP_SCALE, flip_prob=reference.WEAK_FLIP_PROB)
+    flips = sum(weak.sample(300, 400).inner[0, 0] < 0 for _ in range(DRAWS))
+    assert binomial_ok(flips, DRAWS, reference.WEAK_FLIP_PROB)
+    branch = fused.strong_branch(make_config(background_mix_prob=0.0), [], fused.Normalise(MEAN, STD))
+    warps = [branch.geometry.sample(300, 400) for _ in range(DRAWS)]
+    assert binomial_ok(sum(w.displacement is not None for w in warps), DRAWS, reference.ELASTIC_PROB)
+    perspective = sum(np.abs(w.inner[2, :2]).max() > 0 for w in warps)  # rotations leave the last row 0 0 1
+    assert binomial_ok(perspective, DRAWS, reference.PERSPECTIVE_PROB)
+    draws = branch.colour.sample(DRAWS)
+    assert binomial_ok(draws.grayscale.sum(), DRAWS, reference.GRAYSCALE_PROB)
+    assert binomial_ok(draws.invert.sum(), DRAWS, reference.INVERT_PROB)
+    assert binomial_ok(draws.solarize.sum(), DRAWS, reference.SOLARIZE_PROB)
+    assert binomial_ok((branch.blur.sample(DRAWS) > 0).sum(), DRAWS, reference.BLUR_PROB)
+    erased = sum(branch.erasing.sample(SIZE) is not None for _ in range(DRAWS))
+    assert binomial_ok(erased, DRAWS, reference.ERASING_PROB)
+
+
+def test_colour_factors_are_uniform_in_torchvisions_ranges():
+    torch.manual_seed(0)
+    brightness, contrast, saturation, hue = reference.STRONG_COLOR_JITTER
+    draws = Colour(reference.STRONG_COLOR_JITTER).sample(DRAWS)
+    ranges = [(1 - brightness, 2 * brightness), (1 - contrast, 2 * contrast), (1 - saturation, 2 * saturation),
+              (-hue, 2 * hue)]
+    for column, (low, width) in enumerate(ranges):
+        assert stats.kstest(draws.factors[:, column], "uniform", args=(low, width)).pvalue > P_VALUE
+    # each operation is first in a quarter of the samples: a uniformly random order
+    for op in range(4):
+        assert binomial_ok((draws.order[:, 0] == op).sum(), DRAWS, 0.25)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.7, 1.0])
+def test_strong_branch_is_chosen_with_strong_aug_prob(p):
+    transform = fused.FusedTransform(lambda image: "weak", lambda image: "strong", p)
+    torch.manual_seed(0)
+    strong = sum(transform(None) == "strong" for _ in range(DRAWS))
+    assert binomial_ok(strong, DRAWS, p) if 0 < p < 1 else strong == p * DRAWS
+
+
+def test_fused_transform_is_reproducible_under_torch_seed():
+    transform = build_train_transform(make_config(background_mix_prob=1.0), MEAN, STD)
+    image = PIL.Image.fromarray(sprite_on_white()[0])
+
+    def run(seed):
+        torch.manual_seed(seed)
+        return torch.stack([transform(image) for _ in range(12)])
+
+    assert torch.equal(run(1), run(1))
+    assert not torch.equal(run(1), run(2))
+
+
+# --- colour ---
+
+DRAWN = [
+    ([1.2, 0.8, 1.25, 0.04], [0, 3, 1, 2], False, False, False),
+    ([0.75, 1.3, 0.7, -0.05], [3, 2, 0, 1], True, False, True),
+    ([1.1, 0.9, 1.0, 0.02], [1, 0, 2, 3], False, True, False),
+]
+
+
+def fixed_draw(factors, order, grayscale, invert, solarize) -> ColourDraw:
+    return ColourDraw(np.array([factors]), np.array([order]), np.array([grayscale]), np.array([invert]),
+                      np.array([solarize]))
+
+
+def torchvision_colour(image: torch.Tensor, factors, order, grayscale, invert, solarize) -> torch.Tensor:
+    ops = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+    for op in order:
+        image = ops[op](image, factors[op])
+    if grayscale:
+        image = F.rgb_to_grayscale(image, num_output_channels=3)
+    if invert:
+        image = F.invert(image)
+    return F.solarize(image, reference.SOLARIZE_THRESHOLD) if solarize else image
+
+
+@pytest.mark.parametrize("drawn", DRAWN)
+def test_colour_equals_torchvisions_operations_one_by_one(monkeypatch, drawn):
+    image = smooth_image(64, 64)
+    monkeypatch.setattr(Colour, "sample", lambda self, n: fixed_draw(*drawn))
+    ours = Colour(reference.STRONG_COLOR_JITTER)(image).astype(float)
+    theirs = to_array(torchvision_colour(to_tensor(image) / 255, *drawn)) * 255
+    assert np.abs(ours - theirs).mean() < 1.0
+
+
+# --- background mixing ---
+
+
+def test_engine_background_mixing_keeps_the_character_and_replaces_the_backdrop():
+    image, distance = sprite_on_white()
+    torch.manual_seed(0)
+    out = ArrayBackgroundMixing([solid_image((40, 90, 160))], p=1.0)(image)
+    character = distance <= BODY_RADIUS + OUTLINE_PX
+    assert np.abs(out[character].astype(int) - image[character]).max() <= 1  # the mask's feathered edge rounds
+    far_backdrop = distance > BODY_RADIUS + OUTLINE_PX + 8
+    assert (out[far_backdrop] != 255).any(axis=-1).all()
+
+
+def test_engine_background_mixing_of_a_scene_keeps_the_centre_and_replaces_the_corners():
+    scene = np.asarray(noise_image(120, 80))
+    torch.manual_seed(0)
+    out = ArrayBackgroundMixing([solid_image((200, 30, 30))], p=1.0)(scene)
+    change = np.abs(out.astype(int) - scene).mean(axis=2)
+    assert change[32:48, 48:72].max() == 0
+    assert np.mean([change[:8, :8], change[:8, -8:], change[-8:, :8], change[-8:, -8:]]) > 40
+
+
+# --- the GPU path, on the CPU ---
+
+
+def device_stages(cfg: Config) -> device.DeviceAugment:
+    return device.create_device_augment(cfg, [solid_image((20, 140, 60))], MEAN, STD, torch.device("cpu"))
+
+
+def collate(augment: device.DeviceAugment, images) -> tuple[torch.Tensor, torch.Tensor]:
+    samples = [augment.per_sample(image) for image in images]
+    return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
+
+
+def test_device_path_gives_each_sample_of_a_batch_its_own_parameters():
+    augment = device_stages(make_config(background_mix_prob=0.5))
+    images = [noise_image(400, 300, seed=1)] * 6 + [noise_image(33, 77)]
+    torch.manual_seed(0)
+    canvases, meta = collate(augment, images)
+    side = augment.per_sample.canvas
+    assert canvases.dtype == torch.uint8 and canvases.shape == (7, 3, side, side)
+    out = augment(canvases, meta)
+    assert out.dtype == torch.float32 and out.shape == (7, 3, SIZE, SIZE) and torch.isfinite(out).all()
+    low, high = (0 - torch.tensor(MEAN)) / torch.tensor(STD), (1 - torch.tensor(MEAN)) / torch.tensor(STD)
+    assert (out >= low[:, None, None] - 1e-4).all() and (out <= high[:, None, None] + 1e-4).all()
+    flat = out[:6].flatten(1)
+    assert all(not torch.allclose(flat[i], flat[j]) for i in range(6) for j in range(i + 1, 6))
+
+
+def test_device_path_at_zero_strength_is_the_identity():
+    normalise = fused.Normalise(MEAN, STD)
+    per_sample = device.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
+    augment = device.DeviceAugment(zero_branch(normalise), zero_branch(normalise), per_sample, torch.device("cpu"))
+    images = [np.array(noise_image(SIZE, SIZE, seed)) for seed in range(4)]
+    out = augment(*collate(augment, images))
+    expected = torch.stack([normalise(image) for image in images])
+    torch.testing.assert_close(out, expected, rtol=0, atol=2e-3)
+
+
+def test_device_geometry_matches_the_cpu_engine():
+    size = SIZE
+    augment = device_stages(make_config())
+    image = smooth_image(size, size)
+    torch.manual_seed(0)
+    geometry = augment.strong.geometry
+    warps = [geometry.sample(size, size) for _ in range(4)]
+    warps.append(Warp((5, 7, 40, 50), rotation_homography(-9.0, size), elastic_coarse(size)))
+    canvas = to_tensor(image).byte()[None].expand(len(warps), -1, -1, -1)
+    on_device = augment._geometry(canvas, warps, [[size, size]] * len(warps)) * 255
+    for warp, out in zip(warps, on_device):
+        cpu = warp_image(image, warp, size).astype(float)
+        # away from the black fill, whose edge the two paths place a pixel apart
+        inside = (cpu > 0).all(axis=2).astype(np.uint8)
+        inside = cv2.erode(inside, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+        assert inside.mean() > 0.4
+        assert np.abs(to_array(out) - cpu)[inside].mean() < 1.0
+
+
+@pytest.mark.parametrize("drawn", DRAWN)
+def test_device_colour_matches_the_cpu_engine(monkeypatch, drawn):
+    augment = device_stages(make_config())
+    image = smooth_image(SIZE, SIZE)
+    monkeypatch.setattr(Colour, "sample", lambda self, n: fixed_draw(*drawn))
+    cpu = augment.strong.colour(image).astype(float)
+    on_device = augment._colour(to_tensor(image)[None] / 255, [augment.strong])[0] * 255
+    assert np.abs(to_array(on_device) - cpu).mean() < 1.0
+
+
+def test_device_blur_and_erasing_act_per_sample():
+    images = torch.stack([to_tensor(np.asarray(noise_image(SIZE, SIZE, seed))) for seed in range(3)])
+    sigmas = torch.tensor([0.0, 0.7, 1.9])
+    blurred = device.gaussian_blur(images, sigmas, reference.BLUR_KERNEL_SIZE)
+    assert torch.equal(blurred[0], images[0])
+    for i in (1, 2):
+        expected = cv2.GaussianBlur(to_array(images[i]), (5, 5), float(sigmas[i]))
+        assert np.abs(to_array(blurred[i]) - expected).max() < 1e-3
+    expected = images.clone()
+    expected[1, :, 2:12, 3:23] = 0
+    expected[2, :, :, :1] = 0
+    assert torch.equal(device.erase(images.clone(), [None, (2, 3, 10, 20), (0, 0, SIZE, 1)]), expected)
+
+
+def test_gpu_augment_without_a_gpu_falls_back_to_the_cpu_engine():
+    with pytest.warns(UserWarning, match="gpu_augment"):
+        assert build_device_augment(make_config(gpu_augment=True), MEAN, STD, torch.device("cpu")) is None
+    assert build_device_augment(make_config(), MEAN, STD, torch.device("cuda")) is None
+
+
+def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
+    def on_cpu(cfg, mean, std, device_):
+        return device.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
+
+    monkeypatch.setattr(trainer, "build_device_augment", on_cpu)
+    run = trainer.train(tiny_config(epochs=1, gpu_augment=True, background_mix_prob=0.5), dataset, tmp_path / "run",
+                        progress=False)
+    assert (run / "best.pt").is_file()
+
+
+# --- augment-preview ---
+
+
+def test_augment_preview_draws_originals_beside_weak_and_strong_samples(tmp_path, dataset):
+    from simpsons_classifier.commands import augment_preview as preview
+
+    out = tmp_path / "grid.png"
+    assert main(["augment-preview", "--data", str(dataset), "--out", str(out), "--n", "3", "--tile", "40",
+                 "--set", "image_size=32"]) == 0
+    columns = 1 + preview.WEAK_SAMPLES + preview.STRONG_SAMPLES
+    step = 40 + preview.GAP_PX
+    with PIL.Image.open(out) as grid:
+        assert grid.size == (columns * step - preview.GAP_PX, preview.HEADER_PX + 3 * step - preview.GAP_PX)
+        tiles = np.asarray(grid.convert("RGB"))[preview.HEADER_PX : preview.HEADER_PX + 40]
+    original, weak = tiles[:, :40], tiles[:, step : step + 40]
+    assert (original != 255).any() and not np.array_equal(original, weak)
