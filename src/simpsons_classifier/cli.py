@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import data, evaluate, show_config, train
+from .commands import ablate, compare, data, evaluate, explain, export, predict, report, serve, show_config, train
+from .commands import augment_preview
 from .config import ConfigError
 
-COMMANDS = (train, evaluate, data, show_config)
+COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, export, serve, data, augment_preview,
+            show_config)
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, FileExistsError, ValueError,
                                                    RuntimeError)
 

@@ -1,4 +1,5 @@
-"""``simpsons train``: a new run, or ``--resume RUN``; ends by evaluating the best checkpoint."""
+"""``simpsons train``: a new run, or ``--resume RUN``; ends by evaluating the best checkpoint and writing
+``RUN/report.html``."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report import build_report
     from ..training import resume, train
 
     if args.resume:
@@ -39,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         calibrate_and_print(run_dir)  # first, so that the evaluation reports what the stored threshold accepts
         evaluate_and_print(run_dir, robustness=True)
+        print(f"report: {build_report(run_dir)}")
     return 0
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from ..augment import build_batch_mixer, build_eval_transform, build_train_transform
+from ..augment import build_batch_mixer, build_device_augment, build_eval_transform, build_train_transform
 from ..config import Config
 from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, prepare_run_data
@@ -47,8 +47,12 @@ class RunExistsError(FileExistsError):
     """A run folder that already holds a run: resume it or pick another folder."""
 
 
-def train(config: Config, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> Path:
-    """Train a new run from ``data_dir`` into ``out_dir``; returns the run folder."""
+def train(
+    config: Config, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
+    split_file: str | Path | None = None,
+) -> Path:
+    """Train a new run from ``data_dir`` into ``out_dir``; returns the run folder. ``split_file``: another
+    run's split.csv to use instead of making one."""
     run_dir = Path(out_dir)
     if (run_dir / LAST).exists():
         raise RunExistsError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or use another --out")
@@ -56,7 +60,7 @@ def train(config: Config, data_dir: str | Path, out_dir: str | Path, progress: b
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / CONFIG_FILE)
-        data = prepare_run_data(config, data_dir, run_dir, progress=progress)
+        data = prepare_run_data(config, data_dir, run_dir, progress=progress, split_file=split_file)
         _print_data_summary(data, run_dir)
     distributed.barrier(ctx)
     return _fit(config, run_dir, ctx, resume_state=None, progress=progress)
@@ -102,10 +106,12 @@ def _fit(
     scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and config.amp == "fp16")
     mixer = build_batch_mixer(config, len(data.classes))
 
+    device_augment = build_device_augment(config, normalisation["mean"], normalisation["std"], ctx.device)
     train_set = ImageDataset(
         data.split.train,
         data.classes,
-        build_train_transform(config, normalisation["mean"], normalisation["std"]),
+        device_augment.per_sample if device_augment is not None
+        else build_train_transform(config, normalisation["mean"], normalisation["std"]),
         decode_size=config.image_size,
     )
     val_set = ImageDataset(
@@ -146,7 +152,7 @@ def _fit(
         started = time.perf_counter()
         loader = _train_loader(train_set, config, ctx, epoch, workers)
         train_loss = _train_one_epoch(
-            net, model, ema, loader, optimizer, scaler, mixer, config, ctx, epoch, memory_format, show
+            net, model, ema, loader, optimizer, scaler, mixer, config, ctx, epoch, memory_format, show, device_augment
         )
         evaluated = ema.module if ema is not None else model
         logits, targets = predict(
@@ -211,6 +217,7 @@ def _train_one_epoch(
     epoch: int,
     memory_format: torch.memory_format,
     show: bool,
+    device_augment,
 ) -> float:
     net.train()
     freeze_frozen_norms(model)
@@ -218,6 +225,8 @@ def _train_one_epoch(
     total, count = 0.0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show)
     for step, (images, labels) in enumerate(bar):
+        if device_augment is not None:
+            images = device_augment(*images)  # (canvases, metadata) -> the augmented batch, on the device
         images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(ctx.device, non_blocking=True)
         targets = labels

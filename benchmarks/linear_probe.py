@@ -1,0 +1,55 @@
+"""The floor a fine-tuned model must beat: a logistic regression on frozen ImageNet features, same split.
+
+    python benchmarks/linear_probe.py --run runs/demo [--backbone efficientnet_lite0]
+
+Uses the run's split (split.csv) and the same probe that ``head_init: probe`` fits, and prints top-1 / top-5 on
+the validation images overall and per drawing source.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch.utils.data import DataLoader
+
+from simpsons_classifier.augment import build_eval_transform
+from simpsons_classifier.data.dataset import ImageDataset
+from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.evaluation.report import per_group_accuracy
+from simpsons_classifier.models import create_model, data_config
+from simpsons_classifier.training.probe import PROBE_C, PROBE_MAX_ITER, pre_logit_features
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a run folder (its split is used)")
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--image-size", type=int, default=224)
+    args = parser.parse_args()
+
+    data = RunData.read(args.run)
+    model = create_model(args.backbone, len(data.classes), "imagenet").eval()
+    norm = data_config(model)
+    transform = build_eval_transform(args.image_size, norm["mean"], norm["std"])
+
+    def features(samples):
+        dataset = ImageDataset(samples, data.classes, transform, decode_size=args.image_size)
+        return pre_logit_features(model, DataLoader(dataset, batch_size=64, num_workers=2), torch.device("cpu"))
+
+    train_x, train_y = features(data.split.train)
+    val_x, val_y = features(data.split.val)
+    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(train_x, train_y)
+    scores = probe.decision_function(val_x)
+    top5 = probe.classes_[np.argsort(-scores, axis=1)[:, :5]]
+    correct = top5[:, 0] == val_y
+    print(f"linear probe ({args.backbone}, {len(train_y)} train / {len(val_y)} val images): "
+          f"top-1 {100 * correct.mean():.1f}%  top-5 {100 * (top5 == val_y[:, None]).any(1).mean():.1f}%")
+    for group, (images, top1) in per_group_accuracy([s.path for s in data.split.val], correct).items():
+        print(f"  {group:<14} {images:>5} images  top-1 {100 * top1:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
