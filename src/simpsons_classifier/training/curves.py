@@ -46,6 +46,7 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     lr_ax = acc_ax.twinx()
     lr_ax.plot(epochs, [r["lr"] for r in rows], ":", color="grey")
     lr_ax.set_ylabel("head learning rate", color="grey")
+    lr_ax.set_ylim(0, 1.1 * max(r["lr"] for r in rows))  # from zero, so a constant rate reads as constant
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
