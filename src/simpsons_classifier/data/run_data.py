@@ -3,7 +3,6 @@ read back by every process, by resume and by evaluate."""
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 
 from ..config import Config
 from .scan import DatasetError, Sample, scan_dataset
-from .split import Split, make_split, source_group
+from .split import Split, make_split, read_samples, write_samples
 
 SPLIT_FILE = "split.csv"
 HELDOUT_FILE = "heldout.csv"
@@ -45,7 +44,7 @@ def prepare_run_data(
     heldout = [s for s in scan.samples if s.label in heldout_classes]
     scan.samples = [s for s in scan.samples if s.label not in heldout_classes]
     if heldout:
-        write_heldout(run_dir / HELDOUT_FILE, heldout)
+        write_samples(run_dir / HELDOUT_FILE, {"heldout": heldout})
     # An ablation compares recipes on exactly the same images: its later runs reuse the first run's split.
     split = Split.read(split_file) if split_file else make_split(
         scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
@@ -77,18 +76,7 @@ def pick_heldout_classes(classes: list[str], count: int, seed: int) -> list[str]
     return sorted(np.random.default_rng(seed).choice(classes, size=count, replace=False).tolist())
 
 
-def write_heldout(path: str | Path, samples: list[Sample]) -> None:
-    """split.csv's columns, subset ``heldout``."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "subset", "group"])
-        writer.writerows((s.path, s.label, "heldout", source_group(s.path)) for s in samples)
-
-
 def read_heldout(run_dir: str | Path) -> list[Sample]:
     """The held-out classes' images of a run; empty when it kept none out."""
     path = Path(run_dir) / HELDOUT_FILE
-    if not path.is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [Sample(row["path"], row["label"]) for row in csv.DictReader(handle)]
+    return read_samples(path).get("heldout", []) if path.is_file() else []

@@ -28,19 +28,29 @@ class Split:
     val: list[Sample]
 
     def write(self, path: str | Path) -> None:
-        with open(path, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "label", "subset", "group"])
-            for subset, samples in (("train", self.train), ("val", self.val)):
-                writer.writerows((s.path, s.label, subset, source_group(s.path)) for s in samples)
+        write_samples(path, {"train": self.train, "val": self.val})
 
     @classmethod
     def read(cls, path: str | Path) -> Split:
-        split = cls(train=[], val=[])
-        with open(path, newline="") as handle:
-            for row in csv.DictReader(handle):
-                getattr(split, row["subset"]).append(Sample(row["path"], row["label"]))
-        return split
+        subsets = read_samples(path)
+        return cls(train=subsets.get("train", []), val=subsets.get("val", []))
+
+
+def write_samples(path: str | Path, subsets: dict[str, list[Sample]]) -> None:
+    """One row per file: path, label, subset, group."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subset", "group"])
+        for subset, samples in subsets.items():
+            writer.writerows((s.path, s.label, subset, source_group(s.path)) for s in samples)
+
+
+def read_samples(path: str | Path) -> dict[str, list[Sample]]:
+    subsets: dict[str, list[Sample]] = defaultdict(list)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            subsets[row["subset"]].append(Sample(row["path"], row["label"]))
+    return dict(subsets)
 
 
 def source_group(path: str | Path) -> str:
