@@ -107,3 +107,22 @@ def test_robustness_backgrounds_are_fixed_and_the_score_is_written(tmp_path, dat
     again = evaluate_run(run, robustness=True, progress=False)
     assert 0 <= metrics["robustness_top1"] <= 1 and metrics["robustness_top1"] == again["robustness_top1"]
     assert json.loads((run / "eval" / "metrics.json").read_text())["robustness_top1"] == metrics["robustness_top1"]
+
+
+def test_accuracy_per_drawing_source_when_file_names_carry_a_group(tmp_path):
+    targets = torch.tensor([0, 0, 1, 1, 2, 2])
+    predicted = [0, 1, 1, 1, 0, 2]
+    paths = ["/d/bart/dreamworld__0.png", "/d/bart/gen7x_shiny__0.png", "/d/homer/dreamworld__0.png",
+             "/d/homer/gen7x_regular__0.png", "/d/lisa/dreamworld__0.png", "/d/lisa/icon_regular__0.png"]
+    metrics = write_report(_logits_for(predicted), targets, CLASSES, tmp_path, paths=paths)
+    assert metrics["per_group_top1"] == {"dreamworld": (3, pytest.approx(2 / 3)), "gen7x": (2, 0.5), "icon": (1, 1.0)}
+    with open(tmp_path / "per_group.csv") as handle:
+        rows = {r["group"]: (int(r["images"]), float(r["top1"])) for r in csv.DictReader(handle)}
+    assert rows["dreamworld"][0] == 3 and rows["gen7x"] == (2, 0.5)
+    with open(tmp_path / "predictions.csv") as handle:
+        assert [r["predicted"] for r in csv.DictReader(handle)] == [CLASSES[p] for p in predicted]
+
+
+def test_no_per_group_file_without_groups_in_the_names(tmp_path):
+    metrics = write_report(_logits_for([0, 1]), torch.tensor([0, 1]), CLASSES, tmp_path, paths=["/a/1.png", "/b/2.png"])
+    assert "per_group_top1" not in metrics and not (tmp_path / "per_group.csv").exists()
