@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
-from ..augment import build_eval_transform
-from ..data.dataset import ImageDataset
 from ..data.run_data import RunData
 from ..data.scan import Skipped, scan_dataset, write_skipped
 from ..training import load_model
-from ..training.validate import predict
 from .openset import openset_report
 from .report import write_report
 from .robustness import pasting_transform, seeded
+from .run_model import eval_transform, sample_logits
 from .tta import TTAModel
 
 
@@ -47,22 +42,14 @@ def evaluate_run(
                                   for s in scan.samples if s.label not in known]
     if not samples:
         raise ValueError(f"nothing to evaluate: no image of a class the model knows ({len(skipped)} skipped)")
-    transform = build_eval_transform(loaded.config.image_size, loaded.mean, loaded.std)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    memory_format = torch.channels_last if loaded.config.channels_last else torch.contiguous_format
-    model = loaded.model.to(device, memory_format=memory_format)
-    model = TTAModel(model) if tta else model
-
-    def run_over(image_transform, desc: str) -> tuple[torch.Tensor, torch.Tensor]:
-        dataset = ImageDataset(samples, loaded.classes, image_transform, decode_size=loaded.config.image_size)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(4, torch.get_num_threads()))
-        return predict(model, loader, device, loaded.config.amp, loaded.config.channels_last, progress, desc)
-
-    logits, targets = run_over(transform, "evaluating")
+    wrap = TTAModel if tta else None
+    logits, targets = sample_logits(loaded, samples, wrap=wrap, batch_size=batch_size, progress=progress,
+                                    desc="evaluating")
     extra = {"num_skipped": len(skipped), "tta": tta}
     if robustness:
         seeded()
-        pasted_logits, _ = run_over(pasting_transform(transform), "robustness")
+        pasted_logits, _ = sample_logits(loaded, samples, pasting_transform(eval_transform(loaded)), wrap,
+                                         batch_size, progress, "robustness")
         extra["robustness_top1"] = float((pasted_logits.argmax(1) == targets).float().mean())
     if data_dir is None and (openset := openset_report(run_dir, out_dir, progress)) is not None:
         extra["openset"] = openset

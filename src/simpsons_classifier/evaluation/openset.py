@@ -19,14 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
-from torch.utils.data import DataLoader
 
-from ..augment import build_eval_transform
-from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, read_heldout
 from ..data.scan import Sample
 from ..training import LoadedModel, load_model
-from ..training.validate import predict
+from .run_model import sample_logits
 
 SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "max_logit": lambda logits: logits.max(dim=1).values,
@@ -36,7 +33,6 @@ DEFAULT_SCORE = "max_logit"
 TARGET_TPR = 0.95
 """Share of known-character images the threshold accepts."""
 OPENSET_FILE = "openset.json"
-BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -93,12 +89,7 @@ def run_logits(loaded: LoadedModel, samples: list[Sample], progress: bool = True
     """Plain (no TTA) logits of ``loaded``'s model over ``samples``, whatever their labels."""
     # Held-out labels are not among the model's classes; the targets are not used, so any known label will do.
     relabelled = [Sample(s.path, loaded.classes[0]) for s in samples]
-    transform = build_eval_transform(loaded.config.image_size, loaded.mean, loaded.std)
-    dataset = ImageDataset(relabelled, loaded.classes, transform, decode_size=loaded.config.image_size)
-    loader = DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=min(4, torch.get_num_threads()))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    logits, _ = predict(loaded.model.to(device), loader, device, loaded.config.amp, progress=progress,
-                        desc="open-set scores")
+    logits, _ = sample_logits(loaded, relabelled, progress=progress, desc="open-set scores")
     return logits
 
 
