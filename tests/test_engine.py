@@ -16,7 +16,14 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, device, reference
+from simpsons_classifier.augment import (
+    ENGINES,
+    build_device_augment,
+    build_train_transform,
+    device,
+    normalise_batch,
+    reference,
+)
 from simpsons_classifier.augment import engine as fused
 from simpsons_classifier.augment.colour import Colour, ColourDraw
 from simpsons_classifier.augment.geometry import (
@@ -31,7 +38,8 @@ from simpsons_classifier.augment.geometry import (
     upsample_displacement,
     warp_image,
 )
-from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
+from simpsons_classifier.augment.background import foreground_mask
+from simpsons_classifier.augment.mixing import ArrayBackgroundMixing, blend
 from simpsons_classifier.cli import main
 from simpsons_classifier.config import AUGMENT_ENGINES, Config, ConfigError
 from simpsons_classifier.training import trainer
@@ -62,8 +70,8 @@ def to_array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.permute(1, 2, 0).numpy()
 
 
-def zero_branch(normalise: fused.Normalise) -> fused.Branch:
-    return fused.Branch(Geometry(SIZE, (1.0, 1.0), (1.0, 1.0)), Colour((0.0, 0.0, 0.0, 0.0)), normalise)
+def zero_branch() -> fused.Branch:
+    return fused.Branch(Geometry(SIZE, (1.0, 1.0), (1.0, 1.0)), Colour((0.0, 0.0, 0.0, 0.0)))
 
 
 def binomial_ok(count: int, n: int, p: float) -> bool:
@@ -92,27 +100,52 @@ def test_fused_engine_refuses_a_background_folder_without_images(tmp_path):
 
 def test_zero_strength_is_the_identity():
     image = np.asarray(noise_image(SIZE, SIZE))
-    normalise = fused.Normalise(MEAN, STD)
     warp = Geometry(SIZE, (1.0, 1.0), (1.0, 1.0)).sample(SIZE, SIZE)
     np.testing.assert_array_equal(warp_image(image, warp, SIZE), image)
-    transform = fused.FusedTransform(zero_branch(normalise), zero_branch(normalise), p_strong=0.5)
-    expected = (to_tensor(image) / 255 - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+    transform = fused.FusedTransform(zero_branch(), zero_branch(), p_strong=0.5)
     for _ in range(4):
-        torch.testing.assert_close(transform(image), expected, rtol=0, atol=1e-5)
+        assert torch.equal(transform(image), to_tensor(image).byte())
 
 
 @pytest.mark.parametrize("width,height", [(400, 300), (300, 400), (33, 77), (1200, 900)])
-def test_both_branches_return_normalised_float_tensors(width, height):
+def test_both_branches_return_uint8_channels_last_tensors(width, height):
     transform = build_train_transform(make_config(background_mix_prob=1.0), MEAN, STD)
-    low = (0 - torch.tensor(MEAN)) / torch.tensor(STD)
-    high = (1 - torch.tensor(MEAN)) / torch.tensor(STD)
     torch.manual_seed(0)
     for branch in (transform.weak, transform.strong):
         for _ in range(3):
             out = branch(noise_image(width, height))
-            assert type(out) is torch.Tensor and out.dtype == torch.float32 and out.shape == (3, SIZE, SIZE)
-            assert (out >= low[:, None, None] - 1e-5).all() and (out <= high[:, None, None] + 1e-5).all()
-            assert out.std() > 0.1
+            assert type(out) is torch.Tensor and out.dtype == torch.uint8 and out.shape == (3, SIZE, SIZE)
+            assert out.stride() == (1, 3 * SIZE, 3)  # a view of the H x W x 3 result
+            assert out.float().std() > 1  # not a flat image (noise averaged down stays above 3 levels)
+
+
+def test_collate_stacks_channels_last_and_normalise_batch_matches_the_eval_normalisation():
+    transform = build_train_transform(make_config(), MEAN, STD)
+    torch.manual_seed(0)
+    samples = [(transform(noise_image(120, 90, seed)), seed) for seed in range(5)]
+    images, labels = fused.collate(samples)
+    assert images.shape == (5, 3, SIZE, SIZE) and images.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(images, torch.stack([image for image, _ in samples])) and labels.tolist() == list(range(5))
+    normalised = normalise_batch(images, MEAN, STD)
+    assert normalised.dtype == torch.float32 and normalised.is_contiguous(memory_format=torch.channels_last)
+    expected = v2.Normalize(MEAN, STD)(images.float() / 255)
+    torch.testing.assert_close(normalised, expected, rtol=0, atol=1e-5)
+    floats = torch.randn(2, 3, SIZE, SIZE)
+    assert normalise_batch(floats, MEAN, STD) is floats  # the reference engine's batches are normalised already
+    reference_samples = [(torch.zeros(3, SIZE, SIZE), 0), (torch.ones(3, SIZE, SIZE), 1)]
+    assert fused.collate(reference_samples)[0].shape == (2, 3, SIZE, SIZE)
+
+
+def test_erasing_paints_the_mean_colour_that_normalises_to_zero():
+    fill = fused.mean_colour(MEAN)
+    image = np.full((SIZE, SIZE, 3), 7, np.uint8)
+    torch.manual_seed(0)
+    erased = fused.RandomErasing(1.0, fill)(image.copy())
+    painted = (erased != 7).all(axis=2)
+    assert 0.02 * SIZE**2 * 0.8 <= painted.sum() <= 0.33 * SIZE**2 * 1.2
+    assert (erased[painted] == fill).all()
+    normalised = normalise_batch(torch.tensor(fill, dtype=torch.uint8).view(3, 1, 1), MEAN, STD)
+    assert normalised.abs().max() < 0.5 / 255 / min(STD)
 
 
 # --- geometry: fused equals sequential ---
@@ -253,7 +286,7 @@ def test_optional_transforms_fire_with_their_probabilities():
     weak = Geometry(SIZE, reference.WEAK_CROP_SCALE, flip_prob=reference.WEAK_FLIP_PROB)
     flips = sum(weak.sample(300, 400).inner[0, 0] < 0 for _ in range(DRAWS))
     assert binomial_ok(flips, DRAWS, reference.WEAK_FLIP_PROB)
-    branch = fused.strong_branch(make_config(background_mix_prob=0.0), [], fused.Normalise(MEAN, STD))
+    branch = fused.strong_branch(make_config(background_mix_prob=0.0), [], fused.mean_colour(MEAN))
     warps = [branch.geometry.sample(300, 400) for _ in range(DRAWS)]
     assert binomial_ok(sum(w.displacement is not None for w in warps), DRAWS, reference.ELASTIC_PROB)
     perspective = sum(np.abs(w.inner[2, :2]).max() > 0 for w in warps)  # rotations leave the last row 0 0 1
@@ -356,6 +389,24 @@ def test_engine_background_mixing_of_a_scene_keeps_the_centre_and_replaces_the_c
     assert np.mean([change[:8, :8], change[:8, -8:], change[-8:, :8], change[-8:, -8:]]) > 40
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_engine_mixes_while_warping_as_if_it_mixed_then_warped(seed):
+    image, _ = sprite_on_white()
+    background = PIL.Image.fromarray(smooth_image(150, 200))  # smooth: one resampling or two look alike
+    mixing = ArrayBackgroundMixing([background], p=1.0)
+    mixing._jitter = Colour((0.0, 0.0, 0.0, 0.0))  # colours aside: where the background lands is under test
+    geometry = fused.strong_branch(make_config(), [background], (0, 0, 0)).geometry
+    torch.manual_seed(seed)
+    backdrop = mixing.sample(*image.shape[:2])
+    warp = geometry.sample(*image.shape[:2])
+    top, left, height, width = backdrop.box
+    patch = cv2.resize(backdrop.pixels[top : top + height, left : left + width], image.shape[1::-1])
+    mixed = blend(image, cv2.flip(patch, 1) if backdrop.flip else patch, foreground_mask(image))
+    expected = warp_image(mixed, warp, SIZE).astype(float)
+    out = mixing.composite(image, backdrop, warp, SIZE).astype(float)
+    assert np.abs(out - expected).mean() < 2.0  # they differ only along the mask's edge
+
+
 # --- the GPU path, on the CPU ---
 
 
@@ -386,10 +437,10 @@ def test_device_path_gives_each_sample_of_a_batch_its_own_parameters():
 def test_device_path_at_zero_strength_is_the_identity():
     normalise = fused.Normalise(MEAN, STD)
     per_sample = device.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
-    augment = device.DeviceAugment(zero_branch(normalise), zero_branch(normalise), per_sample, torch.device("cpu"))
+    augment = device.DeviceAugment(zero_branch(), zero_branch(), per_sample, normalise, torch.device("cpu"))
     images = [np.array(noise_image(SIZE, SIZE, seed)) for seed in range(4)]
     out = augment(*collate(augment, images))
-    expected = torch.stack([normalise(image) for image in images])
+    expected = normalise(torch.stack([to_tensor(image).byte() for image in images]))
     torch.testing.assert_close(out, expected, rtol=0, atol=2e-3)
 
 

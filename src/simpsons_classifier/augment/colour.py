@@ -23,6 +23,7 @@ LUMA = np.array([0.2989, 0.587, 0.114])
 """Grey level of an RGB pixel (torchvision's rgb_to_grayscale)."""
 GREY = np.outer(np.ones(3), LUMA)
 """Every channel := the pixel's grey level."""
+IDENTITY, ORIGIN = np.eye(3), np.zeros(3)
 BRIGHTNESS, CONTRAST, SATURATION, HUE = range(4)
 """Columns of :attr:`ColourDraw.factors`, in ColorJitter's order."""
 SOLARIZE_LEVEL = math.ceil(SOLARIZE_THRESHOLD * 255)
@@ -90,14 +91,17 @@ def affine_matrix(draw: ColourDraw, i: int, steps: list[int], mean: np.ndarray, 
     """3 x 4 float32 affine map of RGB levels (0..255) doing sample ``i``'s ``steps`` (from :func:`jitter_steps`)
     in order, then, with ``finish``, its grayscale and invert. ``mean``: the image's channel means, which
     contrast needs (it blends with the mean grey)."""
-    linear, offset = np.eye(3), np.zeros(3)
+    linear, offset = IDENTITY, ORIGIN
     for op in steps:
-        factor = draw.factors[i, op]
-        step = factor * np.eye(3) + (1 - factor) * GREY if op == SATURATION else factor * np.eye(3)
-        mean_grey = LUMA @ (linear @ mean + offset)  # of the image so far
-        linear, offset = step @ linear, step @ offset
-        if op == CONTRAST:
-            offset = offset + (1 - factor) * mean_grey
+        factor = float(draw.factors[i, op])
+        if op == SATURATION:
+            step = factor * IDENTITY + (1 - factor) * GREY
+            linear, offset = step @ linear, step @ offset
+        elif op == CONTRAST:
+            mean_grey = LUMA @ (linear @ mean + offset)  # of the image so far
+            linear, offset = factor * linear, factor * offset + (1 - factor) * mean_grey
+        else:
+            linear, offset = factor * linear, factor * offset
     if finish and draw.grayscale[i]:
         linear, offset = GREY @ linear, GREY @ offset
     if finish and draw.invert[i]:

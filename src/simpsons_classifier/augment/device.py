@@ -70,14 +70,16 @@ class DeviceAugment:
     """Batch stage: (canvases uint8 B x 3 x C x C, metadata B x 3) -> normalised float B x 3 x size x size on
     ``device``, every sample with its own random parameters. ``per_sample`` is the matching CPU stage."""
 
-    def __init__(self, weak: Branch, strong: Branch, per_sample: CanvasTransform, device: torch.device) -> None:
+    def __init__(
+        self, weak: Branch, strong: Branch, per_sample: CanvasTransform, normalise: Normalise, device: torch.device
+    ) -> None:
         self.weak = weak
         self.strong = strong
         self.per_sample = per_sample
         self.device = torch.device(device)
         self.size = weak.geometry.size
-        self.shift = weak.normalise.shift.to(self.device)
-        self.scale = (weak.normalise.scale * 255).to(self.device)
+        self.shift = normalise.shift.to(self.device)
+        self.scale = (normalise.scale * 255).to(self.device)
 
     def __call__(self, canvas: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         canvas = canvas.to(self.device, non_blocking=True)
@@ -211,7 +213,6 @@ def create_device_augment(
     device: torch.device,
 ) -> DeviceAugment:
     """The GPU path's two stages on any ``device`` (the tests run it on the CPU)."""
-    normalise = Normalise(mean, std)
-    weak, strong = weak_branch(cfg, normalise), strong_branch(cfg, backgrounds, normalise)
+    weak, strong = weak_branch(cfg), strong_branch(cfg, backgrounds, erase_fill=(0, 0, 0))  # erased after normalising
     per_sample = CanvasTransform(round(CANVAS_SCALE * cfg.image_size), cfg.strong_aug_prob, strong.mixing)
-    return DeviceAugment(weak, strong, per_sample, device)
+    return DeviceAugment(weak, strong, per_sample, Normalise(mean, std), device)

@@ -91,19 +91,18 @@ def sample_box(
     height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float]
 ) -> tuple[int, int, int, int] | None:
     """torchvision's random box (RandomResizedCrop, RandomErasing): area ``scale`` of the image, aspect ratio
-    (width / height) log-uniform in ``ratio``, anywhere inside; None when BOX_ATTEMPTS draws do not fit."""
-    draws = torch.rand(BOX_ATTEMPTS, 2).double().numpy()
-    area = height * width * (scale[0] + (scale[1] - scale[0]) * draws[:, 0])
+    (width / height) log-uniform in ``ratio``, anywhere inside; None when BOX_ATTEMPTS draws do not fit.
+    Plain Python floats from one ``torch.rand``: numpy's per-call overhead would cost more than the maths."""
+    *attempts, top_draw, left_draw = torch.rand(2 * BOX_ATTEMPTS + 2, dtype=torch.float64).tolist()
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
-    aspect = np.exp(log_low + (log_high - log_low) * draws[:, 1])
-    widths = np.round(np.sqrt(area * aspect)).astype(int)
-    heights = np.round(np.sqrt(area / aspect)).astype(int)
-    fits = np.flatnonzero((widths > 0) & (widths <= width) & (heights > 0) & (heights <= height))
-    if len(fits) == 0:
-        return None
-    box_height, box_width = int(heights[fits[0]]), int(widths[fits[0]])
-    top, left = torch.rand(2).tolist()
-    return int(top * (height - box_height + 1)), int(left * (width - box_width + 1)), box_height, box_width
+    for area_draw, aspect_draw in zip(attempts[::2], attempts[1::2]):
+        area = height * width * (scale[0] + (scale[1] - scale[0]) * area_draw)
+        aspect = math.exp(log_low + (log_high - log_low) * aspect_draw)
+        box_width, box_height = round(math.sqrt(area * aspect)), round(math.sqrt(area / aspect))
+        if 0 < box_width <= width and 0 < box_height <= height:
+            top, left = int(top_draw * (height - box_height + 1)), int(left_draw * (width - box_width + 1))
+            return top, left, box_height, box_width
+    return None
 
 
 def central_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
@@ -191,18 +190,23 @@ def crop_to_source(box: tuple[int, int, int, int], size: int) -> np.ndarray:
     return translation(left, top) @ resize_homography(width / size, height / size)
 
 
-def warp_image(image: np.ndarray, warp: Warp, size: int) -> np.ndarray:
-    """Resample an RGB uint8 H x W x 3 image through ``warp`` into size x size x 3, with one interpolation.
+def output_to_source(warp: Warp, size: int) -> np.ndarray:
+    """Output pixel (before elastic displacement) -> pixel of the source image."""
+    return crop_to_source(warp.box, size) @ warp.inner
 
-    The crop is cut out with a replicated :data:`EDGE_PAD` border, so anything outside it is black. A crop more
-    than twice the output is first averaged down by an integer factor (``INTER_AREA``), so that the bilinear
-    warp never shrinks by 2x or more and cannot alias. The warp runs on 4 channels, for which OpenCV's warps are
-    vectorised (about twice as fast as on 3).
+
+def cut_out(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``box`` of an image (any number of channels) ready to be resampled to size x size, and the homography
+    from source pixels to its pixels.
+
+    The box is cut out with a replicated :data:`EDGE_PAD` border, so a warp sees the box's edge colour on its
+    edge and black beyond. A box more than twice the output is first averaged down by an integer factor
+    (``INTER_AREA``), so that the bilinear warp never shrinks by 2x or more and cannot alias.
     """
-    top, left, height, width = warp.box
+    top, left, height, width = box
     shrink = max(1, min(height, width) // size)
     pad = shrink * EDGE_PAD
-    crop = cv2.copyMakeBorder(
+    cut = cv2.copyMakeBorder(
         image[top : top + height, left : left + width],
         pad,
         pad + (-height) % shrink,  # and up to a multiple of shrink
@@ -211,14 +215,29 @@ def warp_image(image: np.ndarray, warp: Warp, size: int) -> np.ndarray:
         cv2.BORDER_REPLICATE,
     )
     if shrink > 1:
-        crop = cv2.resize(crop, (crop.shape[1] // shrink, crop.shape[0] // shrink), interpolation=cv2.INTER_AREA)
-    crop = cv2.cvtColor(crop, cv2.COLOR_RGB2RGBA)
-    resized_crop_to_crop = resize_homography(width / size, height / size)
-    homography = resize_homography(1 / shrink, 1 / shrink) @ translation(pad, pad) @ resized_crop_to_crop @ warp.inner
-    if warp.displacement is None:
-        out = cv2.warpPerspective(crop, homography, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    else:
-        points = pixel_grid(size) + upsample_displacement(warp.displacement, size)
-        mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2), homography).reshape(size, size, 2)
-        out = cv2.remap(crop, mapped, None, cv2.INTER_LINEAR)
-    return cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)
+        cut = cv2.resize(cut, (cut.shape[1] // shrink, cut.shape[0] // shrink), interpolation=cv2.INTER_AREA)
+    return cut, resize_homography(1 / shrink, 1 / shrink) @ translation(pad - left, pad - top)
+
+
+def resample(source: np.ndarray, homography: np.ndarray, displacement: np.ndarray | None, size: int) -> np.ndarray:
+    """size x size bilinear samples of ``source`` at ``homography`` (output pixel -> source pixel) of the output
+    pixels moved by the elastic ``displacement`` (coarse, see :class:`Warp`; None: not moved); black outside.
+    Give it 4 channels: OpenCV's warps are vectorised for them (about twice as fast as on 3)."""
+    if displacement is None:
+        return cv2.warpPerspective(source, homography, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    points = pixel_grid(size) + upsample_displacement(displacement, size)
+    mapped = cv2.perspectiveTransform(points.reshape(-1, 1, 2), homography).reshape(size, size, 2)
+    return cv2.remap(source, mapped, None, cv2.INTER_LINEAR)
+
+
+def warp_image(image: np.ndarray, warp: Warp, size: int, alpha: np.ndarray | None = None) -> np.ndarray:
+    """Resample an RGB uint8 H x W x 3 image through ``warp`` into size x size x 3, with one interpolation; black
+    where the warp leaves the crop. With ``alpha`` (H x W uint8), the result is RGBA and its 4th channel is
+    ``alpha`` warped the same way (0 outside the crop): a mask follows the image for free, since the warp runs
+    on 4 channels anyway."""
+    cut, source_to_cut = cut_out(image, warp.box, size)
+    rgba = cv2.cvtColor(cut, cv2.COLOR_RGB2RGBA)
+    if alpha is not None:
+        rgba[..., 3] = cut_out(alpha, warp.box, size)[0]
+    out = resample(rgba, source_to_cut @ output_to_source(warp, size), warp.displacement, size)
+    return out if alpha is not None else cv2.cvtColor(out, cv2.COLOR_RGBA2RGB)

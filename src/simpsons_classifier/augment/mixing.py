@@ -8,6 +8,7 @@ colour-jitter ranges as the reference; only the image operations differ.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,12 +22,35 @@ from simpsons_classifier.augment.background import (
     sample_background_crop,
 )
 from simpsons_classifier.augment.colour import Colour
+from simpsons_classifier.augment.geometry import (
+    Warp,
+    cut_out,
+    flip_homography,
+    output_to_source,
+    resample,
+    resize_homography,
+    translation,
+    warp_image,
+)
+
+
+@dataclass(frozen=True)
+class Backdrop:
+    """The background drawn for one image: ``pixels[box]`` (top, left, height, width) stands behind the whole
+    image, mirrored left-right when ``flip``."""
+
+    pixels: np.ndarray
+    box: tuple[int, int, int, int]
+    flip: bool
 
 
 class ArrayBackgroundMixing:
     """With probability ``p``, put what is behind the character of an RGB uint8 H x W x 3 image onto a random
     background: a crop of one of ``backgrounds`` with the image's aspect ratio, resized to it, maybe flipped,
-    colour-jittered; ``out = mask * image + (1 - mask) * background``. Randomness from torch's RNG."""
+    colour-jittered; ``out = mask * image + (1 - mask) * background``. Randomness from torch's RNG.
+
+    Calling it mixes at the image's resolution. :meth:`composite` mixes and warps in one go, at the output's.
+    """
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image], p: float) -> None:
         if not backgrounds:
@@ -37,17 +61,64 @@ class ArrayBackgroundMixing:
         self._backgrounds = [np.asarray(background.convert("RGB")) for background in backgrounds]
         self._jitter = Colour(BACKGROUND_JITTER)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray:
+    def sample(self, height: int, width: int) -> Backdrop | None:
+        """The background for a height x width image, or None when mixing does not fire."""
         if torch.rand(()) >= self.p:
-            return image
+            return None
+        pixels = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
+        box = sample_background_crop(*pixels.shape[:2], height, width)
+        return Backdrop(pixels, box, bool(torch.rand(()) < BACKGROUND_FLIP_PROB))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]
-        background = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
-        top, left, crop_height, crop_width = sample_background_crop(*background.shape[:2], height, width)
-        patch = background[top : top + crop_height, left : left + crop_width]
-        patch = cv2.resize(self._jitter(patch), (width, height))  # jittered before resizing: fewer pixels
-        if torch.rand(()) < BACKGROUND_FLIP_PROB:
+        backdrop = self.sample(height, width)
+        if backdrop is None:
+            return image
+        top, left, box_height, box_width = backdrop.box
+        patch = self._jitter(backdrop.pixels[top : top + box_height, left : left + box_width])
+        patch = cv2.resize(patch, (width, height))  # jittered before resizing: fewer pixels
+        if backdrop.flip:
             patch = cv2.flip(patch, 1)
         return blend(image, patch, foreground_mask(image))
+
+    def composite(self, image: np.ndarray, backdrop: Backdrop, warp: Warp, size: int) -> np.ndarray:
+        """The mixed image warped to size x size: the image warped with its mask (one resampling), the part of
+        the background behind the warp's crop warped by the same map, blended at the output's resolution.
+
+        Equal to mixing and then warping, up to where the two interpolate the mask's edge, and cheaper: the
+        background is never resized to the image, jittered and blended are size x size pixels, not H x W.
+        """
+        character = warp_image(image, warp, size, alpha=foreground_mask(image))
+        behind = self._behind(backdrop, image.shape[:2], warp, size)
+        return blend(cv2.cvtColor(character, cv2.COLOR_RGBA2RGB), behind, cv2.extractChannel(character, 3))
+
+    def _behind(self, backdrop: Backdrop, image_shape: tuple[int, int], warp: Warp, size: int) -> np.ndarray:
+        """The jittered background under the warp's crop, warped to size x size like the image; black where the
+        image's warp is black (outside the crop)."""
+        height, width = image_shape
+        top, left, box_height, box_width = backdrop.box
+        mirror = flip_homography(box_width) if backdrop.flip else np.eye(3)
+        resize = resize_homography(box_width / width, box_height / height)
+        image_to_background = translation(left, top) @ mirror @ resize
+        covered = _covering_box(image_to_background, warp.box, backdrop.box)
+        cut, background_to_cut = cut_out(backdrop.pixels, covered, size)
+        cut = cv2.cvtColor(self._jitter(cut), cv2.COLOR_RGB2RGBA)  # jittered before warping: usually fewer pixels
+        to_cut = background_to_cut @ image_to_background @ output_to_source(warp, size)
+        return cv2.cvtColor(resample(cut, to_cut, warp.displacement, size), cv2.COLOR_RGBA2RGB)
+
+
+def _covering_box(
+    image_to_background: np.ndarray, box: tuple[int, int, int, int], within: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
+    """The background pixels (top, left, height, width) covered by the image pixels of ``box``, kept ``within``
+    the backdrop's box; ``image_to_background`` is affine."""
+    top, left, height, width = box
+    corners = np.array([[left, top], [left + width, top], [left, top + height], [left + width, top + height]]) - 0.5
+    mapped = corners @ image_to_background[:2, :2].T + image_to_background[:2, 2]
+    first = np.maximum(np.floor(mapped.min(axis=0) + 0.5).astype(int), [within[1], within[0]])
+    end = [within[1] + within[3] - 1, within[0] + within[2] - 1]
+    last = np.minimum(np.ceil(mapped.max(axis=0) - 0.5).astype(int), end)
+    return int(first[1]), int(first[0]), int(last[1] - first[1] + 1), int(last[0] - first[0] + 1)
 
 
 def blend(image: np.ndarray, background: np.ndarray, mask: np.ndarray) -> np.ndarray:

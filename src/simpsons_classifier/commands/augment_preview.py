@@ -90,7 +90,9 @@ def preview_grid(
 
 
 def _to_image(tensor: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> PIL.Image.Image:
-    """A normalised 3 x H x W tensor back to an RGB image."""
+    """A 3 x H x W sample (uint8, or normalised float) back to an RGB image."""
+    if tensor.dtype == torch.uint8:
+        return PIL.Image.fromarray(tensor.permute(1, 2, 0).numpy())
     pixels = tensor * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
     return PIL.Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
 

@@ -24,7 +24,14 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from ..augment import build_batch_mixer, build_device_augment, build_eval_transform, build_train_transform
+from ..augment import (
+    build_batch_mixer,
+    build_device_augment,
+    build_eval_transform,
+    build_train_transform,
+    collate,
+    normalise_batch,
+)
 from ..config import Config
 from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, prepare_run_data
@@ -152,7 +159,8 @@ def _fit(
         started = time.perf_counter()
         loader = _train_loader(train_set, config, ctx, epoch, workers)
         train_loss = _train_one_epoch(
-            net, model, ema, loader, optimizer, scaler, mixer, config, ctx, epoch, memory_format, show, device_augment
+            net, model, ema, loader, optimizer, scaler, mixer, config, ctx, epoch, memory_format, show, device_augment,
+            normalisation,
         )
         evaluated = ema.module if ema is not None else model
         logits, targets = predict(
@@ -218,6 +226,7 @@ def _train_one_epoch(
     memory_format: torch.memory_format,
     show: bool,
     device_augment,
+    normalisation: dict[str, Any],
 ) -> float:
     net.train()
     freeze_frozen_norms(model)
@@ -228,6 +237,7 @@ def _train_one_epoch(
         if device_augment is not None:
             images = device_augment(*images)  # (canvases, metadata) -> the augmented batch, on the device
         images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
+        images = normalise_batch(images, normalisation["mean"], normalisation["std"])  # uint8 from the fused engine
         labels = labels.to(ctx.device, non_blocking=True)
         targets = labels
         if mixer is not None:
@@ -253,7 +263,7 @@ def _train_loader(
     """A loader whose order and worker seeds depend only on (seed, epoch), for every process count."""
     drop_last = len(train_set) // ctx.world_size > config.batch_size  # a lone tiny last batch upsets BatchNorm
     common = dict(batch_size=config.batch_size, num_workers=workers, drop_last=drop_last,
-                  pin_memory=ctx.device.type == "cuda")
+                  pin_memory=ctx.device.type == "cuda", collate_fn=collate)
     if ctx.distributed:
         sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
         sampler.set_epoch(epoch)
