@@ -1,6 +1,6 @@
 """Augmentation throughput on one core: the fused engine vs the torchvision reference vs albumentations.
 
-    python benchmarks/augment.py [--json FILE] [--seconds S]
+    python benchmarks/augment.py [--json FILE] [--seconds S] [--rounds R] [--profile]
 
 Images per second per core at 224 px output from 400 x 300 RGB inputs (synthetic cartoons, half sprites on
 white and half on a scene, drawn by ``cartoons.py``), for the strong pipeline (with and without background
@@ -9,15 +9,24 @@ arrays for the others) and the whole per-sample train transform (30 % weak / 70 
 PNG and JPEG files included. OpenCV and torch run single-threaded; time is this thread's CPU time, so other processes
 sharing the core do not count against an engine. Each cell is the best of ``--rounds`` interleaved rounds.
 
+Each pipeline ends where its training loop takes over: the fused engine and albumentations hand over uint8
+tensors (normalised on the device; erased boxes painted the mean colour), the torchvision reference normalised
+floats, as it is written.
+
 albumentations (``pip install albumentations==2.0.8``) is measured when installed, else its columns are
 skipped with a message. Its pipeline is the closest it has to the reference: the same crop, rotation,
 perspective, elastic, colour, blur and erasing ranges, without background mixing (it has none).
+
+``--profile`` adds where the fused strong pipeline's time goes: its stages, and the OpenCV and torch calls that
+take the most time, as shares of the whole (cProfile, so slightly slower than unprofiled).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import pstats
 import sys
 import tempfile
 import time
@@ -29,7 +38,7 @@ import numpy as np
 import torch
 
 from cartoons import cartoon
-from simpsons_classifier.augment import engine, reference
+from simpsons_classifier.augment import background, colour, engine, geometry, mixing, reference
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.images import load_rgb
 
@@ -47,6 +56,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the results (images/s/core) to this file")
     parser.add_argument("--seconds", type=float, default=1.0, help="CPU seconds per cell and round (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best counts (default 3)")
+    parser.add_argument("--profile", action="store_true", help="also show where the strong pipeline's time goes")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -88,6 +98,8 @@ def main() -> int:
                 results[name] = max(results[name], images_per_second(cell, args.seconds))
 
     print_table(results, [name for name in engines])
+    if args.profile:
+        print_profile(engines["engine"][0].strong, arrays, args.seconds * args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps({k: round(v, 1) for k, v in results.items()}, indent=2) + "\n")
         print(f"wrote {args.json}")
@@ -115,7 +127,7 @@ def write_files(images: Sequence, folder: Path) -> list[Path]:
 
 
 class Albumentations:
-    """The reference's weak/strong split with albumentations pipelines (numpy RGB in, tensor out)."""
+    """The reference's weak/strong split with albumentations pipelines (numpy RGB in, uint8 tensor out)."""
 
     def __init__(self, weak, strong, p_strong: float) -> None:
         self.weak_pipeline, self.strong_pipeline, self.p_strong = weak, strong, p_strong
@@ -141,7 +153,6 @@ def albumentations_transform(config: Config) -> Albumentations | None:
         A.RandomResizedCrop(size=size, scale=reference.WEAK_CROP_SCALE, ratio=reference.CROP_RATIO),
         A.HorizontalFlip(p=reference.WEAK_FLIP_PROB),
         A.ColorJitter(*reference.WEAK_COLOR_JITTER, p=1.0),
-        A.Normalize(MEAN, STD),
         ToTensorV2(),
     ])
     strong = A.Compose([
@@ -156,8 +167,8 @@ def albumentations_transform(config: Config) -> Albumentations | None:
         A.Solarize(threshold_range=(reference.SOLARIZE_THRESHOLD,) * 2, p=reference.SOLARIZE_PROB),
         A.GaussianBlur(blur_limit=(reference.BLUR_KERNEL_SIZE,) * 2, sigma_limit=reference.BLUR_SIGMA,
                        p=reference.BLUR_PROB),
-        A.Normalize(MEAN, STD),
-        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, p=reference.ERASING_PROB),
+        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, fill=engine.mean_colour(MEAN),
+                  p=reference.ERASING_PROB),
         ToTensorV2(),
     ])
     return Albumentations(weak, strong, config.strong_aug_prob)
@@ -181,6 +192,46 @@ def print_table(results: dict[str, float], engines: list[str]) -> None:
                   for other in ("torchvision", "albumentations") if other in engines]
         print(f"| {label} | " + " | ".join(f"{value:.0f}" for value in row) + " | "
               + " | ".join(f"{ratio:.1f}x" for ratio in ratios) + " |")
+
+
+PROFILE_STAGES = {
+    "geometry: drawing the parameters": geometry.Geometry.sample,
+    "geometry: cutting out and warping the image (one resampling)": geometry.warp_image,
+    "background mixing: drawing the background": mixing.ArrayBackgroundMixing.sample,
+    "background mixing: the character's mask": background.foreground_mask,
+    "background mixing: cutting out, jittering and warping the background": mixing.ArrayBackgroundMixing._behind,
+    "background mixing: blending at the output's size": mixing.blend,
+    "colour: jitter, grayscale, invert, solarize (and the background's jitter, also in its row)": colour.Colour.__call__,
+    "of which the hue shifts (RGB -> HSV -> RGB)": colour.shift_hue,
+    "blur": engine.GaussianBlur.__call__,
+    "erasing": engine.RandomErasing.__call__,
+}
+PROFILE_CALLS = 8
+
+
+def print_profile(strong: Callable, arrays: Sequence[np.ndarray], seconds: float) -> None:
+    """Shares of the strong pipeline's time: its stages (time inside each, what they call included), then the
+    library calls with the most time of their own."""
+    profile = cProfile.Profile()
+    start, count = time.thread_time(), 0
+    profile.enable()
+    while time.thread_time() - start < seconds:
+        strong(arrays[count % len(arrays)])
+        count += 1
+    profile.disable()
+    stats = pstats.Stats(profile).stats  # (file, line, name) -> (calls, primitive calls, own, cumulative, callers)
+    total = sum(own for _, _, own, _, _ in stats.values())
+    print(f"\nwhere the fused strong pipeline's time goes ({count} images, profiled)\n")
+    print("| stage | share |\n|---|---|")
+    for label, function in PROFILE_STAGES.items():
+        code = function.__code__
+        cumulative = stats.get((code.co_filename, code.co_firstlineno, code.co_name), (0, 0, 0, 0.0))[3]
+        print(f"| {label} | {100 * cumulative / total:.0f} % |")
+    library = sorted(((own, name) for (file, _, name), (_, _, own, _, _) in stats.items() if file == "~"),
+                     reverse=True)[:PROFILE_CALLS]
+    print("\n| library call (own time) | share |\n|---|---|")
+    for own, name in library:
+        print(f"| `{name.strip('{}<>')}` | {100 * own / total:.0f} % |")
 
 
 if __name__ == "__main__":

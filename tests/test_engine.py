@@ -210,6 +210,18 @@ def test_flip_mirrors_the_resized_crop():
     assert np.abs(fused_out - to_array(expected)).mean() < 1.0
 
 
+@pytest.mark.parametrize("width,height", [(400, 300), (1200, 900), (50, 40)])
+def test_crops_and_flips_take_a_resize_that_equals_the_general_warp(width, height):
+    image = smooth_image(height, width)  # smooth: a misplaced crop or flip shows, the filters' differences do not
+    weak = fused.weak_branch(make_config()).geometry
+    torch.manual_seed(0)
+    for _ in range(6):
+        warp = weak.sample(height, width)
+        fast = warp_image(image, warp, SIZE).astype(float)
+        general = warp_image(image, warp, SIZE, alpha=np.full((height, width), 255, np.uint8))[..., :3]
+        assert np.abs(fast - general).mean() < 1.0
+
+
 def test_a_large_crop_is_averaged_down_before_the_warp():
     image = smooth_image(900, 1200)
     box = (100, 150, 800, 700)  # more than three times the output: shrunk 3x with INTER_AREA first

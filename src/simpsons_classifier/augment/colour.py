@@ -73,11 +73,11 @@ class Colour:
         draw = self.sample(1)
         before, after = jitter_steps(draw.order[0])
         if before:
-            image = cv2.transform(image, affine_matrix(draw, 0, before, _mean(image), finish=False))
+            image = cv2.transform(image, affine_matrix(draw, 0, before, _contrast_mean(image, before), finish=False))
         if draw.factors[0, HUE] != 0:
             image = shift_hue(image, draw.factors[0, HUE])
         if after or draw.grayscale[0] or draw.invert[0]:
-            image = cv2.transform(image, affine_matrix(draw, 0, after, _mean(image), finish=True))
+            image = cv2.transform(image, affine_matrix(draw, 0, after, _contrast_mean(image, after), finish=True))
         return cv2.LUT(image, SOLARIZE_LUT) if draw.solarize[0] else image
 
 
@@ -116,5 +116,6 @@ def shift_hue(image: np.ndarray, turns: float) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
 
 
-def _mean(image: np.ndarray) -> np.ndarray:
-    return np.array(cv2.mean(image)[:3])
+def _contrast_mean(image: np.ndarray, steps: list[int]) -> np.ndarray:
+    """The image's channel means when ``steps`` adjust contrast (which needs them), else zeros: unused."""
+    return np.array(cv2.mean(image)[:3]) if CONTRAST in steps else ORIGIN
