@@ -199,6 +199,20 @@ def server(run, predictor):
     thread.join()
 
 
+@pytest.mark.parametrize("path, rendered", [
+    ("/docs", ".swagger-ui .opblock-summary-path[data-path='/predict']"),
+    ("/redoc", "[data-section-id*='predict']"),
+])
+def test_the_api_docs_render_without_the_internet(server, browser, path, rendered):
+    """The browser here cannot reach a CDN, so the pages render only if their scripts come from the service."""
+    page = browser.new_page()
+    try:
+        page.goto(server + path)
+        page.locator(rendered).first.wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
+    finally:
+        page.close()
+
+
 def test_the_web_page_shows_the_predicted_character(server, browser, predictor, image):
     path, _ = image
     expected = _expected(predictor, path)

@@ -13,6 +13,7 @@ from typing import Annotated
 import torch
 from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -63,7 +64,7 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
         yield
         await batcher.stop()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc assets are served from the wheel, not a CDN
         title="Simpsons character classifier",
         description="Upload an image; get the most likely characters, or `unknown` for a character never trained on.",
         lifespan=lifespan,
