@@ -1,7 +1,7 @@
 """The optional GPU path: the fused engine's transforms on a whole batch on the device (``gpu_augment: true``).
 
 Two stages. Per sample, in the DataLoader workers, :class:`CanvasTransform` does what needs the full frame and
-OpenCV: the weak/strong choice, background mixing (its mask needs connected components), and a resize of the
+OpenCV: the weak/strong choice, background mixing (its mask needs a flood fill over the frame), and a resize of the
 whole image to a fixed square canvas so that samples collate. Per batch, on the device, :class:`DeviceAugment`
 draws every sample's parameters with the CPU engine's own samplers (same ranges, torch's RNG in the main
 process, so epochs reseeded by the trainer reproduce) and applies them with batched torch ops: one

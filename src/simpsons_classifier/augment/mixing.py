@@ -2,7 +2,8 @@
 
 Same mask (:func:`~simpsons_classifier.augment.background.foreground_mask`: exact cut-out on a flat backdrop,
 soft centred ellipse otherwise), same background crop (:func:`sample_background_crop`), flip probability and
-colour-jitter ranges as the reference; only the image operations differ.
+colour-jitter ranges as the reference; only the image operations differ, and the engine does them at the
+output's resolution, folded into its warp (:meth:`ArrayBackgroundMixing.composite`).
 """
 
 from __future__ import annotations
