@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 from synthetic import tiny_config
-from test_augment import BODY_RADIUS, OUTLINE_PX, noise_image, solid_image, sprite_on_white
+from test_augment import BODY_RADIUS, MEAN, OUTLINE_PX, SIZE, STD, noise_image, solid_image, sprite_on_white
 from torchvision import transforms as v1
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -44,9 +44,6 @@ from simpsons_classifier.cli import main
 from simpsons_classifier.config import AUGMENT_ENGINES, Config, ConfigError
 from simpsons_classifier.training import trainer
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-SIZE = 64
 DRAWS = 4000
 P_VALUE = 1e-3
 
