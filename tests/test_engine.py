@@ -21,7 +21,6 @@ from simpsons_classifier.augment import (
     build_device_augment,
     build_train_transform,
     device,
-    normalise_batch,
     reference,
 )
 from simpsons_classifier.augment import engine as fused
@@ -116,19 +115,17 @@ def test_both_branches_return_uint8_channels_last_tensors(width, height):
             assert out.float().std() > 1  # not a flat image (noise averaged down stays above 3 levels)
 
 
-def test_collate_stacks_channels_last_and_normalise_batch_matches_the_eval_normalisation():
+def test_collate_stacks_channels_last_and_normalise_matches_the_eval_normalisation():
     transform = build_train_transform(make_config(), MEAN, STD)
     torch.manual_seed(0)
     samples = [(transform(noise_image(120, 90, seed)), seed) for seed in range(5)]
     images, labels = fused.collate(samples)
     assert images.shape == (5, 3, SIZE, SIZE) and images.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(images, torch.stack([image for image, _ in samples])) and labels.tolist() == list(range(5))
-    normalised = normalise_batch(images, MEAN, STD)
+    normalised = fused.Normalise(MEAN, STD)(images)
     assert normalised.dtype == torch.float32 and normalised.is_contiguous(memory_format=torch.channels_last)
     expected = v2.Normalize(MEAN, STD)(images.float() / 255)
     torch.testing.assert_close(normalised, expected, rtol=0, atol=1e-5)
-    floats = torch.randn(2, 3, SIZE, SIZE)
-    assert normalise_batch(floats, MEAN, STD) is floats  # the reference engine's batches are normalised already
     reference_samples = [(torch.zeros(3, SIZE, SIZE), 0), (torch.ones(3, SIZE, SIZE), 1)]
     assert fused.collate(reference_samples)[0].shape == (2, 3, SIZE, SIZE)
 
@@ -141,7 +138,7 @@ def test_erasing_paints_the_mean_colour_that_normalises_to_zero():
     painted = (erased != 7).all(axis=2)
     assert 0.02 * SIZE**2 * 0.8 <= painted.sum() <= 0.33 * SIZE**2 * 1.2
     assert (erased[painted] == fill).all()
-    normalised = normalise_batch(torch.tensor(fill, dtype=torch.uint8).view(3, 1, 1), MEAN, STD)
+    normalised = fused.Normalise(MEAN, STD)(torch.tensor(fill, dtype=torch.uint8).view(3, 1, 1))
     assert normalised.abs().max() < 0.5 / 255 / min(STD)
 
 
@@ -510,6 +507,30 @@ def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
     run = trainer.train(tiny_config(epochs=1, gpu_augment=True, background_mix_prob=0.5), dataset, tmp_path / "run",
                         progress=False)
     assert (run / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("engine", AUGMENT_ENGINES)
+def test_training_feeds_the_network_normalised_batches_from_either_engine(tmp_path, dataset, monkeypatch, engine):
+    inputs, create_model = [], trainer.create_model
+
+    def record(module, args):
+        if module.training:  # training batches only, not the probe's or validation's
+            inputs.append(args[0].detach())
+
+    def recording_model(*args, **kwargs):
+        model = create_model(*args, **kwargs)
+        model.register_forward_pre_hook(record)
+        return model
+
+    monkeypatch.setattr(trainer, "create_model", recording_model)
+    run = trainer.train(tiny_config(epochs=1, augment_engine=engine, mix_prob=0.0), dataset, tmp_path / "run",
+                        progress=False)
+    assert (run / "best.pt").is_file() and inputs
+    mean, std = torch.tensor(MEAN)[:, None, None], torch.tensor(STD)[:, None, None]
+    for batch in inputs:
+        assert batch.dtype == torch.float32
+        assert (batch >= (0 - mean) / std - 1e-4).all() and (batch <= (1 - mean) / std + 1e-4).all()
+        assert batch.min() < -1 and batch.max() > 1  # normalised once: neither raw levels nor [0, 1]
 
 
 # --- augment-preview ---

@@ -84,8 +84,9 @@ class Normalise:
         self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.scale.to(images.device), self.shift.to(images.device)
-        return images.float().mul_(scale).add_(shift)
+        if self.scale.device != images.device:  # moved once, not per batch
+            self.scale, self.shift = self.scale.to(images.device), self.shift.to(images.device)
+        return images.float().mul_(self.scale).add_(self.shift)
 
 
 def mean_colour(mean: Sequence[float]) -> tuple[int, int, int]:

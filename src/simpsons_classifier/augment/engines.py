@@ -2,7 +2,7 @@
 
 Each builder takes (cfg, mean, std) and returns a callable RGB PIL image -> 3 x image_size x image_size tensor:
 normalised float (``torchvision``, :mod:`.reference`, the reference the others are checked and benchmarked
-against) or uint8 that :func:`normalise_batch` turns into the same on the device (``fused``, OpenCV,
+against) or uint8 that :class:`~.engine.Normalise` turns into the same on the device (``fused``, OpenCV,
 :mod:`.engine`, the default).
 """
 
@@ -26,9 +26,3 @@ ENGINES: dict[str, Callable[[Config, Sequence[float], Sequence[float]], TrainTra
 def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> TrainTransform:
     """The per-sample train transform of the engine ``cfg.augment_engine``."""
     return ENGINES[cfg.augment_engine](cfg, mean, std)
-
-
-def normalise_batch(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """A train batch as the model takes it: uint8 batches (the fused engine's) normalised where they are (on the
-    device), float batches (already normalised) unchanged."""
-    return engine.Normalise(mean, std)(images) if images.dtype == torch.uint8 else images

@@ -25,12 +25,12 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from ..augment import (
+    Normalise,
     build_batch_mixer,
     build_device_augment,
     build_eval_transform,
     build_train_transform,
     collate,
-    normalise_batch,
 )
 from ..config import Config
 from ..data.dataset import ImageDataset
@@ -114,6 +114,7 @@ def _fit(
     mixer = build_batch_mixer(config, len(data.classes))
 
     device_augment = build_device_augment(config, normalisation["mean"], normalisation["std"], ctx.device)
+    normalise = Normalise(normalisation["mean"], normalisation["std"])
     train_set = ImageDataset(
         data.split.train,
         data.classes,
@@ -160,7 +161,7 @@ def _fit(
         loader = _train_loader(train_set, config, ctx, epoch, workers)
         train_loss = _train_one_epoch(
             net, model, ema, loader, optimizer, scaler, mixer, config, ctx, epoch, memory_format, show, device_augment,
-            normalisation,
+            normalise,
         )
         evaluated = ema.module if ema is not None else model
         logits, targets = predict(
@@ -226,7 +227,7 @@ def _train_one_epoch(
     memory_format: torch.memory_format,
     show: bool,
     device_augment,
-    normalisation: dict[str, Any],
+    normalise: Normalise,
 ) -> float:
     net.train()
     freeze_frozen_norms(model)
@@ -237,7 +238,8 @@ def _train_one_epoch(
         if device_augment is not None:
             images = device_augment(*images)  # (canvases, metadata) -> the augmented batch, on the device
         images = images.to(ctx.device, non_blocking=True, memory_format=memory_format)
-        images = normalise_batch(images, normalisation["mean"], normalisation["std"])  # uint8 from the fused engine
+        if images.dtype == torch.uint8:  # the fused engine's samples: normalised here, on the device
+            images = normalise(images)
         labels = labels.to(ctx.device, non_blocking=True)
         targets = labels
         if mixer is not None:
