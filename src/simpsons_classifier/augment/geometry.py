@@ -195,6 +195,12 @@ def output_to_source(warp: Warp, size: int) -> np.ndarray:
     return crop_to_source(warp.box, size) @ warp.inner
 
 
+def shrink_factor(box: tuple[int, int, int, int], size: int) -> int:
+    """The integer factor a box is averaged down by before a bilinear resampling to size x size, so that the
+    resampling never shrinks by 2x or more (1: not averaged down)."""
+    return max(1, min(box[2:]) // size)
+
+
 def cut_out(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``box`` of an image (any number of channels) ready to be resampled to size x size, and the homography
     from source pixels to its pixels.
@@ -204,7 +210,7 @@ def cut_out(image: np.ndarray, box: tuple[int, int, int, int], size: int) -> tup
     (``INTER_AREA``), so that the bilinear warp never shrinks by 2x or more and cannot alias.
     """
     top, left, height, width = box
-    shrink = max(1, min(height, width) // size)
+    shrink = shrink_factor(box, size)
     pad = shrink * EDGE_PAD
     cut = cv2.copyMakeBorder(
         image[top : top + height, left : left + width],
@@ -246,10 +252,8 @@ def warp_image(image: np.ndarray, warp: Warp, size: int, alpha: np.ndarray | Non
 
 
 def _crops_and_flips_only(warp: Warp, size: int) -> bool:
-    """Whether ``warp`` only crops (to a box less than twice the output, so nothing is averaged down first) and
-    maybe flips."""
-    small = min(warp.box[2:]) < 2 * size
-    return small and warp.displacement is None and any(
+    """Whether ``warp`` only crops (to a box that is not averaged down first) and maybe flips."""
+    return shrink_factor(warp.box, size) == 1 and warp.displacement is None and any(
         np.array_equal(warp.inner, h) for h in (np.eye(3), flip_homography(size))
     )
 
