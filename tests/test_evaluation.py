@@ -8,7 +8,8 @@ from PIL import Image
 from synthetic import tiny_config
 
 from simpsons_classifier.cli import main
-from simpsons_classifier.evaluation.report import write_report
+from simpsons_classifier.evaluation import write_evaluation
+from simpsons_classifier.run_dir import EvalDir
 
 CLASSES = ["bart", "homer", "lisa"]
 
@@ -20,9 +21,9 @@ def _logits_for(predictions):
 def test_report_metrics_per_class_and_confused_pairs_in_both_directions(tmp_path):
     targets = torch.tensor([0, 0, 0, 0, 1, 1, 1, 2, 2, 2])
     predicted = [0, 0, 1, 1, 1, 1, 0, 2, 2, 2]  # bart->homer twice, homer->bart once
-    metrics = write_report(_logits_for(predicted), targets, CLASSES, tmp_path)
-    assert metrics["top1"] == pytest.approx(0.7) and metrics["num_images"] == 10 and metrics["num_classes"] == 3
-    assert metrics["top5"] == 1.0 and metrics["loss"] > 0
+    metrics = write_evaluation(_logits_for(predicted), targets, CLASSES, EvalDir(tmp_path))
+    assert metrics.top1 == pytest.approx(0.7) and metrics.num_images == 10 and metrics.num_classes == 3
+    assert metrics.top5 == 1.0 and metrics.loss > 0
     assert json.loads((tmp_path / "metrics.json").read_text())["top1"] == pytest.approx(0.7)
     with open(tmp_path / "per_class.csv") as handle:
         per_class = {row["class"]: row for row in csv.DictReader(handle)}
@@ -105,8 +106,8 @@ def test_robustness_backgrounds_are_fixed_and_the_score_is_written(tmp_path, dat
     run = train(tiny_config(epochs=1), dataset, tmp_path / "run", progress=False)
     metrics = evaluate_run(run, robustness=True, progress=False)
     again = evaluate_run(run, robustness=True, progress=False)
-    assert 0 <= metrics["robustness_top1"] <= 1 and metrics["robustness_top1"] == again["robustness_top1"]
-    assert json.loads((run / "eval" / "metrics.json").read_text())["robustness_top1"] == metrics["robustness_top1"]
+    assert 0 <= metrics.robustness_top1 <= 1 and metrics.robustness_top1 == again.robustness_top1
+    assert json.loads((run / "eval" / "metrics.json").read_text())["robustness_top1"] == metrics.robustness_top1
 
 
 def test_accuracy_per_drawing_source_when_file_names_carry_a_group(tmp_path):
@@ -114,8 +115,8 @@ def test_accuracy_per_drawing_source_when_file_names_carry_a_group(tmp_path):
     predicted = [0, 1, 1, 1, 0, 2]
     paths = ["/d/bart/dreamworld__0.png", "/d/bart/gen7x_shiny__0.png", "/d/homer/dreamworld__0.png",
              "/d/homer/gen7x_regular__0.png", "/d/lisa/dreamworld__0.png", "/d/lisa/icon_regular__0.png"]
-    metrics = write_report(_logits_for(predicted), targets, CLASSES, tmp_path, paths=paths)
-    assert metrics["per_group_top1"] == {"dreamworld": (3, pytest.approx(2 / 3)), "gen7x": (2, 0.5), "icon": (1, 1.0)}
+    metrics = write_evaluation(_logits_for(predicted), targets, CLASSES, EvalDir(tmp_path), paths=paths)
+    assert metrics.per_group_top1 == {"dreamworld": (3, pytest.approx(2 / 3)), "gen7x": (2, 0.5), "icon": (1, 1.0)}
     with open(tmp_path / "per_group.csv") as handle:
         rows = {r["group"]: (int(r["images"]), float(r["top1"])) for r in csv.DictReader(handle)}
     assert rows["dreamworld"][0] == 3 and rows["gen7x"] == (2, 0.5)
@@ -124,5 +125,6 @@ def test_accuracy_per_drawing_source_when_file_names_carry_a_group(tmp_path):
 
 
 def test_no_per_group_file_without_groups_in_the_names(tmp_path):
-    metrics = write_report(_logits_for([0, 1]), torch.tensor([0, 1]), CLASSES, tmp_path, paths=["/a/1.png", "/b/2.png"])
-    assert "per_group_top1" not in metrics and not (tmp_path / "per_group.csv").exists()
+    metrics = write_evaluation(_logits_for([0, 1]), torch.tensor([0, 1]), CLASSES, EvalDir(tmp_path),
+                               paths=["/a/1.png", "/b/2.png"])
+    assert metrics.per_group_top1 == {} and not (tmp_path / "per_group.csv").exists()

@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import io
 import json
 
@@ -65,11 +66,11 @@ def test_calibration_keeps_the_better_score_and_accepts_95_percent_of_known_imag
     unknown = torch.zeros(100, 10)
     unknown[:, 0] = 6 + 0.3 * torch.randn(100, generator=generator)
     calibration = calibrate(known, unknown)
-    assert calibration["score"] == "energy"
-    assert calibration["candidates"]["energy"]["auroc"] > 0.99 > calibration["candidates"]["max_logit"]["auroc"]
-    accepted = (SCORES["energy"](known) >= calibration["threshold"]).float().mean().item()
-    assert 0.95 <= accepted <= 0.96 and calibration["val_accepted"] == pytest.approx(accepted)
-    assert calibrate(known)["score"] == "max_logit"  # nothing unknown to judge by
+    assert calibration.score == "energy"
+    assert calibration.candidates["energy"]["auroc"] > 0.99 > calibration.candidates["max_logit"]["auroc"]
+    accepted = (SCORES["energy"](known) >= calibration.threshold).float().mean().item()
+    assert 0.95 <= accepted <= 0.96 and calibration.val_accepted == pytest.approx(accepted)
+    assert calibrate(known).score == "max_logit"  # nothing unknown to judge by
 
 
 def test_training_stores_a_rule_and_evaluate_reports_known_against_held_out(run):
@@ -77,7 +78,7 @@ def test_training_stores_a_rule_and_evaluate_reports_known_against_held_out(run)
     assert stored["score"] in SCORES and stored["val_accepted"] >= 0.95 and stored["heldout_images"] > 0
     metrics = evaluate_run(run, progress=False)
     report = json.loads((run / "eval" / "openset.json").read_text())
-    assert metrics["openset"] == report
+    assert dataclasses.asdict(metrics.openset) == report
     assert report["score"] == stored["score"] and report["known_accepted"] == pytest.approx(stored["val_accepted"])
     for numbers in report["scores"].values():
         assert 0 <= numbers["auroc"] <= 1 and 0 <= numbers["fpr_at_95_tpr"] <= 1

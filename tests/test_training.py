@@ -10,7 +10,8 @@ from synthetic import make_dataset, tiny_config
 from simpsons_classifier.models import create_model, set_trainable_stages
 from simpsons_classifier.models.stages import freeze_frozen_norms
 from simpsons_classifier.training import checkpoint, trainer
-from simpsons_classifier.training.trainer import RunExistsError, active_stages, resume, train
+from simpsons_classifier.training.schedule import active_stages
+from simpsons_classifier.training.trainer import RunExistsError, resume, train
 
 
 def _trainable_modules(model):
@@ -67,18 +68,18 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, datas
     config = tiny_config(epochs=3, unfreeze_epoch=1, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=1.0)
     straight = train(config, dataset, tmp_path / "straight", progress=False)
 
-    real_epoch = trainer._train_one_epoch
+    real_epoch = trainer.train_one_epoch
 
-    def interrupted(*args, **kwargs):
-        if args[9] == 1:  # the epoch argument: stop as a Ctrl-C would, during the second epoch
+    def interrupted(state, batches, epoch, *args, **kwargs):
+        if epoch == 1:  # stop as a Ctrl-C would, during the second epoch
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return real_epoch(state, batches, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "_train_one_epoch", interrupted)
+    monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(config, dataset, tmp_path / "resumed", progress=False)
     assert checkpoint.read(tmp_path / "resumed" / "last.pt")["epoch"] == 1
-    monkeypatch.setattr(trainer, "_train_one_epoch", real_epoch)
+    monkeypatch.setattr(trainer, "train_one_epoch", real_epoch)
     resume(tmp_path / "resumed", progress=False)
 
     a = checkpoint.read(straight / "last.pt")

@@ -11,11 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config, ConfigError
-from .data.run_data import SPLIT_FILE
-from .report import build_report
 from .report.compare import write_comparison
+from .run_dir import RunDir
 from .training import resume, train
-from .training.trainer import LAST
+from .workflow import finish_run
 
 ABLATION_NAME = "ablation"
 
@@ -24,19 +23,20 @@ def ablate(
     data_dir: str | Path, config_files: list[str | Path], overrides: list[str], out_dir: str | Path,
     progress: bool = True,
 ) -> tuple[Path, Path, str]:
-    """Train (or finish) every run, write each one's report, then ``OUT/ablation.md`` and ``.html``."""
+    """Train (or finish) every run and finish it as ``simpsons train`` does (calibration, evaluation with the
+    robustness score, report), then write ``OUT/ablation.md`` and ``.html``."""
     names = [Path(f).stem for f in config_files]
     if len(set(names)) != len(names):
         raise ConfigError(f"--configs {names}: the run folders are named after the files, so their names must differ")
     out_dir = Path(out_dir)
-    run_dirs = [out_dir / name for name in names]
+    run_dirs = [RunDir(out_dir / name) for name in names]
     configs = [Config.load(f, overrides) for f in config_files]  # all validated before hours of training
     for run_dir, config in zip(run_dirs, configs):
         print(f"\n== {run_dir.name} ==", flush=True)
-        if (run_dir / LAST).exists():
+        if run_dir.holds_run():
             resume(run_dir, progress=progress)
         else:
-            shared_split = run_dirs[0] / SPLIT_FILE if run_dir != run_dirs[0] else None
+            shared_split = run_dirs[0].split if run_dir != run_dirs[0] else None
             train(config, data_dir, run_dir, progress=progress, split_file=shared_split)
-        print(f"report: {build_report(run_dir)}", flush=True)
+        finish_run(run_dir, progress=progress)
     return write_comparison(run_dirs, out_dir, ABLATION_NAME)

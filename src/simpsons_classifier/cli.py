@@ -11,12 +11,13 @@ import sys
 
 from .commands import ablate, compare, data, evaluate, explain, export, predict, report, serve, show_config, train
 from .commands import augment_preview
-from .config import ConfigError
+from .errors import UserError
 
 COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, export, serve, data, augment_preview,
             show_config)
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, FileExistsError, ValueError,
-                                                   RuntimeError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, ValueError)
+"""What a user can cause (ConfigError and the data errors are ValueErrors): one ``error:`` line, exit 2. Anything
+else is a bug and keeps its traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:

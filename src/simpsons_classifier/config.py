@@ -28,6 +28,7 @@ AUGMENT_ENGINES = ("fused", "torchvision")
 SPLIT_KINDS = ("random", "group")
 STAGES = ("head", "last_stage", "all")
 HEAD_INITS = ("random", "probe")
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Config:
     """Learning rate of everything but the head, as a multiple of ``lr``."""
     unfreeze_epoch: int = 5
     """Epochs before this one train only the head; from it on, ``unfreeze_stage`` trains too."""
+    unfreeze_fraction: float | None = None
+    """When set, the unfreeze point as a fraction of the run instead of ``unfreeze_epoch``: epoch
+    ``floor(unfreeze_fraction * epochs)``, so the same config fine-tunes the last stage in a 3- or a 30-epoch run."""
     unfreeze_stage: str = "last_stage"
     """What trains from ``unfreeze_epoch``: ``last_stage`` (ResNet layer4 / EfficientNet last block group),
     ``all``, or ``head`` (never unfreeze)."""
@@ -58,6 +62,11 @@ class Config:
     logistic regression on the frozen backbone's features of the un-augmented training images (LP-FT). It helps
     most on small datasets and short runs, where a random head's gradients distort the pre-trained features
     before it has learned anything; on the stand-in it is the largest single gain (see README)."""
+    lr_schedule: str = "plateau"
+    """``plateau``: ReduceLROnPlateau on the validation loss per epoch (the reference). ``cosine``: by optimiser
+    steps, linear warm-up over ``warmup_fraction`` of the run then cosine decay to zero."""
+    warmup_fraction: float = 0.05
+    """Share of the run's steps spent warming the learning rate up (``lr_schedule: cosine``)."""
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     ema_decay: float = 0.999
@@ -114,7 +123,11 @@ class Config:
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("backbone_lr_mult", self.backbone_lr_mult >= 0, "must be >= 0"),
             ("unfreeze_epoch", self.unfreeze_epoch >= 0, "must be >= 0"),
+            ("unfreeze_fraction", self.unfreeze_fraction is None or 0 <= self.unfreeze_fraction <= 1,
+             "must be in [0, 1] or null"),
             ("unfreeze_stage", self.unfreeze_stage in STAGES, f"must be one of {STAGES}"),
+            ("lr_schedule", self.lr_schedule in LR_SCHEDULES, f"must be one of {LR_SCHEDULES}"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "must be in [0, 1)"),
             ("head_init", self.head_init in HEAD_INITS, f"must be one of {HEAD_INITS}"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),

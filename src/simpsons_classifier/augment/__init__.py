@@ -6,11 +6,13 @@ from simpsons_classifier.augment.batch import build_batch_mixer
 from simpsons_classifier.augment.device import build_device_augment
 from simpsons_classifier.augment.engine import Normalise, collate
 from simpsons_classifier.augment.engines import ENGINES, build_train_transform
+from simpsons_classifier.augment.pipeline import BatchPipeline
 from simpsons_classifier.augment.reference import build_eval_transform
 
 __all__ = [
     "ENGINES",
     "BackgroundMixing",
+    "BatchPipeline",
     "Normalise",
     "build_batch_mixer",
     "build_device_augment",

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..run_dir import EvalDir, RunDir
+
+if TYPE_CHECKING:
+    from ..evaluation.results import EvalResult
 
 
 def register(subcommands) -> None:
@@ -20,40 +26,35 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    evaluate_and_print(Path(args.run), args.data, args.labels_from_filenames, args.out, args.tta, args.robustness)
+    from ..evaluation import evaluate_run
+
+    run_dir = RunDir(args.run)
+    result = evaluate_run(run_dir, args.data, args.labels_from_filenames, args.out, tta=args.tta,
+                          robustness=args.robustness)
+    out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta).path
+    print_evaluation(result, run_dir, out_dir, f"{args.data or 'validation'}{' with TTA' if args.tta else ''}")
     return 0
 
 
-def evaluate_and_print(
-    run_dir: Path,
-    data: str | None = None,
-    labels_from_filenames: bool = False,
-    out: str | None = None,
-    tta: bool = False,
-    robustness: bool = False,
-) -> dict:
-    from ..evaluation import evaluate_run
-
-    metrics = evaluate_run(run_dir, data, labels_from_filenames, out, tta=tta, robustness=robustness)
-    out_dir = Path(out) if out else Path(run_dir) / ("eval-tta" if tta else "eval")
+def print_evaluation(result: EvalResult, run_dir: RunDir, out_dir: Path, title: str) -> None:
+    """The figures of an evaluation, and where its files are."""
     lines = [
-        f"\n{'validation' if data is None else data}{' with TTA' if tta else ''}: {metrics['num_images']} images, "
-        f"{metrics['num_classes']} classes",
-        f"  top-1 {100 * metrics['top1']:.1f}%   top-5 {100 * metrics['top5']:.1f}%   loss {metrics['loss']:.3f}   "
-        f"macro-F1 {metrics['macro_f1']:.3f}",
+        f"\n{title}: {result.num_images} images, {result.num_classes} classes",
+        f"  top-1 {100 * result.top1:.1f}%   top-5 {100 * result.top5:.1f}%   loss {result.loss:.3f}   "
+        f"macro-F1 {result.macro_f1:.3f}",
     ]
-    if "robustness_top1" in metrics:
-        lines.append(f"  on unseen backgrounds: top-1 {100 * metrics['robustness_top1']:.1f}%")
-    if "openset" in metrics:
-        openset = metrics["openset"]
-        lines.append(f"  unknown characters ({openset['heldout_images']} held-out images): the {openset['score']} "
-                     f"threshold accepts {100 * openset['known_accepted']:.1f}% of known and "
-                     f"{100 * openset['heldout_accepted']:.1f}% of held-out images")
+    if result.robustness_top1 is not None:
+        lines.append(f"  on unseen backgrounds: top-1 {100 * result.robustness_top1:.1f}%")
+    if (openset := result.openset) is not None:
+        lines.append(f"  unknown characters ({openset.heldout_images} held-out images): the {openset.score} "
+                     f"threshold accepts {100 * openset.known_accepted:.1f}% of known and "
+                     f"{100 * openset.heldout_accepted:.1f}% of held-out images")
         lines.append("    " + "   ".join(f"{name}: AUROC {s['auroc']:.3f}, FPR at 95% TPR {s['fpr_at_95_tpr']:.3f}"
-                                         for name, s in openset["scores"].items()))
-    for group, (images, top1) in metrics.get("per_group_top1", {}).items():
+                                         for name, s in openset.scores.items()))
+    for group, (images, top1) in result.per_group_top1.items():
         lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}%")
-    lines.append(f"  outputs: {run_dir}/ (best.pt, metrics.csv, curves.png), {out_dir}/ (metrics.json, "
-                 "per_class.csv, confusion_matrix.png, confused_pairs.csv, predictions.csv)")
+    written = EvalDir(out_dir)
+    lines.append(f"  outputs: {written.path}/ (" + ", ".join(
+        p.name for p in (written.metrics, written.per_class, written.confusion_png, written.confused_pairs,
+                         written.predictions)) + f"); the run: {run_dir}/")
     print("\n".join(lines))
-    return metrics

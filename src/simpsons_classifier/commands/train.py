@@ -1,15 +1,14 @@
-"""``simpsons train``: a new run, or ``--resume RUN``; ends by evaluating the best checkpoint and writing
-``RUN/report.html``."""
+"""``simpsons train``: a new run, or ``--resume RUN``; ends by calibrating, evaluating and reporting the best
+checkpoint (``finish_run``)."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ..config import Config, ConfigError
 from . import add_config_arguments
-from .evaluate import evaluate_and_print
+from .evaluate import print_evaluation
 
 
 def register(subcommands) -> None:
@@ -22,8 +21,8 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report import build_report
     from ..training import resume, train
+    from ..workflow import finish_run
 
     if args.resume:
         if args.data or args.out or args.config or args.set:
@@ -38,16 +37,11 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(f"\ninterrupted: continue with  simpsons train --resume {args.out}", file=sys.stderr)
             return 130
-    if int(os.environ.get("RANK", "0")) == 0:
-        calibrate_and_print(run_dir)  # first, so that the evaluation reports what the stored threshold accepts
-        evaluate_and_print(run_dir, robustness=True)
-        print(f"report: {build_report(run_dir)}")
+    finished = finish_run(run_dir)
+    if finished is not None:
+        calibration = finished.calibration
+        print(f"unknown-character threshold: {calibration.score} >= {calibration.threshold:.3f} accepts "
+              f"{100 * calibration.val_accepted:.1f}% of validation images ({finished.run.openset})")
+        print_evaluation(finished.evaluation, finished.run, finished.run.eval_dir().path, "validation")
+        print(f"report: {finished.report}")
     return 0
-
-
-def calibrate_and_print(run_dir: os.PathLike) -> None:
-    from ..evaluation.openset import OPENSET_FILE, calibrate_run
-
-    calibration = calibrate_run(run_dir)
-    print(f"unknown-character threshold: {calibration['score']} >= {calibration['threshold']:.3f} accepts "
-          f"{100 * calibration['val_accepted']:.1f}% of validation images ({run_dir}/{OPENSET_FILE})")

@@ -10,7 +10,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .images import UnreadableImage, load_rgb
-from .scan import Sample
+from .scan import DatasetError, Sample
 
 
 class ImageDataset(Dataset):
@@ -46,4 +46,4 @@ class ImageDataset(Dataset):
                 warnings.warn(f"{self.samples[j].path}: {error}; using another image in its place", stacklevel=2)
                 continue
             return self.transform(image), self.targets[j]
-        raise RuntimeError("no image in the dataset can be read any more")
+        raise DatasetError("no image in the dataset can be read any more")

@@ -10,13 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
+from ..run_dir import RunDir
 from .scan import DatasetError, Sample, scan_dataset
 from .split import Split, make_split, read_samples, write_samples
-
-SPLIT_FILE = "split.csv"
-HELDOUT_FILE = "heldout.csv"
-SKIPPED_FILE = "skipped.csv"
-DATASET_FILE = "dataset.json"
 
 
 @dataclass
@@ -26,30 +22,30 @@ class RunData:
     summary: dict
 
     @classmethod
-    def read(cls, run_dir: str | Path) -> RunData:
-        run_dir = Path(run_dir)
-        summary = json.loads((run_dir / DATASET_FILE).read_text())
-        return cls(summary["classes"], Split.read(run_dir / SPLIT_FILE), summary)
+    def read(cls, run_dir: str | Path | RunDir) -> RunData:
+        run = RunDir(run_dir)
+        summary = json.loads(run.dataset.read_text())
+        return cls(summary["classes"], Split.read(run.split), summary)
 
 
 def prepare_run_data(
-    config: Config, data_dir: str | Path, run_dir: str | Path, progress: bool = True,
+    config: Config, data_dir: str | Path, run_dir: str | Path | RunDir, progress: bool = True,
     split_file: str | Path | None = None,
 ) -> RunData:
     """Scan ``data_dir``, split it as ``config`` says, and write split.csv, skipped.csv and dataset.json (and
     heldout.csv with ``holdout_classes``)."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     scan = scan_dataset(data_dir, min_images_per_class=config.min_images_per_class, progress=progress)
     heldout_classes = pick_heldout_classes(scan.classes, config.holdout_classes, config.seed)
     heldout = [s for s in scan.samples if s.label in heldout_classes]
     scan.samples = [s for s in scan.samples if s.label not in heldout_classes]
     if heldout:
-        write_samples(run_dir / HELDOUT_FILE, {"heldout": heldout})
+        write_samples(run.heldout, {"heldout": heldout})
     # An ablation compares recipes on exactly the same images: its later runs reuse the first run's split.
     split = Split.read(split_file) if split_file else make_split(
         scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
-    split.write(run_dir / SPLIT_FILE)
-    scan.write_skipped(run_dir / SKIPPED_FILE)
+    split.write(run.split)
+    scan.write_skipped(run.skipped)
     summary = {
         "data_dir": str(Path(data_dir).resolve()),
         "root": str(scan.root.resolve()),
@@ -65,7 +61,7 @@ def prepare_run_data(
         "heldout_classes": heldout_classes,
         "heldout_images": len(heldout),
     }
-    (run_dir / DATASET_FILE).write_text(json.dumps(summary, indent=2))
+    run.dataset.write_text(json.dumps(summary, indent=2))
     return RunData(scan.classes, split, summary)
 
 
@@ -76,7 +72,7 @@ def pick_heldout_classes(classes: list[str], count: int, seed: int) -> list[str]
     return sorted(np.random.default_rng(seed).choice(classes, size=count, replace=False).tolist())
 
 
-def read_heldout(run_dir: str | Path) -> list[Sample]:
+def read_heldout(run_dir: str | Path | RunDir) -> list[Sample]:
     """The held-out classes' images of a run; empty when it kept none out."""
-    path = Path(run_dir) / HELDOUT_FILE
+    path = RunDir(run_dir).heldout
     return read_samples(path).get("heldout", []) if path.is_file() else []

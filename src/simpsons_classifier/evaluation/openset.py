@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ..data.run_data import RunData, read_heldout
 from ..data.scan import Sample
-from ..training import LoadedModel, load_model
+from ..training import LoadedModel
+from .results import OpenSetFigures
 from .run_model import sample_logits
 
 SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -32,7 +32,6 @@ SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 DEFAULT_SCORE = "max_logit"
 TARGET_TPR = 0.95
 """Share of known-character images the threshold accepts."""
-OPENSET_FILE = "openset.json"
 
 
 @dataclass(frozen=True)
@@ -69,73 +68,65 @@ def compare_scores(known_logits: torch.Tensor, heldout_logits: torch.Tensor) -> 
             for name, score in SCORES.items()}
 
 
-def calibrate(known_logits: torch.Tensor, heldout_logits: torch.Tensor | None = None) -> dict:
-    """The rule (score and threshold) and what it was calibrated on, as stored in ``RUN/openset.json``."""
+@dataclass(frozen=True)
+class Calibration:
+    """The rule a run stores in ``RUN/openset.json`` and what it was calibrated on."""
+
+    score: str
+    threshold: float
+    target_tpr: float
+    val_images: int
+    val_accepted: float
+    heldout_images: int
+    candidates: dict[str, dict[str, float]]
+    """Each score's separation of known from held-out images, when the run kept classes out."""
+
+    @property
+    def rule(self) -> OpenSetRule:
+        return OpenSetRule(self.score, self.threshold)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+
+def calibrate(known_logits: torch.Tensor, heldout_logits: torch.Tensor | None = None) -> Calibration:
+    """The rule (score and threshold) that accepts ``TARGET_TPR`` of the known images; the score is the one that
+    separates known from held-out images best when there are held-out images."""
     candidates = compare_scores(known_logits, heldout_logits) if heldout_logits is not None else {}
     name = max(candidates, key=lambda n: candidates[n]["auroc"]) if candidates else DEFAULT_SCORE
     values = SCORES[name](known_logits).numpy()
     threshold = float(np.quantile(values, 1 - TARGET_TPR, method="lower"))
-    return {
-        **asdict(OpenSetRule(name, threshold)),
-        "target_tpr": TARGET_TPR,
-        "val_images": len(values),
-        "val_accepted": float((values >= threshold).mean()),
-        "heldout_images": 0 if heldout_logits is None else len(heldout_logits),
-        "candidates": candidates,
-    }
+    return Calibration(
+        score=name,
+        threshold=threshold,
+        target_tpr=TARGET_TPR,
+        val_images=len(values),
+        val_accepted=float((values >= threshold).mean()),
+        heldout_images=0 if heldout_logits is None else len(heldout_logits),
+        candidates=candidates,
+    )
 
 
-def run_logits(loaded: LoadedModel, samples: list[Sample], progress: bool = True) -> torch.Tensor:
-    """Plain (no TTA) logits of ``loaded``'s model over ``samples``, whatever their labels."""
+def heldout_logits(loaded: LoadedModel, heldout: list[Sample], progress: bool = True) -> torch.Tensor:
+    """Plain (no TTA) logits of ``loaded``'s model over images of classes it does not know."""
     # Held-out labels are not among the model's classes; the targets are not used, so any known label will do.
-    relabelled = [Sample(s.path, loaded.classes[0]) for s in samples]
+    relabelled = [Sample(s.path, loaded.classes[0]) for s in heldout]
     logits, _ = sample_logits(loaded, relabelled, progress=progress, desc="open-set scores")
     return logits
 
 
-def calibrate_run(run_dir: str | Path, progress: bool = True) -> dict:
-    """Calibrate the open-set rule of ``RUN/best.pt`` on its validation split; written to ``RUN/openset.json``."""
-    run_dir = Path(run_dir)
-    loaded = load_model(run_dir)
-    heldout = read_heldout(run_dir)
-    known_logits = run_logits(loaded, RunData.read(run_dir).split.val, progress)
-    heldout_logits = run_logits(loaded, heldout, progress) if heldout else None
-    return _write_calibration(run_dir, known_logits, heldout_logits)
-
-
-def openset_report(run_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict | None:
-    """Known validation images against held-out ones: AUROC and FPR at 95 % TPR of each score, and what the
-    stored rule accepts of each, written to ``out_dir/openset.json``. None when the run kept no class out.
-    A run without a rule (trained before open-set calibration) is calibrated on the way."""
-    run_dir = Path(run_dir)
-    rule = OpenSetRule.read(run_dir / OPENSET_FILE)
-    heldout = read_heldout(run_dir)
-    if rule is not None and not heldout:
-        return None
-    loaded = load_model(run_dir)
-    known_logits = run_logits(loaded, RunData.read(run_dir).split.val, progress)
-    heldout_logits = run_logits(loaded, heldout, progress) if heldout else None
-    if rule is None:
-        calibration = _write_calibration(run_dir, known_logits, heldout_logits)
-        rule = OpenSetRule(calibration["score"], calibration["threshold"])
-    if heldout_logits is None:
-        return None
-    report = {
-        "score": rule.score,
-        "threshold": rule.threshold,
-        "known_images": len(known_logits),
-        "heldout_images": len(heldout_logits),
-        "heldout_classes": sorted({s.label for s in heldout}),
-        "known_accepted": float(rule.known(known_logits).float().mean()),
-        "heldout_accepted": float(rule.known(heldout_logits).float().mean()),
-        "scores": compare_scores(known_logits, heldout_logits),
-    }
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(out_dir) / OPENSET_FILE).write_text(json.dumps(report, indent=2))
-    return report
-
-
-def _write_calibration(run_dir: Path, known_logits: torch.Tensor, heldout_logits: torch.Tensor | None) -> dict:
-    calibration = calibrate(known_logits, heldout_logits)
-    (run_dir / OPENSET_FILE).write_text(json.dumps(calibration, indent=2))
-    return calibration
+def openset_figures(
+    rule: OpenSetRule, known_logits: torch.Tensor, unknown_logits: torch.Tensor, heldout: list[Sample]
+) -> OpenSetFigures:
+    """Known validation images against held-out ones: AUROC and FPR at 95 % TPR of each score, and what
+    ``rule`` accepts of each."""
+    return OpenSetFigures(
+        score=rule.score,
+        threshold=rule.threshold,
+        known_images=len(known_logits),
+        heldout_images=len(unknown_logits),
+        heldout_classes=sorted({s.label for s in heldout}),
+        known_accepted=float(rule.known(known_logits).float().mean()),
+        heldout_accepted=float(rule.known(unknown_logits).float().mean()),
+        scores=compare_scores(known_logits, unknown_logits),
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +10,10 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ..data.split import source_group
+from ..run_dir import EvalDir
+from ..tables import write_rows
 from ..training.validate import score_sums, scores_from_sums
+from .results import EvalResult
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -20,20 +21,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 MOST_CONFUSED_PAIRS = 20
 
 
-def write_report(
+def write_evaluation(
     logits: torch.Tensor,
     targets: torch.Tensor,
     classes: list[str],
-    out_dir: str | Path,
-    extra: dict | None = None,
+    out: EvalDir,
     paths: list[str] | None = None,
-) -> dict:
-    """Write metrics.json, per_class.csv, confusion_matrix.csv/.png and confused_pairs.csv; return the metrics.
+    **extra,
+) -> EvalResult:
+    """Score ``logits`` against ``targets`` and write metrics.json, per_class.csv, confusion_matrix.csv/.png and
+    confused_pairs.csv to ``out``; ``extra`` are further :class:`EvalResult` fields (robustness, open-set...).
 
     With the images' ``paths``: also predictions.csv (one row per image) and, when file names carry a source
     group (``SOURCE__i.png``), per_group.csv: accuracy per drawing source, which a pooled number hides."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out.make()
     y_true = targets.numpy()
     y_pred = logits.argmax(dim=1).numpy() if len(targets) else np.empty(0, dtype=int)
     labels = list(range(len(classes)))
@@ -42,35 +43,35 @@ def write_report(
     )
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     present = support > 0
-    metrics = {
-        **scores_from_sums(score_sums(logits, targets)),
-        "num_images": int(len(targets)),
-        "num_classes": len(classes),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
-        **(extra or {}),
-    }
     if paths is not None:
         probabilities = logits.softmax(dim=1)
-        _write_rows(out_dir / "predictions.csv", ["path", "true", "predicted", "probability", "true_probability"],
-                    [[p, classes[t], classes[y], f"{probabilities[i, y]:.4f}", f"{probabilities[i, t]:.4f}"]
-                     for i, (p, t, y) in enumerate(zip(paths, y_true, y_pred))])
+        write_rows(out.predictions, ["path", "true", "predicted", "probability", "true_probability"],
+                   [[p, classes[t], classes[y], f"{probabilities[i, y]:.4f}", f"{probabilities[i, t]:.4f}"]
+                    for i, (p, t, y) in enumerate(zip(paths, y_true, y_pred))])
         if any("__" in Path(p).name for p in paths):
-            metrics["per_group_top1"] = per_group_accuracy(paths, y_true == y_pred)
-            _write_rows(out_dir / "per_group.csv", ["group", "images", "top1"],
-                        [[g, n, f"{a:.4f}"] for g, (n, a) in metrics["per_group_top1"].items()])
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    _write_rows(
-        out_dir / "per_class.csv",
+            extra["per_group_top1"] = per_group_accuracy(paths, y_true == y_pred)
+            write_rows(out.per_group, ["group", "images", "top1"],
+                       [[g, n, f"{a:.4f}"] for g, (n, a) in extra["per_group_top1"].items()])
+    result = EvalResult(
+        **scores_from_sums(score_sums(logits, targets)),
+        num_images=int(len(targets)),
+        num_classes=len(classes),
+        macro_f1=float(f1[present].mean()) if present.any() else 0.0,
+        balanced_accuracy=float(recall[present].mean()) if present.any() else 0.0,
+        **extra,
+    )
+    result.write(out.metrics)
+    write_rows(
+        out.per_class,
         ["class", "precision", "recall", "f1", "support"],
         [[c, f"{p:.4f}", f"{r:.4f}", f"{f:.4f}", int(s)] for c, p, r, f, s in zip(classes, precision, recall, f1, support)],
     )
-    _write_rows(out_dir / "confusion_matrix.csv", ["true \\ predicted", *classes],
-                [[c, *row] for c, row in zip(classes, matrix.tolist())])
-    _write_rows(out_dir / "confused_pairs.csv", ["true", "predicted", "count", "fraction_of_true"],
-                confused_pairs(matrix, classes))
-    plot_confusion_matrix(matrix, classes, out_dir / "confusion_matrix.png")
-    return metrics
+    write_rows(out.confusion_csv, ["true \\ predicted", *classes],
+               [[c, *row] for c, row in zip(classes, matrix.tolist())])
+    write_rows(out.confused_pairs, ["true", "predicted", "count", "fraction_of_true"],
+               confused_pairs(matrix, classes))
+    plot_confusion_matrix(matrix, classes, out.confusion_png)
+    return result
 
 
 def per_group_accuracy(paths: list[str], correct: np.ndarray) -> dict[str, tuple[int, float]]:
@@ -114,10 +115,3 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], path: str | Pa
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _write_rows(path: Path, header: list, rows: list[list]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)

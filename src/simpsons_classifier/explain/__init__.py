@@ -1,5 +1,5 @@
 """Pictures of what a trained model looks at and what it learned: Grad-CAM, kernels, feature maps."""
 
-from .run import explain_run
+from .run import CONFUSED_PAIRS_SHOWN, explain_run
 
-__all__ = ["explain_run"]
+__all__ = ["CONFUSED_PAIRS_SHOWN", "explain_run"]

@@ -20,6 +20,7 @@ from .figures import DPI, tile_grid
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from ..run_dir import ExplainDir
 
 FILTERS_SHOWN = 64
 GRID_COLUMNS = 8
@@ -101,12 +102,12 @@ def plot_kernels_1x1(conv: nn.Conv2d, name: str, path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_kernel_pictures(model: nn.Module, out_dir: Path) -> list[Path]:
-    """``kernels_3x3.png`` and (when the last block has a 1×1 convolution) ``kernels_1x1.png``."""
+def write_kernel_pictures(model: nn.Module, out: ExplainDir) -> list[Path]:
+    """The 3×3 kernels' picture and (when the last block has a 1×1 convolution) the 1×1 kernels' picture."""
     plots = {"3x3": plot_kernels_3x3, "1x1": plot_kernels_1x1}
     written = []
     for kind, (name, conv) in kernel_layers(model).items():
-        path = out_dir / f"kernels_{kind}.png"
+        path = out.kernels(kind)
         plots[kind](conv, name, path)
         written.append(path)
     return written

@@ -8,7 +8,6 @@ few, in ``RUN/explain/images/``. The kernel pictures come either way.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -17,43 +16,30 @@ import torch
 from ..augment import build_eval_transform
 from ..data.images import check_image, load_rgb
 from ..data.run_data import RunData
-from ..evaluation import evaluate_run
+from ..evaluation import ensure_evaluated
+from ..run_dir import ExplainDir, RunDir
+from ..tables import read_rows
 from ..training import LoadedModel, load_model
 from .feature_maps import feature_maps, plot_feature_maps
 from .figures import tile_grid
 from .gradcam import gradcam, overlay
 from .kernels import write_kernel_pictures
 
-EXPLAIN_DIR = "explain"
-IMAGES_DIR = "images"  # pictures of the files given with ``--images``, apart from the validation ones
-EVAL_DIR = "eval"
 CONFUSED_PAIRS_SHOWN = 10
 FEATURE_MAP_IMAGES = 3
 CAM_BATCH = 16
 CLASS_GRID_COLUMNS = 10
-PAIR_PICTURE = "gradcam_pair_{:02d}.png"
 
 
-def explain_run(run_dir: str | Path, images: list[str] | None = None) -> list[Path]:
+def explain_run(run_dir: str | Path | RunDir, images: list[str] | None = None) -> list[Path]:
     """Write the pictures; returns their paths."""
-    run_dir = Path(run_dir)
-    out = run_dir / EXPLAIN_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(run_dir)
+    run = RunDir(run_dir)
+    out = run.explain_dir.make()
+    loaded = load_model(run)
     written = write_kernel_pictures(loaded.model, out)
     if images:
-        (out / IMAGES_DIR).mkdir(exist_ok=True)
-        return written + _explain_files(loaded, _image_files(images), out / IMAGES_DIR)
-    return written + _explain_validation(loaded, run_dir, out)
-
-
-def ensure_evaluated(run_dir: Path) -> Path:
-    """``RUN/eval`` of the current ``best.pt``: evaluated again when missing or older than the checkpoint."""
-    eval_dir = run_dir / EVAL_DIR
-    predictions = eval_dir / "predictions.csv"
-    if not predictions.is_file() or predictions.stat().st_mtime < (run_dir / "best.pt").stat().st_mtime:
-        evaluate_run(run_dir, progress=False)
-    return eval_dir
+        return written + _explain_files(loaded, _image_files(images), out.images.make())
+    return written + _explain_validation(loaded, run, out)
 
 
 def prepare(paths: list[str], loaded: LoadedModel) -> tuple[torch.Tensor, list[np.ndarray]]:
@@ -75,12 +61,12 @@ def _cams(loaded: LoadedModel, batch: torch.Tensor, classes: list[int]) -> np.nd
                            for i in range(0, len(batch), CAM_BATCH)])
 
 
-def _explain_files(loaded: LoadedModel, paths: list[str], out: Path) -> list[Path]:
+def _explain_files(loaded: LoadedModel, paths: list[str], out: ExplainDir) -> list[Path]:
     batch, pictures = prepare(paths, loaded)
     probabilities = _probabilities(loaded, batch)
     predicted = probabilities.argmax(dim=1).tolist()
     cams = _cams(loaded, batch, predicted)
-    path = out / "gradcam.png"
+    path = out.gradcam_files
     tile_grid([overlay(p, c) for p, c in zip(pictures, cams)],
               [f"{Path(f).name}\n{loaded.classes[y]} {probabilities[i, y]:.2f}" for i, (f, y) in
                enumerate(zip(paths, predicted))],
@@ -90,11 +76,11 @@ def _explain_files(loaded: LoadedModel, paths: list[str], out: Path) -> list[Pat
     return [path, *_write_feature_maps(loaded, batch[shown], pictures[shown], names, out)]
 
 
-def _explain_validation(loaded: LoadedModel, run_dir: Path, out: Path) -> list[Path]:
-    for stale in out.glob("gradcam_pair_*.png"):
+def _explain_validation(loaded: LoadedModel, run: RunDir, out: ExplainDir) -> list[Path]:
+    for stale in out.pairs():
         stale.unlink()
     first_per_class: dict[str, str] = {}
-    for sample in RunData.read(run_dir).split.val:
+    for sample in RunData.read(run).split.val:
         first_per_class.setdefault(sample.label, sample.path)
     labels = [c for c in loaded.classes if c in first_per_class]
     batch, pictures = prepare([first_per_class[c] for c in labels], loaded)
@@ -106,38 +92,33 @@ def _explain_validation(loaded: LoadedModel, run_dir: Path, out: Path) -> list[P
         guess = int(probabilities[i].argmax())
         verdict = "right" if guess == target else f"→ {loaded.classes[guess]}"
         titles.append(f"{label}\n{verdict} ({probabilities[i, guess]:.2f})")
-    classes_path = out / "gradcam_classes.png"
+    classes_path = out.gradcam_classes
     tile_grid([overlay(p, c) for p, c in zip(pictures, cams)], titles, CLASS_GRID_COLUMNS,
               "Grad-CAM of the true class, one validation image per class (title: the model's answer)",
               classes_path)
     shown = np.linspace(0, len(labels) - 1, min(FEATURE_MAP_IMAGES, len(labels))).round().astype(int)
     maps = _write_feature_maps(loaded, batch[shown], [pictures[i] for i in shown], [labels[i] for i in shown], out)
-    return [classes_path, *maps, *_write_confused_pairs(loaded, run_dir, out)]
+    return [classes_path, *maps, *_write_confused_pairs(loaded, run, out)]
 
 
 def _write_feature_maps(
-    loaded: LoadedModel, batch: torch.Tensor, pictures: list[np.ndarray], names: list[str], out: Path
+    loaded: LoadedModel, batch: torch.Tensor, pictures: list[np.ndarray], names: list[str], out: ExplainDir
 ) -> list[Path]:
     written = []
     for maps, picture, name in zip(feature_maps(loaded.model, batch), pictures, names):
-        path = out / f"feature_maps_{name}.png"
+        path = out.feature_maps(name)
         plot_feature_maps(picture, maps, name, path)
         written.append(path)
     return written
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def _write_confused_pairs(loaded: LoadedModel, run_dir: Path, out: Path) -> list[Path]:
+def _write_confused_pairs(loaded: LoadedModel, run: RunDir, out: ExplainDir) -> list[Path]:
     """For each pair (true A taken for B): A's most confident such mistake and B's clearest image, each with
     the CAM of A and of B, so one sees what looked like B."""
-    eval_dir = ensure_evaluated(run_dir)
-    predictions = read_rows(eval_dir / "predictions.csv")
+    evaluated = ensure_evaluated(run)
+    predictions = read_rows(evaluated.predictions)
     written = []
-    for number, pair in enumerate(read_rows(eval_dir / "confused_pairs.csv")[:CONFUSED_PAIRS_SHOWN], start=1):
+    for number, pair in enumerate(read_rows(evaluated.confused_pairs)[:CONFUSED_PAIRS_SHOWN], start=1):
         true, predicted = pair["true"], pair["predicted"]
         mistake = max((r for r in predictions if r["true"] == true and r["predicted"] == predicted),
                       key=lambda r: float(r["probability"]))
@@ -153,7 +134,7 @@ def _write_confused_pairs(loaded: LoadedModel, run_dir: Path, out: Path) -> list
             tiles += [picture, overlay(picture, cams[2 * i]), overlay(picture, cams[2 * i + 1])]
             titles += [f"{Path(row['path']).name}: true {row['true']}\npredicted {row['predicted']} "
                        f"({float(row['probability']):.2f})", f"CAM for {true}", f"CAM for {predicted}"]
-        path = out / PAIR_PICTURE.format(number)
+        path = out.pair(number)
         tile_grid(tiles, titles, 3, f"{true} taken for {predicted} ({pair['count']}×)", path, tile_inches=2.4)
         written.append(path)
     return written

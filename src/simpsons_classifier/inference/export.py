@@ -15,12 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..evaluation.openset import OPENSET_FILE, OpenSetRule
+from ..evaluation.openset import OpenSetRule
 from ..training import load_model
-from ..training.trainer import BEST
+from ..run_dir import RunDir
+from ..errors import UserError
 
-EXPORT_DIR = "export"
-"""Where in a run ``simpsons export`` writes, and where ``--backend onnx`` looks."""
 MODEL_FILE = "model.onnx"
 METADATA_FILE = "model.json"
 INPUT_NAME = "images"
@@ -33,7 +32,7 @@ PREPROCESSING = ("decode to RGB (transparency onto white); resize the shorter si
 HASH_CHUNK_BYTES = 1 << 20
 
 
-class StaleExportError(RuntimeError):
+class StaleExportError(UserError):
     """An export whose checkpoint has changed since; the message says how to refresh it."""
 
 
@@ -56,22 +55,22 @@ class ExportMetadata:
         return cls(**json.loads((Path(export_dir) / METADATA_FILE).read_text()))
 
 
-def export_onnx(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None) -> Path:
     """Write ``model.onnx`` and ``model.json`` to ``out_dir`` (default ``RUN/export``); returns the folder."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir else run_dir / EXPORT_DIR
+    run_dir = RunDir(run_dir)
+    out_dir = Path(out_dir) if out_dir else run_dir.export_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_model(run_dir)
     size = loaded.config.image_size
     export_model(loaded.model, size, out_dir / MODEL_FILE)
-    rule = OpenSetRule.read(run_dir / OPENSET_FILE)
+    rule = OpenSetRule.read(run_dir.openset)
     metadata = ExportMetadata(
         classes=loaded.classes,
         image_size=size,
         mean=list(loaded.mean),
         std=list(loaded.std),
         backbone=loaded.config.backbone,
-        checkpoint_sha256=file_sha256(run_dir / BEST),
+        checkpoint_sha256=file_sha256(run_dir.best),
         openset=asdict(rule) if rule else None,
     )
     (out_dir / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2))
@@ -93,13 +92,13 @@ def export_model(model: nn.Module, image_size: int, path: str | Path) -> None:
     )
 
 
-def check_fresh(run_dir: str | Path, export_dir: str | Path) -> ExportMetadata:
+def check_fresh(run_dir: str | Path | RunDir, export_dir: str | Path) -> ExportMetadata:
     """The export's metadata, refused when the run's best.pt is not the checkpoint it was made from."""
-    run_dir, export_dir = Path(run_dir), Path(export_dir)
+    run_dir, export_dir = RunDir(run_dir), Path(export_dir)
     if not (export_dir / MODEL_FILE).is_file():
         raise FileNotFoundError(f"no ONNX model in {export_dir}: run  simpsons export --run {run_dir} --format onnx")
     metadata = ExportMetadata.read(export_dir)
-    if metadata.checkpoint_sha256 != file_sha256(run_dir / BEST):
+    if metadata.checkpoint_sha256 != file_sha256(run_dir.best):
         raise StaleExportError(f"{export_dir} was exported from an older checkpoint: run  simpsons export --run "
                                f"{run_dir} --format onnx  again")
     return metadata

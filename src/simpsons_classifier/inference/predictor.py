@@ -17,10 +17,11 @@ from torch import nn
 
 from ..augment import build_eval_transform
 from ..data.images import load_rgb
-from ..evaluation.openset import OPENSET_FILE, OpenSetRule
+from ..evaluation.openset import OpenSetRule
+from ..run_dir import RunDir
 from ..evaluation.tta import tta_logits
 from ..training import load_model
-from .export import EXPORT_DIR, MODEL_FILE, check_fresh
+from .export import MODEL_FILE, check_fresh
 from .onnx_runtime import OnnxModule
 from .options import BACKENDS, DEFAULT_TOP_K
 
@@ -62,17 +63,17 @@ class Predictor:
         self.draft_size = (2 * image_size, 2 * image_size)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, backend: str = "torch", tta: bool = False) -> Predictor:
+    def from_run(cls, run_dir: str | Path | RunDir, backend: str = "torch", tta: bool = False) -> Predictor:
         """The run's best model; ``backend="onnx"`` runs its export (``simpsons export``) with onnxruntime."""
-        run_dir = Path(run_dir)
-        rule = OpenSetRule.read(run_dir / OPENSET_FILE)
+        run_dir = RunDir(run_dir)
+        rule = OpenSetRule.read(run_dir.openset)
         if backend == "torch":
             loaded = load_model(run_dir)
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             return cls(loaded.model, loaded.classes, loaded.config.image_size, loaded.mean, loaded.std, rule, tta,
                        device)
         if backend == "onnx":
-            export_dir = run_dir / EXPORT_DIR
+            export_dir = run_dir.export_dir
             metadata = check_fresh(run_dir, export_dir)
             return cls(OnnxModule(export_dir / MODEL_FILE), metadata.classes, metadata.image_size, metadata.mean,
                        metadata.std, rule, tta)

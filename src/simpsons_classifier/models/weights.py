@@ -19,11 +19,12 @@ import huggingface_hub.constants
 import timm
 import torch
 from torch import nn
+from ..errors import UserError
 
 IMAGENET_CLASSES = 1000
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """Weights that cannot be obtained or do not fit the model; the message says what to use instead."""
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +17,13 @@ import jinja2
 from ..config import Config
 from ..data.images import load_rgb
 from ..data.run_data import RunData
-from ..explain.run import CONFUSED_PAIRS_SHOWN, EXPLAIN_DIR, PAIR_PICTURE, ensure_evaluated, explain_run, read_rows
+from ..evaluation import EvalResult, ensure_evaluated
+from ..explain import CONFUSED_PAIRS_SHOWN, explain_run
+from ..run_dir import RunDir
+from ..tables import read_rows
 from ..training.curves import read_metrics
 from .charts import class_counts_png
 
-REPORT_FILE = "report.html"
 TOP_LOSSES = 12
 SKIPPED_SHOWN = 20
 THUMBNAIL_PX = 160
@@ -33,24 +34,24 @@ TEMPLATE = jinja2.Environment(
 ).get_template("template.html")
 
 
-def build_report(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    eval_dir = ensure_evaluated(run_dir)
-    explain_dir = run_dir / EXPLAIN_DIR
-    if not _newer(explain_dir / "gradcam_classes.png", run_dir / "best.pt"):
-        explain_run(run_dir)
-    config = Config.load(run_dir / "config.yaml")
-    data = RunData.read(run_dir)
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
-    history = read_metrics(run_dir / "metrics.csv")
+def build_report(run_dir: str | Path | RunDir) -> Path:
+    run = RunDir(run_dir)
+    evaluated = ensure_evaluated(run)
+    explained = run.explain_dir
+    if not run.is_newer_than_best(explained.gradcam_classes):
+        explain_run(run)
+    config = Config.load(run.config)
+    data = RunData.read(run)
+    result = EvalResult.read(evaluated.metrics)
+    history = read_metrics(run.metrics)
     train_counts = Counter(s.label for s in data.split.train)
-    per_class = sorted(read_rows(eval_dir / "per_class.csv"), key=lambda r: float(r["f1"]))
-    pairs = read_rows(eval_dir / "confused_pairs.csv")[:CONFUSED_PAIRS_SHOWN]
-    pair_pictures = [explain_dir / PAIR_PICTURE.format(i) for i in range(1, len(pairs) + 1)]
+    per_class = sorted(read_rows(evaluated.per_class), key=lambda r: float(r["f1"]))
+    pairs = read_rows(evaluated.confused_pairs)[:CONFUSED_PAIRS_SHOWN]
+    pair_pictures = [explained.pair(i) for i in range(1, len(pairs) + 1)]
     reference = Config().to_dict()
     html = TEMPLATE.render(
-        run_name=run_dir.name,
-        run_dir=str(run_dir.resolve()),
+        run_name=run.name,
+        run_dir=str(run.path.resolve()),
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         pct=lambda x: f"{100 * x:.1f} %",
         config=config,
@@ -60,25 +61,24 @@ def build_report(run_dir: str | Path) -> Path:
         classes=data.classes,
         summary=data.summary,
         counts_chart=_data_uri(class_counts_png(data.classes, data.split)),
-        skipped=read_rows(run_dir / "skipped.csv")[:SKIPPED_SHOWN] if (run_dir / "skipped.csv").is_file() else [],
+        skipped=read_rows(run.skipped)[:SKIPPED_SHOWN] if run.skipped.is_file() else [],
         best_epoch=1 + int(max(history, key=lambda r: r["val_top1"])["epoch"]) if history else "?",
-        curves=_file_uri(run_dir / "curves.png"),
-        metrics=metrics,
-        groups=[(g, n, top1) for g, (n, top1) in metrics.get("per_group_top1", {}).items()],
+        curves=_file_uri(run.curves),
+        metrics=result,
+        groups=[(g, n, top1) for g, (n, top1) in result.per_group_top1.items()],
         per_class=[{**row, "train": train_counts[row["class"]]} for row in per_class],
-        confusion=_file_uri(eval_dir / "confusion_matrix.png"),
+        confusion=_file_uri(evaluated.confusion_png),
         pairs=pairs,
         pair_pictures=[_file_uri(p) for p in pair_pictures if p.is_file()],
-        top_losses=_top_losses(eval_dir / "predictions.csv"),
-        gradcam_classes=_file_uri(explain_dir / "gradcam_classes.png"),
-        kernels=[(title, _file_uri(explain_dir / name)) for title, name in
-                 (("3×3 filters of the last block", "kernels_3x3.png"),
-                  ("1×1 filters of the last block", "kernels_1x1.png")) if (explain_dir / name).is_file()],
-        feature_maps=[_file_uri(p) for p in sorted(explain_dir.glob("feature_maps_*.png"))],
+        top_losses=_top_losses(evaluated.predictions),
+        gradcam_classes=_file_uri(explained.gradcam_classes),
+        kernels=[(title, _file_uri(explained.kernels(kind))) for title, kind in
+                 (("3×3 filters of the last block", "3x3"), ("1×1 filters of the last block", "1x1"))
+                 if explained.kernels(kind).is_file()],
+        feature_maps=[_file_uri(p) for p in explained.all_feature_maps()],
     )
-    path = run_dir / REPORT_FILE
-    path.write_text(html)
-    return path
+    run.report.write_text(html)
+    return run.report
 
 
 def _top_losses(predictions: Path) -> list[dict]:
@@ -98,10 +98,6 @@ def _thumbnail(path: str) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return _data_uri(buffer.getvalue())
-
-
-def _newer(path: Path, than: Path) -> bool:
-    return path.is_file() and path.stat().st_mtime >= than.stat().st_mtime
 
 
 def _data_uri(data: bytes, kind: str = "png") -> str:

@@ -8,14 +8,15 @@ recipe wins some classes and loses others.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
 from ..config import Config
-from ..explain.run import ensure_evaluated, read_rows
+from ..evaluation import EvalResult, ensure_evaluated
+from ..run_dir import EvalDir, RunDir
+from ..tables import read_rows
 from ..training.curves import read_metrics
 
 CLASSES_SHOWN = 12
@@ -42,27 +43,27 @@ class Comparison:
 
 
 def compare_runs(run_dirs: list[str | Path]) -> Comparison:
-    run_dirs = [Path(r) for r in run_dirs]
+    run_dirs = [RunDir(r) for r in run_dirs]
     eval_dirs = [ensure_evaluated(r) for r in run_dirs]
-    configs = [Config.load(r / "config.yaml").to_dict() for r in run_dirs]
-    metrics = [json.loads((e / "metrics.json").read_text()) for e in eval_dirs]
+    configs = [Config.load(r.config).to_dict() for r in run_dirs]
+    metrics = [EvalResult.read(e.metrics) for e in eval_dirs]
     varying = [k for k in configs[0] if any(c[k] != configs[0][k] for c in configs)]
     reference = Config().to_dict()
     shared = ", ".join(f"{k}={v}" for k, v in configs[0].items() if k not in varying and v != reference[k])
-    groups = list(dict.fromkeys(g for m in metrics for g in m.get("per_group_top1", {})))
+    groups = list(dict.fromkeys(g for m in metrics for g in m.per_group_top1))
     runs = Table(
         ["model version", "top-1", "top-5", "loss", "macro-F1", *[f"top-1 {g}" for g in groups], "key differences"],
-        [[_version(r, c), _pct(m["top1"]), _pct(m["top5"]), f"{m['loss']:.3f}", f"{m['macro_f1']:.3f}",
-          *[_pct(m["per_group_top1"][g][1]) if g in m.get("per_group_top1", {}) else "–" for g in groups],
+        [[_version(r, c), _pct(m.top1), _pct(m.top5), f"{m.loss:.3f}", f"{m.macro_f1:.3f}",
+          *[_pct(m.per_group_top1[g][1]) if g in m.per_group_top1 else "–" for g in groups],
           ", ".join(f"{k}={c[k]}" for k in varying) or "–"]
          for r, c, m in zip(run_dirs, configs, metrics)],
     )
     return Comparison(runs, shared, _class_table(run_dirs, eval_dirs))
 
 
-def _class_table(run_dirs: list[Path], eval_dirs: list[Path]) -> Table:
+def _class_table(run_dirs: list[RunDir], eval_dirs: list[EvalDir]) -> Table:
     """Per-class recall of every run, the classes with the largest spread between runs first."""
-    recalls = [{row["class"]: float(row["recall"]) for row in read_rows(e / "per_class.csv")} for e in eval_dirs]
+    recalls = [{row["class"]: float(row["recall"]) for row in read_rows(e.per_class)} for e in eval_dirs]
     classes = [c for c in recalls[0] if all(c in r for r in recalls)]
     spread = {c: max(r[c] for r in recalls) - min(r[c] for r in recalls) for c in classes}
     shown = sorted((c for c in classes if spread[c] > 0), key=lambda c: -spread[c])[:CLASSES_SHOWN]
@@ -70,8 +71,8 @@ def _class_table(run_dirs: list[Path], eval_dirs: list[Path]) -> Table:
                  [[c, *[_pct(r[c]) for r in recalls]] for c in shown])
 
 
-def _version(run_dir: Path, config: dict) -> str:
-    history = read_metrics(run_dir / "metrics.csv")
+def _version(run_dir: RunDir, config: dict) -> str:
+    history = read_metrics(run_dir.metrics)
     best = 1 + int(max(history, key=lambda r: r["val_top1"])["epoch"]) if history else "?"
     return f"{run_dir.name} ({config['backbone']}, best epoch {best}/{config['epochs']})"
 

@@ -17,8 +17,10 @@ from torch import nn
 
 from ..config import Config
 from ..models import create_model
+from ..run_dir import RunDir
 
 FORMAT_VERSION = 1
+"""Version of the checkpoint payloads (``last.pt`` and ``best.pt``)."""
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
@@ -62,10 +64,11 @@ class LoadedModel:
     std: tuple[float, ...]
 
 
-def load_model(run_dir: str | Path, which: str = "best") -> LoadedModel:
+def load_model(run_dir: str | Path | RunDir, which: str = "best") -> LoadedModel:
     """The model of a finished (or running) run, in eval mode on the CPU."""
-    payload = read(Path(run_dir) / f"{which}.pt")
-    config = Config.from_dict(payload["config"], source=f"{run_dir}/{which}.pt")
+    path = RunDir(run_dir).checkpoint(which)
+    payload = read(path)
+    config = Config.from_dict(payload["config"], source=str(path))
     model = create_model(config.backbone, len(payload["classes"]), weights="none")
     model.load_state_dict(payload["model"])
     model.eval()

@@ -64,3 +64,8 @@ def sum_across(values: list[float], ctx: Context) -> list[float]:
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and in its rank-0 process, also after the process group is gone."""
+    return int(os.environ.get("RANK", "0")) == 0
