@@ -76,9 +76,9 @@ def test_target_and_kernel_layers_per_family():
         "3x3": "blocks.6.0.conv_dw", "1x1": "blocks.6.0.conv_pwl"}
     basic = timm.create_model("resnet10t", num_classes=3)  # BasicBlocks: two 3×3 convs, no 1×1
     assert {k: name for k, (name, _) in kernel_layers(basic).items()} == {"3x3": "layer4.0.conv2"}
-    other = timm.create_model("mobilenetv3_small_050", num_classes=3)  # in no registry
-    assert target_layer(other) is other.blocks[-1]  # timm's last feature stage
-    assert {k: name for k, (name, _) in kernel_layers(other).items()} == {
+    mobilenet = timm.create_model("mobilenetv3_small_050", num_classes=3)
+    assert target_layer(mobilenet) is mobilenet.blocks[-1]  # timm's last feature stage
+    assert {k: name for k, (name, _) in kernel_layers(mobilenet).items()} == {
         "3x3": "blocks.4.2.conv_dw", "1x1": "conv_head"}
 
 

@@ -1,18 +1,34 @@
+from pathlib import Path
+
 import huggingface_hub.constants
 import pytest
 import torch
 from skimage import data as skdata
 
+from simpsons_classifier.config import Config
 from simpsons_classifier.models import (
     WeightsError,
     create_model,
     data_config,
+    family_of,
     param_groups,
     set_trainable_stages,
     stage_modules,
 )
 
 TABBY_CAT = 281  # ImageNet class index; 281-285 are the domestic cats
+CONFIGS = Path(__file__).parents[1] / "configs"
+# backbone, its family, whether its last block has a 1×1 convolution to picture
+FAMILY_MEMBERS = [
+    ("resnet10t", "ResNet", False),
+    ("resnet18", "ResNet", False),
+    ("resnet101", "ResNet", True),
+    ("efficientnet_lite0", "EfficientNet", True),
+    ("efficientnet_lite1", "EfficientNet", True),
+    ("efficientnet_lite2", "EfficientNet", True),
+    ("efficientnet_b0", "EfficientNet", True),
+    ("mobilenetv3_small_050", "MobileNetV3", True),
+]
 
 
 def test_unknown_backbone_is_refused():
@@ -60,6 +76,7 @@ def test_weights_from_a_file_keep_the_backbone_and_drop_a_mismatched_head(tmp_pa
     [
         ("resnet10t", {"fc"}, "layer4"),
         ("efficientnet_lite0", {"classifier", "conv_head", "bn2"}, "blocks.6"),
+        ("mobilenetv3_small_050", {"classifier", "conv_head"}, "blocks.5"),
     ],
 )
 def test_stages_map_to_each_family(backbone, head, last_stage):
@@ -79,3 +96,37 @@ def test_parameter_groups_split_head_and_backbone_learning_rates():
     head_ids = {id(p) for p in model.fc.parameters()}
     assert {id(p) for p in groups[0]["params"]} == head_ids
     assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("backbone, family, has_pointwise", FAMILY_MEMBERS)
+def test_each_family_member_finds_its_modules_in_the_registry(backbone, family, has_pointwise):
+    model = create_model(backbone, 3).eval()
+    entry = family_of(model)
+    assert entry.name == family
+    assert model.get_classifier() in entry.head(model)
+    seen = []
+    entry.gradcam_target(model).register_forward_hook(lambda module, inputs, output: seen.append(output))
+    with torch.no_grad():
+        pooled = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert len(seen) == 1 and seen[0].shape == pooled.shape  # Grad-CAM weighs the map the classifier pools
+    spatial, pointwise = entry.kernel_convs(model)
+    assert isinstance(spatial, torch.nn.Conv2d) and spatial.kernel_size != (1, 1)
+    assert (pointwise is not None) == has_pointwise
+    if has_pointwise:
+        assert isinstance(pointwise, torch.nn.Conv2d) and pointwise.kernel_size == (1, 1)
+
+
+def test_the_shipped_configs_use_backbones_of_registered_families():
+    backbones = {Config.load(path).backbone for path in CONFIGS.glob("*.yaml")}
+    assert backbones and backbones <= {backbone for backbone, _, _ in FAMILY_MEMBERS}
+
+
+def test_a_backbone_of_an_unknown_family_is_refused_naming_its_class_and_the_known_families():
+    model = create_model("convnext_atto", 3)
+    known = r"\(ResNet, EfficientNet, MobileNetV3\)"
+    with pytest.raises(ValueError, match=rf"convnext_atto \(ConvNeXt\) is of no known model family {known}"):
+        family_of(model)
+    with pytest.raises(ValueError, match="ConvNeXt"):
+        param_groups(model, lr=1e-3, backbone_lr_mult=0.1)
+    with pytest.raises(ValueError, match=rf"Sequential is of no known model family {known}"):
+        family_of(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))

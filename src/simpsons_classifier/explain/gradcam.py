@@ -1,15 +1,15 @@
 """Grad-CAM through pytorch-grad-cam: which part of the image made the model say a class.
 
-The target layer is the last spatial feature map before pooling, per backbone family as pytorch-grad-cam's docs
-name it (ResNet ``layer4[-1]``; EfficientNet ``conv_head``, the 1×1 conv that feeds the pool). Checkpoints of a
-partly frozen backbone have parameters without gradients, which would leave the target layer's output without a
+The target layer is the last spatial feature map before pooling, as the model family registry names it (ResNet
+``layer4[-1]``; EfficientNet ``conv_head``, the 1×1 conv that feeds the pool). Checkpoints of a partly frozen
+backbone have parameters without gradients, which would leave the target layer's output without a
 gradient, so gradients are switched on for the explanation and the model's state restored afterwards.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -19,22 +19,15 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
+from ..models import family_of
+
 # Share of the photo in an overlay; the rest is the heat map.
 IMAGE_WEIGHT = 0.55
 
-# Grad-CAM target layer by timm model class name.
-TARGET_LAYERS: dict[str, Callable[[nn.Module], nn.Module]] = {
-    "ResNet": lambda model: model.layer4[-1],
-    "EfficientNet": lambda model: model.conv_head,
-}
-
 
 def target_layer(model: nn.Module) -> nn.Module:
-    """The layer whose activations and gradients Grad-CAM weighs; other families use timm's last feature stage."""
-    lookup = TARGET_LAYERS.get(type(model).__name__)
-    if lookup is not None:
-        return lookup(model)
-    return model.get_submodule(model.feature_info[-1]["module"])
+    """The layer whose activations and gradients Grad-CAM weighs."""
+    return family_of(model).gradcam_target(model)
 
 
 @contextlib.contextmanager

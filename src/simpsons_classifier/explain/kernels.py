@@ -8,7 +8,6 @@ clustering of its rows and columns, filters that combine the inputs alike sit to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +15,7 @@ import numpy as np
 from scipy.cluster.hierarchy import leaves_list, linkage
 from torch import nn
 
+from ..models import family_of
 from .figures import DPI, tile_grid
 
 matplotlib.use("Agg")
@@ -27,26 +27,11 @@ GRID_COLUMNS = 8
 MATRIX_CLIP_PERCENTILE = 99  # colour scale of the 1×1 matrix: a few outliers would wash out the rest
 KERNEL_CMAP = "RdBu_r"
 
-# (spatial 3×3 conv, pointwise 1×1 conv or None) of the last block, by timm model class name.
-KERNEL_LAYERS: dict[str, Callable[[nn.Module], tuple[nn.Conv2d, nn.Conv2d | None]]] = {
-    "ResNet": lambda m: (m.layer4[-1].conv2, getattr(m.layer4[-1], "conv3", None)),  # BasicBlocks have no 1×1
-    "EfficientNet": lambda m: (m.blocks[-1][-1].conv_dw, m.blocks[-1][-1].conv_pwl),
-}
-
-
-def _last_convs(model: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d | None]:
-    """Other families: the model's last spatial (3×3, or e.g. ConvNeXt's 7×7) and last 1×1 convolution."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    spatial = [c for c in convs if c.kernel_size != (1, 1)]
-    pointwise = [c for c in convs if c.kernel_size == (1, 1)]
-    if not spatial:
-        raise ValueError(f"{type(model).__name__}: no spatial convolution to show")
-    return spatial[-1], pointwise[-1] if pointwise else None
-
 
 def kernel_layers(model: nn.Module) -> dict[str, tuple[str, nn.Conv2d]]:
-    """``{"3x3": (module name, conv), "1x1": (module name, conv)}``; "1x1" is absent when the block has none."""
-    spatial, pointwise = KERNEL_LAYERS.get(type(model).__name__, _last_convs)(model)
+    """``{"3x3": (module name, conv), "1x1": (module name, conv)}`` as the model family registry names them;
+    "1x1" is absent when the block has none."""
+    spatial, pointwise = family_of(model).kernel_convs(model)
     names = {module: name for name, module in model.named_modules()}
     layers = {"3x3": (names[spatial], spatial)}
     if pointwise is not None:

@@ -1,7 +1,20 @@
-"""Backbones with a new head, their ImageNet weights, and the stages the training schedule freezes by name."""
+"""Backbones with a new head, their ImageNet weights, the family registry that says which of their modules the
+toolkit addresses, and the stages the training schedule freezes by name."""
 
 from .factory import create_model, data_config
-from .stages import param_groups, set_trainable_stages, stage_modules
+from .families import FAMILIES, ModelFamily, family_of
+from .stages import freeze_frozen_norms, param_groups, set_trainable_stages, stage_modules
 from .weights import WeightsError
 
-__all__ = ["create_model", "data_config", "param_groups", "set_trainable_stages", "stage_modules", "WeightsError"]
+__all__ = [
+    "FAMILIES",
+    "ModelFamily",
+    "WeightsError",
+    "create_model",
+    "data_config",
+    "family_of",
+    "freeze_frozen_norms",
+    "param_groups",
+    "set_trainable_stages",
+    "stage_modules",
+]

@@ -1,8 +1,8 @@
-"""The freezing schedule's stages, named once and mapped per backbone family.
+"""The freezing schedule's stages, named once and mapped per backbone family by the family registry.
 
-``head`` is the classifier (plus, for EfficientNet/MobileNet, the 1×1 ``conv_head`` and its norm that only feed
-it); ``last_stage`` is the last feature stage (ResNet ``layer4``, EfficientNet's last block group) as timm's
-``feature_info`` names it for every architecture; ``all`` is everything.
+``head`` is the classifier and the modules that only feed it (EfficientNet's 1×1 ``conv_head`` and its norm);
+``last_stage`` is the last feature stage (ResNet ``layer4``, EfficientNet's last block group); ``all`` is
+everything.
 """
 
 from __future__ import annotations
@@ -11,23 +11,17 @@ from collections.abc import Iterable
 
 from torch import nn
 
-# Modules that belong to the head beyond timm's classifier, by model class name.
-EXTRA_HEAD_MODULES: dict[str, tuple[str, ...]] = {
-    "EfficientNet": ("conv_head", "bn2"),
-    "MobileNetV3": ("conv_head",),
-}
+from .families import family_of
 
 
 def stage_modules(model: nn.Module, stage: str) -> list[nn.Module]:
     if stage == "all":
         return [model]
     if stage == "head":
-        names = (model.pretrained_cfg["classifier"], *EXTRA_HEAD_MODULES.get(type(model).__name__, ()))
-    elif stage == "last_stage":
-        names = (model.feature_info[-1]["module"],)
-    else:
-        raise ValueError(f"unknown stage {stage!r} (head, last_stage or all)")
-    return [model.get_submodule(name) for name in names]
+        return family_of(model).head(model)
+    if stage == "last_stage":
+        return [family_of(model).last_stage(model)]
+    raise ValueError(f"unknown stage {stage!r} (head, last_stage or all)")
 
 
 def set_trainable_stages(model: nn.Module, stages: Iterable[str]) -> None:
