@@ -25,6 +25,11 @@ class RunData:
     split: Split
     summary: dict
 
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Images per class in the dataset (training and validation together)."""
+        return self.summary["class_counts"]
+
     @classmethod
     def read(cls, run_dir: str | Path) -> RunData:
         run_dir = Path(run_dir)
