@@ -6,6 +6,7 @@ import contextlib
 import csv
 import inspect
 import io
+import json
 import shlex
 import sys
 import zipfile
@@ -198,3 +199,16 @@ def test_two_test_images_of_one_name_are_refused_before_predicting(journey, tmp_
     (tmp_path / "copy" / "img0.jpg").write_bytes(image.read_bytes())
     assert main(["predict", "--run", str(run), str(image), str(tmp_path / "copy"), "--format", "kaggle"]) == 2
     assert "have the same file name" in _error_line(capsys)
+
+
+def test_evaluating_on_the_characters_test_set_as_printed(journey, tmp_path, capsys):
+    """The characters download's labelled test set, through the command `simpsons data kaggle` prints (with the
+    run trained above: both downloads share the characters)."""
+    _, _, _, run = journey
+    make_characters_download(tmp_path / "characters")
+    assert main(["data", "kaggle", "--dataset", "characters", "--out", str(tmp_path / "characters")]) == 0
+    evaluate = _next_commands(capsys.readouterr().out)["evaluate"]
+    evaluate[evaluate.index("--run") + 1] = str(run)
+    assert main(["evaluate", *evaluate, "--out", str(tmp_path / "eval")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["num_images"] == 3 * len(CHARACTERS) and metrics["num_classes"] == len(CHARACTERS)

@@ -133,8 +133,8 @@ def check_reachable(host: str = API_HOST, timeout: float = CONNECT_TIMEOUT_S) ->
 
 
 def _authenticated_client():
-    """The Kaggle client, authenticated; checked in the order that fails fastest and never waits on the network
-    for longer than the reachability check allows (importing the client already authenticates)."""
+    """The Kaggle client, authenticated. The network is checked before the import, because importing the
+    client already authenticates, which may ask the network with no timeout."""
     if importlib.util.find_spec("kaggle") is None:
         raise DownloadError(f"the Kaggle client is not installed ({INSTALL_HINT})")
     check_reachable()
