@@ -8,8 +8,8 @@ import inspect
 import io
 import json
 import shlex
+import shutil
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -100,20 +100,14 @@ def test_fetch_without_credentials(tmp_path, capsys, monkeypatch):
     _says_what_to_download(line, out, kaggle_data.CHARACTERS)
 
 
-def _stand_in_download(real, make_download, archive_name, calls):
-    """A download method with the real one's signature that zips a miniature download where the client would."""
+def _stand_in_download(real, miniature: Path, archive_name: str, calls: list):
+    """A download method with the real one's signature that zips ``miniature`` to where the client would."""
 
     def download(self, *args, **kwargs):
         bound = inspect.signature(real).bind(self, *args, **kwargs)  # our call must fit the installed client
         calls.append(bound.arguments)
-        folder = Path(bound.arguments["path"])
-        make_download(folder / "unzipped")
-        with zipfile.ZipFile(folder / archive_name, "w") as bundle:
-            for path in sorted((folder / "unzipped").rglob("*")):
-                bundle.write(path, path.relative_to(folder / "unzipped"))
-        for path in sorted((folder / "unzipped").rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        (folder / "unzipped").rmdir()
+        archive = Path(bound.arguments["path"]) / archive_name
+        shutil.make_archive(str(archive.with_suffix("")), "zip", miniature)
 
     return download
 
@@ -129,8 +123,9 @@ def test_fetch_downloads_unzips_and_prints_what_to_run_next(source, method, make
     calls = []
     monkeypatch.setattr(kaggle_data, "check_reachable", lambda: None)
     monkeypatch.setattr(KaggleApi, "authenticate", lambda self: None)
-    monkeypatch.setattr(KaggleApi, method,
-                        _stand_in_download(getattr(KaggleApi, method), make_download, source.archive_name, calls))
+    make_download(tmp_path / "miniature")
+    monkeypatch.setattr(KaggleApi, method, _stand_in_download(getattr(KaggleApi, method), tmp_path / "miniature",
+                                                             source.archive_name, calls))
     out = tmp_path / "download"
     assert main(["data", "kaggle", "--dataset", source.name, "--out", str(out)]) == 0
     assert len(calls) == 1 and source.ref in calls[0].values()
