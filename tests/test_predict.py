@@ -143,3 +143,24 @@ def test_results_do_not_depend_on_the_batch_size(run):
     for a, b in zip(one, many):
         assert a.prediction.top_k[0][0] == b.prediction.top_k[0][0]
         assert a.prediction.top_k[0][1] == pytest.approx(b.prediction.top_k[0][1], abs=1e-5)
+
+
+def test_folders_are_listed_in_natural_order(tmp_path):
+    for name in ["img10.jpg", "img2.jpg", "img1.jpg", "b/img3.jpg", "a10/x.jpg", "a9/x.jpg"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).touch()
+    given = tmp_path / "b" / "img3.jpg"
+    assert find_files([tmp_path, given]) == [tmp_path / name for name in [
+        "a9/x.jpg", "a10/x.jpg", "b/img3.jpg", "img1.jpg", "img2.jpg", "img10.jpg", "b/img3.jpg"]]
+
+
+def test_out_writes_the_rows_to_a_file_whole(run, tmp_path, capsys):
+    paths = [s.path for s in RunData.read(run).split.val[:3]]
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--run", str(run), *paths, "--format", "csv", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    with open(out) as handle:
+        assert [row["path"] for row in csv.DictReader(handle)] == paths
+    missing = tmp_path / "no_such_folder" / "predictions.csv"
+    assert main(["predict", "--run", str(run), *paths, "--out", str(missing)]) == 2
+    assert "no_such_folder" in capsys.readouterr().err and not missing.parent.exists()

@@ -10,6 +10,7 @@ from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.images import load_rgb
 from simpsons_classifier.data.scan import DatasetError, label_from_filename, resolve_root, scan_dataset
 
+from kaggle_layouts import CHARACTERS, MOST_COMMON, PER_CLASS, make_characters_download, make_journey_download
 from synthetic import draw_character
 
 
@@ -131,3 +132,51 @@ def test_dataset_replaces_a_file_that_broke_after_the_scan(tmp_path):
         image, target = dataset[0]
     assert target == 0 and image.shape == (48, 48, 3)
     assert any("0.png" in str(w.message) for w in caught)
+
+
+def _expected_counts():
+    """Every character's images, less the truncated one in homer_simpson (the non-image is no image anyway)."""
+    return {name: PER_CLASS + (name == MOST_COMMON) for name in CHARACTERS}
+
+
+def test_kaggle_characters_download_with_its_duplicate_inner_copy(tmp_path):
+    root = make_characters_download(tmp_path / "characters")
+    inner = root / "simpsons_dataset" / "simpsons_dataset"
+    assert resolve_root(root / "simpsons_dataset") == inner
+    result = scan_dataset(root / "simpsons_dataset", progress=False)
+    assert result.class_counts() == _expected_counts()  # the copy is neither a class nor counted twice
+    assert all(s.path.startswith(str(inner)) for s in result.samples)
+    assert sorted(os.path.basename(s.path) for s in result.skipped) == ["Thumbs.db", "pic_0000.jpg"]
+
+
+def test_kaggle_test_set_labels_come_from_names_with_underscores_and_a_number(tmp_path):
+    root = make_characters_download(tmp_path / "characters")
+    assert label_from_filename("abraham_grampa_simpson_12.jpg") == "abraham_grampa_simpson"
+    result = scan_dataset(root / "kaggle_simpson_testset", labels_from_filenames=True, progress=False)
+    assert result.class_counts() == {name: 3 for name in CHARACTERS}
+
+
+def test_the_top_of_a_kaggle_download_is_refused_with_the_folders_to_use(tmp_path):
+    characters = make_characters_download(tmp_path / "characters")
+    for labels_from_filenames in (False, True):
+        with pytest.raises(DatasetError, match="train on .*characters/simpsons_dataset; its test set is "
+                                               ".*kaggle_simpson_testset \\(evaluate with --labels-from-filenames"):
+            scan_dataset(characters, labels_from_filenames=labels_from_filenames, progress=False)
+    make_journey_download(tmp_path / "journey")
+    with pytest.raises(DatasetError, match="journey-springfield.*train on .*journey/train; .*testset \\(answer"):
+        scan_dataset(tmp_path / "journey", progress=False)
+
+
+def test_kaggle_competition_training_folder(tmp_path):
+    make_journey_download(tmp_path / "journey")
+    result = scan_dataset(tmp_path / "journey" / "train", progress=False)
+    assert result.root == tmp_path / "journey" / "train" / "simpsons_dataset"
+    assert result.class_counts() == _expected_counts()
+
+
+def test_a_same_named_folder_beside_other_classes_is_refused(tmp_path):
+    for folder in (tmp_path / "data" / "data" / "bart", tmp_path / "data" / "lisa"):
+        folder.mkdir(parents=True)
+        draw_character(0, 0).save(folder / "0.png")
+    with pytest.raises(DatasetError, match="a folder data/ of other class folders \\(lisa only outside it\\)"):
+        scan_dataset(tmp_path / "data", progress=False)

@@ -21,6 +21,11 @@ class RunData:
     split: Split
     summary: dict
 
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Images per class in the dataset (training and validation together)."""
+        return self.summary["class_counts"]
+
     @classmethod
     def read(cls, run_dir: str | Path | RunDir) -> RunData:
         run = RunDir(run_dir)

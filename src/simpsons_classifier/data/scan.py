@@ -4,7 +4,9 @@ Two layouts are read: one folder per character (images anywhere below it), and a
 carry the label (``bart_simpson_12.jpg``, the Kaggle test set). Files are judged by their content, not their
 extension: every file is decoded once, and those that do not decode are skipped, counted and listed with the
 reason, so a broken file never stops an epoch halfway. The Kaggle download's doubly nested
-``simpsons_dataset/simpsons_dataset/`` is walked through.
+``simpsons_dataset/simpsons_dataset/`` is walked through, and so is the duplicate inner copy some versions of it
+hold beside the class folders (``simpsons_dataset/{simpsons_dataset/, bart_simpson/, ...}``), which would
+otherwise become one more class holding every image again.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .images import check_image
+from .kaggle import recognise_download
 
 _TRAILING_NUMBER = re.compile(r"[\s_\-]*\(?\d+\)?$")
 
@@ -71,17 +74,40 @@ def label_from_filename(path: str | Path) -> str:
 
 
 def resolve_root(root: str | Path) -> Path:
-    """Walk down a folder that holds nothing but one folder of folders (``simpsons_dataset/simpsons_dataset``);
-    a lone folder of images is a one-class dataset and is kept."""
+    """The folder of class folders in ``root``: nested copies are walked into (see ``_nested_copy``); a lone
+    folder of images is a one-class dataset and is kept. The top of an unzipped Kaggle download is refused with
+    the folders to use instead."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
-    while True:
-        entries = _visible(root)
-        if len(entries) == 1 and entries[0].is_dir() and all(e.is_dir() for e in _visible(entries[0])):
-            root = entries[0]
-        else:
-            return root
+    while (inner := _nested_copy(root)) is not None:
+        root = inner
+    source = recognise_download(root)
+    if source is not None:
+        test_use = ("evaluate with --labels-from-filenames" if source.labelled_test
+                    else "answer with simpsons predict --format kaggle")
+        raise DatasetError(f"{root} holds {source.describe()} as unzipped, not one dataset: train on "
+                           f"{root / source.train_folder}; its test set is {root / source.test_folder} ({test_use})")
+    return root
+
+
+def _nested_copy(folder: Path) -> Path | None:
+    """The folder of folders to walk into from ``folder``: its only entry (``simpsons_dataset/simpsons_dataset``),
+    or a sub-folder of the same name whose folders repeat every other folder beside it (a duplicate inner copy).
+    A same-named folder of folders beside other classes is ambiguous and refused."""
+    entries = _visible(folder)
+    candidate = entries[0] if len(entries) == 1 else folder / folder.name
+    if candidate not in entries or not candidate.is_dir():
+        return None
+    inner = _visible(candidate)
+    if not all(e.is_dir() for e in inner):
+        return None
+    outside_only = {e.name for e in entries if e.is_dir() and e != candidate} - {e.name for e in inner}
+    if outside_only:
+        raise DatasetError(f"{folder} holds class folders and a folder {candidate.name}/ of other class folders "
+                           f"({', '.join(sorted(outside_only)[:3])} only outside it): give one of the two as the "
+                           "dataset folder")
+    return candidate
 
 
 def _visible(folder: Path) -> list[Path]:

@@ -4,6 +4,7 @@ in batches; a file that cannot be read gets its reason and the others go on."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .options import DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
 from .predictor import Prediction, Predictor
 
 MAX_DECODE_THREADS = 8
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True)
@@ -29,12 +31,25 @@ class FileResult:
 
 
 def find_files(paths: list[str | Path]) -> list[Path]:
-    """Files as given and every file below the folders given; a path that does not exist is kept, so that it
-    is reported rather than silently dropped."""
+    """Files as given and every file below the folders given, in natural order (``img2`` before ``img10``); a
+    path that does not exist is kept, so that it is reported rather than silently dropped."""
     found: list[Path] = []
     for path in map(Path, paths):
-        found.extend(files_below(path) if path.is_dir() else [path])
+        if path.is_dir():
+            found.extend(sorted(files_below(path), key=lambda f, top=path: _natural_path_key(f.relative_to(top))))
+        else:
+            found.append(path)
     return found
+
+
+def natural_key(name: str) -> list[str | int]:
+    """Orders runs of digits by their value: ``img2`` before ``img10``. One line, so no library for it: the
+    split alternates text and digits, so equal positions always compare like with like."""
+    return [int(part) if i % 2 else part.lower() for i, part in enumerate(_DIGITS.split(name))]
+
+
+def _natural_path_key(path: Path) -> list[list[str | int]]:
+    return [natural_key(part) for part in path.parts]
 
 
 def predict_files(
