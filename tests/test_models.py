@@ -7,6 +7,7 @@ from skimage import data as skdata
 
 from simpsons_classifier.config import Config
 from simpsons_classifier.models import (
+    ANY_TIMM_MODEL,
     WeightsError,
     create_model,
     data_config,
@@ -121,12 +122,17 @@ def test_the_shipped_configs_use_backbones_of_registered_families():
     assert backbones and backbones <= {backbone for backbone, _, _ in FAMILY_MEMBERS}
 
 
-def test_a_backbone_of_an_unknown_family_is_refused_naming_its_class_and_the_known_families():
+def test_another_timm_architecture_is_described_by_timm_and_anything_else_is_refused():
+    from simpsons_classifier.explain.gradcam import target_layer
+    from simpsons_classifier.explain.kernels import kernel_layers
+
     model = create_model("convnext_atto", 3)
+    assert family_of(model) is ANY_TIMM_MODEL
+    assert stage_modules(model, "head") == [model.head.fc]
+    assert stage_modules(model, "last_stage") == [model.stages[-1]] and target_layer(model) is model.stages[-1]
+    assert kernel_layers(model) == {}
+    groups = param_groups(model, lr=1e-3, backbone_lr_mult=0.1)
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.head.fc.parameters()}
     known = r"\(ResNet, EfficientNet, MobileNetV3\)"
-    with pytest.raises(ValueError, match=rf"convnext_atto \(ConvNeXt\) is of no known model family {known}"):
-        family_of(model)
-    with pytest.raises(ValueError, match="ConvNeXt"):
-        param_groups(model, lr=1e-3, backbone_lr_mult=0.1)
     with pytest.raises(ValueError, match=rf"Sequential is of no known model family {known}"):
         family_of(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))

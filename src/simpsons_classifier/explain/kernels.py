@@ -30,8 +30,10 @@ KERNEL_CMAP = "RdBu_r"
 
 def kernel_layers(model: nn.Module) -> dict[str, tuple[str, nn.Conv2d]]:
     """``{"3x3": (module name, conv), "1x1": (module name, conv)}`` as the model family registry names them;
-    "1x1" is absent when the block has none."""
+    "1x1" is absent when the block has none, and both for a family without kernel pictures."""
     spatial, pointwise = family_of(model).kernel_convs(model)
+    if spatial is None:
+        return {}
     names = {module: name for name, module in model.named_modules()}
     layers = {"3x3": (names[spatial], spatial)}
     if pointwise is not None:

@@ -24,7 +24,7 @@ class ModelFamily:
     """One timm model class and the modules this toolkit addresses in it."""
 
     model_class: type[nn.Module]
-    spatial_kernels: str  # the spatial (3×3) convolution whose filters are pictured
+    spatial_kernels: str | None  # the spatial (3×3) convolution whose filters are pictured; None: no pictures
     pointwise_kernels: str | None = None  # the 1×1 one pictured as a matrix; a path the model lacks means none
     extra_head_modules: tuple[str, ...] = ()  # trained with the classifier: they feed nothing else
     gradcam_layer: str | None = None  # None: timm's last feature stage
@@ -44,8 +44,10 @@ class ModelFamily:
         """The layer whose activations and gradients Grad-CAM weighs: the last spatial map before pooling."""
         return self.last_stage(model) if self.gradcam_layer is None else submodule(model, self.gradcam_layer)
 
-    def kernel_convs(self, model: nn.Module) -> tuple[nn.Conv2d, nn.Conv2d | None]:
+    def kernel_convs(self, model: nn.Module) -> tuple[nn.Conv2d | None, nn.Conv2d | None]:
         """The spatial convolution and the 1×1 one (None when this model has none) whose kernels are pictured."""
+        if self.spatial_kernels is None:
+            return None, None
         pointwise = None
         if self.pointwise_kernels is not None:
             with contextlib.suppress(AttributeError):
@@ -65,16 +67,24 @@ FAMILIES: tuple[ModelFamily, ...] = (
 )
 
 
+ANY_TIMM_MODEL = ModelFamily(nn.Module, spatial_kernels=None)
+"""Any other timm architecture: head, last stage and Grad-CAM layer from timm's own description of it; no kernel
+pictures, since which convolutions are worth showing differs by architecture."""
+
+
 def family_of(model: nn.Module) -> ModelFamily:
-    """The family of ``model``; a ValueError naming its class and the known families when it has none."""
+    """The family of ``model``: a registered one, else :data:`ANY_TIMM_MODEL` for a timm model that describes its
+    classifier and stages; a ValueError naming its class and the known families for anything else."""
     for family in FAMILIES:
         if isinstance(model, family.model_class):
             return family
+    if getattr(model, "pretrained_cfg", None) and getattr(model, "feature_info", None):
+        return ANY_TIMM_MODEL
     architecture = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
     what = f"{architecture} ({type(model).__name__})" if architecture else type(model).__name__
     raise ValueError(
         f"backbone {what} is of no known model family ({', '.join(f.name for f in FAMILIES)}); "
-        f"a new family is one ModelFamily entry in simpsons_classifier/models/families.py"
+        f"nor a timm model; a new family is one ModelFamily entry in simpsons_classifier/models/families.py"
     )
 
 

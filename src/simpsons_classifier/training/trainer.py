@@ -25,8 +25,7 @@ from ..augment import BatchPipeline, build_eval_transform
 from ..config import Config
 from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, prepare_run_data
-from ..models import data_config
-from ..models.stages import freeze_frozen_norms
+from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
 from . import checkpoint, distributed
 from .curves import plot_curves, read_metrics, write_metrics
