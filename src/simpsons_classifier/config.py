@@ -1,9 +1,16 @@
 """One typed config for a training run.
 
-The defaults are the reference recipe (ResNet101, AdamW, label smoothing 0.03, head/backbone learning rates
-1.0/0.1, fc-only training then the last stage unfrozen at epoch 5, EMA, heavy augmentation). A run's config is
-built in three layers: these defaults, then a YAML file, then ``--set key=value`` overrides. Every layer is
-validated by name: an unknown key or a value of the wrong type or range is refused with a message that names it.
+The defaults are a recipe that adapts to the data and the budget (they are what a run uses wherever a config
+does not say otherwise): the head starts from a linear probe on the frozen features (LP-FT), which is also scored
+as epoch 0 so the best checkpoint is never worse than where fine-tuning started; the learning rate follows the
+optimiser steps (warm-up, then cosine decay) and scales with the batch size; the last stage is unfrozen at a
+fraction of the run; the EMA's horizon follows the number of steps; imbalanced classes are sampled by a rule.
+The report's recipe (ResNet101, fresh head, 2e-4 / 2e-5, head alone for 5 epochs, ReduceLROnPlateau, EMA 0.999)
+is spelled out in full in ``configs/reference.yaml``.
+
+A run's config is built in three layers: these defaults, then a YAML file, then ``--set key=value`` overrides.
+Every layer is validated by name: an unknown key or a value of the wrong type or range is refused with a message
+that names it.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ SPLIT_KINDS = ("random", "group")
 STAGES = ("head", "last_stage", "all")
 HEAD_INITS = ("random", "probe")
 LR_SCHEDULES = ("plateau", "cosine")
-
+BALANCE_MODES = ("auto", "sampler", "none")
+LR_PER_256_IMAGES = 1.6e-3
+"""The head's learning rate for a batch of 256 when ``lr`` is not given; a batch of B gets ``B / 256`` of it
+(linear scaling, Goyal et al. 2017): 2e-4 for the default batch of 32."""
 
 @dataclass
 class Config:
@@ -43,36 +53,41 @@ class Config:
 
     # --- optimisation ---
     epochs: int = 25
-    batch_size: int = 16
-    lr: float = 2e-4
+    batch_size: int = 32
+    lr: float | None = None
+    """The head's peak learning rate; null: ``LR_PER_256_IMAGES * batch_size / 256``."""
     weight_decay: float = 3e-4
     label_smoothing: float = 0.03
     backbone_lr_mult: float = 0.1
     """Learning rate of everything but the head, as a multiple of ``lr``."""
     unfreeze_epoch: int = 5
-    """Epochs before this one train only the head; from it on, ``unfreeze_stage`` trains too."""
-    unfreeze_fraction: float | None = None
-    """When set, the unfreeze point as a fraction of the run instead of ``unfreeze_epoch``: epoch
-    ``floor(unfreeze_fraction * epochs)``, so the same config fine-tunes the last stage in a 3- or a 30-epoch run."""
+    """Epochs before this one train only the head; from it on, ``unfreeze_stage`` trains too. Used when
+    ``unfreeze_fraction`` is null."""
+    unfreeze_fraction: float | None = 0.2
+    """The unfreeze point as a fraction of the run: epoch ``floor(unfreeze_fraction * epochs)``, so the same
+    config fine-tunes the last stage in a 3-epoch run (from the start) and a 25-epoch one (from epoch 5, as the
+    reference). Null: ``unfreeze_epoch``."""
     unfreeze_stage: str = "last_stage"
     """What trains from ``unfreeze_epoch``: ``last_stage`` (ResNet layer4 / EfficientNet last block group),
     ``all``, or ``head`` (never unfreeze)."""
-    head_init: str = "random"
-    """``random``: a freshly initialised head (the reference). ``probe``: before fine-tuning, fit the head as a
-    logistic regression on the frozen backbone's features of the un-augmented training images (LP-FT). It helps
-    most on small datasets and short runs, where a random head's gradients distort the pre-trained features
-    before it has learned anything; on the stand-in it is the largest single gain (see README)."""
-    lr_schedule: str = "plateau"
+    head_init: str = "probe"
+    """``probe``: before fine-tuning, fit the head as a logistic regression on the frozen backbone's features of
+    the un-augmented training images (LP-FT, Kumar et al. 2022), and score that model as epoch 0, so fine-tuning
+    starts from a head that already classifies and the best checkpoint is never worse than the probe. A random
+    head's gradients distort the pre-trained features before it has learned anything, worst on small datasets and
+    short runs. ``random``: a freshly initialised head (the reference)."""
+    lr_schedule: str = "cosine"
     """``plateau``: ReduceLROnPlateau on the validation loss per epoch (the reference). ``cosine``: by optimiser
     steps, linear warm-up over ``warmup_fraction`` of the run then cosine decay to zero."""
     warmup_fraction: float = 0.05
     """Share of the run's steps spent warming the learning rate up (``lr_schedule: cosine``)."""
     plateau_factor: float = 0.5
     plateau_patience: int = 2
-    ema_decay: float = 0.999
+    ema_decay: float | None = None
     """Decay of the exponential moving average of the weights; 0 turns EMA off. The EMA weights are the ones
-    evaluated and saved as best. Early steps use a warm-up decay so short runs are not dominated by the
-    initial weights."""
+    evaluated and saved as best. Null: the EMA averages over about a tenth of the run's steps
+    (``1 - 10 / total_steps``, between 0.9 and 0.9998), so a short run is not an average of its first, worst
+    weights and a long one still smooths. Early steps use a warm-up decay either way."""
 
     # --- augmentation ---
     strong_aug_prob: float = 0.7
@@ -98,6 +113,10 @@ class Config:
     """With ``split: group``: hold out exactly these source groups (e.g. ``[dreamworld, gen7x]``) instead of
     a random ``val_fraction`` of each class's groups."""
     min_images_per_class: int = 2
+    balance: str = "auto"
+    """Imbalanced classes: ``auto`` samples training images with square-root class balancing when the largest
+    class has at least 3 times the images of the smallest (see ``training/sampling.py`` for why this rule),
+    ``sampler`` always, ``none`` never (every image once per epoch)."""
     holdout_classes: int = 0
     """Classes (picked with ``seed``) kept out of training and validation entirely; their images go to
     ``RUN/heldout.csv`` so ``simpsons evaluate`` can measure how well unknown characters are rejected."""
@@ -118,7 +137,7 @@ class Config:
             ("image_size", self.image_size >= 16, "must be at least 16"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),
-            ("lr", self.lr > 0, "must be positive"),
+            ("lr", self.lr is None or self.lr > 0, "must be positive or null"),
             ("weight_decay", self.weight_decay >= 0, "must be >= 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("backbone_lr_mult", self.backbone_lr_mult >= 0, "must be >= 0"),
@@ -131,7 +150,7 @@ class Config:
             ("head_init", self.head_init in HEAD_INITS, f"must be one of {HEAD_INITS}"),
             ("plateau_factor", 0 < self.plateau_factor < 1, "must be in (0, 1)"),
             ("plateau_patience", self.plateau_patience >= 0, "must be >= 0"),
-            ("ema_decay", 0 <= self.ema_decay < 1, "must be in [0, 1)"),
+            ("ema_decay", self.ema_decay is None or 0 <= self.ema_decay < 1, "must be in [0, 1) or null"),
             ("strong_aug_prob", 0 <= self.strong_aug_prob <= 1, "must be in [0, 1]"),
             ("background_mix_prob", 0 <= self.background_mix_prob <= 1, "must be in [0, 1]"),
             ("mixup_alpha", self.mixup_alpha >= 0, "must be >= 0"),
@@ -141,6 +160,7 @@ class Config:
             ("split", self.split in SPLIT_KINDS, f"must be one of {SPLIT_KINDS}"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),
             ("min_images_per_class", self.min_images_per_class >= 1, "must be at least 1"),
+            ("balance", self.balance in BALANCE_MODES, f"must be one of {BALANCE_MODES}"),
             ("holdout_classes", self.holdout_classes >= 0, "must be >= 0"),
             ("amp", self.amp in AMP_MODES, f"must be one of {AMP_MODES}"),
             ("num_workers", self.num_workers is None or self.num_workers >= 0, "must be >= 0 or null"),
@@ -148,6 +168,18 @@ class Config:
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"{source}: {key}={getattr(self, key)!r} {why}")
+
+    # --- derived ---
+    @property
+    def head_lr(self) -> float:
+        """``lr``, or the batch-size-scaled default when it is null."""
+        return self.lr if self.lr is not None else LR_PER_256_IMAGES * self.batch_size / 256
+
+    def ema_decay_for(self, total_steps: int) -> float:
+        """``ema_decay``, or the decay that averages over about a tenth of ``total_steps`` when it is null."""
+        if self.ema_decay is not None:
+            return self.ema_decay
+        return min(0.9998, max(0.9, 1 - 10 / max(total_steps, 1)))
 
     # --- building ---
     @classmethod
@@ -179,7 +211,7 @@ class Config:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def differences(self, other: Config | None = None) -> dict[str, tuple[Any, Any]]:
-        """Keys whose value differs from ``other`` (the reference defaults when omitted): key -> (mine, theirs)."""
+        """Keys whose value differs from ``other`` (the defaults when omitted): key -> (mine, theirs)."""
         theirs = (other or Config()).to_dict()
         return {k: (v, theirs[k]) for k, v in self.to_dict().items() if v != theirs[k]}
 

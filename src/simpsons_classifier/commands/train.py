@@ -16,24 +16,29 @@ def register(subcommands) -> None:
     parser.add_argument("--data", help="folder with one sub-folder of images per character")
     parser.add_argument("--out", help="run folder to create")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    parser.add_argument("--budget", metavar="TIME",
+                        help="size the run to this wall-clock time (90s, 10m, 1h30m): as many epochs as fit, "
+                             "at most the config's, from a measured step time")
     add_config_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..training import resume, train
+    from ..training.budget import parse_budget
     from ..workflow import finish_run
 
     if args.resume:
-        if args.data or args.out or args.config or args.set:
-            raise ConfigError("--resume RUN continues a run with its own data and config: give it alone")
+        if args.data or args.out or args.config or args.set or args.budget:
+            raise ConfigError("--resume RUN continues a run with its own data, config and epochs: give it alone")
         run_dir = resume(args.resume)
     else:
         if not (args.data and args.out):
             raise ConfigError("simpsons train needs --data DIR and --out RUN (or --resume RUN)")
         config = Config.load(args.config, args.set)
+        budget = parse_budget(args.budget) if args.budget else None
         try:
-            run_dir = train(config, args.data, args.out)
+            run_dir = train(config, args.data, args.out, budget_seconds=budget)
         except KeyboardInterrupt:
             print(f"\ninterrupted: continue with  simpsons train --resume {args.out}", file=sys.stderr)
             return 130

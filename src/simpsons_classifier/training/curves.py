@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
+PROBE_EPOCH = -1
+"""The ``epoch`` of the row that scores the probe head before fine-tuning (drawn as epoch 0; no training loss)."""
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -29,8 +31,9 @@ def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
 
 
 def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
-    """Losses on the left, validation accuracy on the right, learning rate as a dotted line."""
-    epochs = [int(r["epoch"]) for r in rows]
+    """Losses on the left, validation accuracy on the right, learning rate as a dotted line; epochs counted from
+    1, the probe head (when there is one) as epoch 0."""
+    epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
     loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation loss")
@@ -46,7 +49,8 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     lr_ax = acc_ax.twinx()
     lr_ax.plot(epochs, [r["lr"] for r in rows], ":", color="grey")
     lr_ax.set_ylabel("head learning rate", color="grey")
-    lr_ax.set_ylim(0, 1.1 * max(r["lr"] for r in rows))  # from zero, so a constant rate reads as constant
+    top = max(r["lr"] for r in rows)
+    lr_ax.set_ylim(0, 1.1 * top if top > 0 else 1)  # from zero, so a constant rate reads as constant
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()

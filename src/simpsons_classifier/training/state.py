@@ -40,12 +40,19 @@ class TrainingState:
         model = create_model(config.backbone, num_classes, weights)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         model.to(ctx.device, memory_format=memory_format)
-        ema = ModelEmaV3(model, decay=config.ema_decay, use_warmup=True) if config.ema_decay > 0 else None
+        decay = config.ema_decay_for(config.epochs * steps_per_epoch)
+        ema = ModelEmaV3(model, decay=decay, use_warmup=True) if decay > 0 else None
         optimizer = torch.optim.AdamW(
-            param_groups(model, config.lr, config.backbone_lr_mult), weight_decay=config.weight_decay
+            param_groups(model, config.head_lr, config.backbone_lr_mult), weight_decay=config.weight_decay
         )
         scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and config.amp == "fp16")
         return cls(model, ema, optimizer, build_schedule(config, optimizer, steps_per_epoch), scaler, ctx, net=model)
+
+    def resize(self, config: Config, steps_per_epoch: int) -> None:
+        """Fit the schedule and the EMA's horizon to ``config.epochs`` after it changed (``--budget``)."""
+        self.schedule = build_schedule(config, self.optimizer, steps_per_epoch)
+        if self.ema is not None:
+            self.ema.decay = config.ema_decay_for(config.epochs * steps_per_epoch)
 
     @property
     def evaluated(self) -> nn.Module:

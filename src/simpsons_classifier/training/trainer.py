@@ -28,8 +28,10 @@ from ..data.run_data import RunData, prepare_run_data
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
 from . import checkpoint, distributed
-from .curves import plot_curves, read_metrics, write_metrics
+from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
+from .curves import PROBE_EPOCH, plot_curves, read_metrics, write_metrics
 from .probe import fit_probe_head
+from .sampling import BalancedSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
 from .state import TrainingState
 from .validate import autocast, predict, score_sums, scores_from_sums
@@ -43,10 +45,11 @@ class RunExistsError(FileExistsError):
 
 def train(
     config: Config, data_dir: str | Path, out_dir: str | Path, progress: bool = True,
-    split_file: str | Path | None = None,
+    split_file: str | Path | None = None, budget_seconds: float | None = None,
 ) -> RunDir:
     """Train a new run from ``data_dir`` into ``out_dir``. ``split_file``: another run's split.csv to use instead
-    of making one."""
+    of making one. ``budget_seconds``: size ``epochs`` (at most the config's) to fit this wall-clock time."""
+    started = time.perf_counter()
     run = RunDir(out_dir)
     if run.holds_run():
         raise RunExistsError(f"{run} already holds a run: continue it with --resume {run} or use another --out")
@@ -57,7 +60,8 @@ def train(
         data = prepare_run_data(config, data_dir, run, progress=progress, split_file=split_file)
         _print_data_summary(data, run)
     distributed.barrier(ctx)
-    return _fit(config, run, ctx, resume_from=None, progress=progress)
+    budget = (budget_seconds, started) if budget_seconds is not None else None
+    return _fit(config, run, ctx, resume_from=None, progress=progress, budget=budget)
 
 
 def resume(run_dir: str | Path, progress: bool = True) -> RunDir:
@@ -76,7 +80,7 @@ def seed_epoch(config: Config, epoch: int) -> None:
 
 
 def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dict[str, Any] | None,
-         progress: bool) -> RunDir:
+         progress: bool, budget: tuple[float, float] | None = None) -> RunDir:
     data = RunData.read(run)
     show = progress and ctx.is_main
     seed_epoch(config, -1)
@@ -92,52 +96,105 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                            decode_size=config.image_size)
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers)
 
+    def validate() -> dict[str, float]:
+        logits, targets = predict(state.evaluated, val_loader, ctx.device, config.amp, config.channels_last, show,
+                                  desc="validating")
+        return scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
+
+    def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float) -> None:
+        """Keep the best weights, the resume point, the metrics row and its line on the console."""
+        improved = scores["top1"] > state.best_top1
+        state.best_top1 = max(state.best_top1, scores["top1"])
+        history.append({"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
+                        "val_loss": scores["loss"], "val_top1": scores["top1"], "val_top5": scores["top5"],
+                        "seconds": seconds})
+        if not ctx.is_main:
+            return
+        if improved:
+            payload = checkpoint.inference_payload(state.evaluated.state_dict(), config, data.classes, normalisation,
+                                                   epoch)
+            checkpoint.save_atomic(payload, run.best)
+        checkpoint.save_atomic(state.state_dict(), run.last)
+        write_metrics(run.metrics, history)
+        plot_curves(history, run.curves)
+        name = "probe head (epoch 0)" if epoch == PROBE_EPOCH else f"epoch {epoch + 1}/{config.epochs}"
+        left = (config.epochs - epoch - 1) * seconds if epoch != PROBE_EPOCH else None
+        print(f"{name}  train_loss {train_loss:.3f}  val_loss {scores['loss']:.3f}  top1 {100 * scores['top1']:.1f}%  "
+              f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s"
+              + (f", about {format_duration(left)} left" if left else "") + f"){'  *best*' if improved else ''}",
+              flush=True)
+
+    history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
+    balanced = should_balance(config.balance, train_set.targets)
     if resume_from is not None:
         state.load_state_dict(resume_from)
-    elif config.head_init == "probe":
-        plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform, decode_size=config.image_size)
-        plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers)
-        accuracy = fit_probe_head(state.model, plain_loader, ctx.device, show)
-        if ctx.is_main:
-            print(f"head initialised by a linear probe on frozen features (training accuracy {100 * accuracy:.1f}%)")
-        state.sync_ema()
-    history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
+    else:
+        if ctx.is_main and balanced:
+            print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
+                  f"images of the smallest")
+        if config.head_init == "probe":
+            started = time.perf_counter()
+            plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
+                                           decode_size=config.image_size)
+            plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers)
+            fit_probe_head(state.model, plain_loader, ctx.device, show)
+            state.sync_ema()
+            # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
+            record(PROBE_EPOCH, float("nan"), validate(), time.perf_counter() - started)
+        if budget is not None:
+            _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced)
 
     for epoch in range(state.epoch, config.epochs):
         seed_epoch(config, epoch)
         state.train_stages(active_stages(config, epoch))
         started = time.perf_counter()
-        batches = pipeline.batches(_train_loader(train_set, config, ctx, epoch, workers, pipeline.collate))
-        train_loss = train_one_epoch(state, batches, epoch, config, show)
-        logits, targets = predict(state.evaluated, val_loader, ctx.device, config.amp, config.channels_last, show,
-                                  desc="validating")
-        scores = scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
+        loader = _train_loader(train_set, config, ctx, epoch, workers, pipeline.collate, balanced)
+        train_loss = train_one_epoch(state, pipeline.batches(loader), epoch, config, show)
+        scores = validate()
         state.schedule.after_epoch(scores["loss"])
         state.epoch = epoch + 1
-        improved = scores["top1"] > state.best_top1
-        state.best_top1 = max(state.best_top1, scores["top1"])
-        history.append({"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
-                        "val_loss": scores["loss"], "val_top1": scores["top1"], "val_top5": scores["top5"],
-                        "seconds": time.perf_counter() - started})
-        if ctx.is_main:
-            if improved:
-                checkpoint.save_atomic(
-                    checkpoint.inference_payload(state.evaluated.state_dict(), config, data.classes, normalisation,
-                                                 epoch),
-                    run.best,
-                )
-            checkpoint.save_atomic(state.state_dict(), run.last)
-            write_metrics(run.metrics, history)
-            plot_curves(history, run.curves)
-            print(
-                f"epoch {epoch + 1}/{config.epochs}  train_loss {train_loss:.3f}  val_loss {scores['loss']:.3f}  "
-                f"top1 {100 * scores['top1']:.1f}%  top5 {100 * scores['top5']:.1f}%  "
-                f"({history[-1]['seconds']:.0f}s){'  *best*' if improved else ''}",
-                flush=True,
-            )
+        record(epoch, train_loss, scores, time.perf_counter() - started)
         distributed.barrier(ctx)
     distributed.teardown()
     return run
+
+
+def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tuple[float, float],
+                   pipeline: BatchPipeline, train_set: ImageDataset, val_loader: DataLoader,
+                   ctx: distributed.Context, workers: int, balanced: bool) -> None:
+    """Time a few real steps and validation batches (the weights and optimiser put back afterwards), then set
+    ``config.epochs`` to what fits in the budget, in the run's config too, and resize the schedule to it."""
+    budget_seconds, started = budget
+    seed_epoch(config, -1)
+    state.train_stages(("head", config.unfreeze_stage))  # the costlier steps that most of a run takes
+    loader = _train_loader(train_set, config, ctx, 0, workers, pipeline.collate, balanced)
+    with Restored(state.model, state.optimizer):
+        step_seconds = time_per_item(pipeline.batches(loader), lambda batch: train_step(state, *batch, config),
+                                     TIMED_STEPS)
+    with torch.no_grad():
+        val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
+    epoch_seconds = len(loader) * step_seconds + len(val_loader) * val_seconds
+    epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs)
+    if ctx.is_main:
+        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch, "
+              f"so {epochs} epoch{'s' if epochs > 1 else ''}", flush=True)
+        if epochs != config.epochs:
+            config.epochs = epochs
+            config.save(run.config)
+    config.epochs = epochs
+    state.resize(config, len(loader))
+
+
+def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config) -> torch.Tensor:
+    """Forward, label-smoothed cross-entropy, backward and one optimiser step; returns the loss."""
+    with autocast(state.ctx.device, config.amp):
+        logits = state.net(images)
+    loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    return loss
 
 
 def train_one_epoch(state: TrainingState, batches, epoch: int, config: Config, show: bool = False) -> float:
@@ -147,13 +204,7 @@ def train_one_epoch(state: TrainingState, batches, epoch: int, config: Config, s
     total, count = 0.0, 0
     bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show)
     for images, targets in bar:
-        with autocast(state.ctx.device, config.amp):
-            logits = state.net(images)
-        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
-        state.optimizer.zero_grad(set_to_none=True)
-        state.scaler.scale(loss).backward()
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
+        loss = train_step(state, images, targets, config)
         state.schedule.after_step()
         if state.ema is not None:
             state.ema.update(state.model, step=state.step)
@@ -176,12 +227,17 @@ def _steps_per_epoch(train_images: int, config: Config, ctx: distributed.Context
 
 
 def _train_loader(
-    train_set: ImageDataset, config: Config, ctx: distributed.Context, epoch: int, workers: int, collate
+    train_set: ImageDataset, config: Config, ctx: distributed.Context, epoch: int, workers: int, collate,
+    balanced: bool = False,
 ) -> DataLoader:
     """A loader whose order and worker seeds depend only on (seed, epoch), for every process count."""
     common = dict(batch_size=config.batch_size, num_workers=workers,
                   drop_last=_drop_last(len(train_set), config, ctx),
                   pin_memory=ctx.device.type == "cuda", collate_fn=collate)
+    if balanced:
+        sampler = BalancedSampler(train_set.targets, config.seed, epoch, ctx.rank, ctx.world_size)
+        generator = torch.Generator().manual_seed(config.seed * _EPOCH_SEED_STRIDE + epoch)  # workers' seeds
+        return DataLoader(train_set, sampler=sampler, generator=generator, **common)
     if ctx.distributed:
         sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed)
         sampler.set_epoch(epoch)
