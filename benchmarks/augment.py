@@ -38,7 +38,8 @@ import numpy as np
 import torch
 
 from cartoons import cartoon
-from simpsons_classifier.augment import background, colour, engine, geometry, mixing, reference
+from simpsons_classifier.augment import background, colour, fused, geometry, mixing
+from simpsons_classifier.augment import torchvision_engine as reference
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.images import load_rgb
 
@@ -64,7 +65,7 @@ def main() -> int:
     config = Config()
     unmixed = Config(background_mix_prob=0.0)
     engines = {
-        "engine": (engine.build_train_transform(config, MEAN, STD), engine.build_train_transform(unmixed, MEAN, STD)),
+        "engine": (fused.build_train_transform(config, MEAN, STD), fused.build_train_transform(unmixed, MEAN, STD)),
         "torchvision": (
             reference.build_train_transform(config, MEAN, STD),
             reference.build_train_transform(unmixed, MEAN, STD),
@@ -167,7 +168,7 @@ def albumentations_transform(config: Config) -> Albumentations | None:
         A.Solarize(threshold_range=(reference.SOLARIZE_THRESHOLD,) * 2, p=reference.SOLARIZE_PROB),
         A.GaussianBlur(blur_limit=(reference.BLUR_KERNEL_SIZE,) * 2, sigma_limit=reference.BLUR_SIGMA,
                        p=reference.BLUR_PROB),
-        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, fill=engine.mean_colour(MEAN),
+        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, fill=fused.mean_colour(MEAN),
                   p=reference.ERASING_PROB),
         ToTensorV2(),
     ])
@@ -203,8 +204,8 @@ PROFILE_STAGES = {
     "background mixing: blending at the output's size": mixing.blend,
     "colour: jitter, grayscale, invert, solarize (and the background's jitter, also above)": colour.Colour.__call__,
     "of which the hue shifts (RGB -> HSV -> RGB)": colour.shift_hue,
-    "blur": engine.GaussianBlur.__call__,
-    "erasing": engine.RandomErasing.__call__,
+    "blur": fused.GaussianBlur.__call__,
+    "erasing": fused.RandomErasing.__call__,
 }
 PROFILE_CALLS = 8
 

@@ -17,8 +17,8 @@ from simpsons_classifier.augment import (
     build_eval_transform,
     build_train_transform,
     load_backgrounds,
-    reference,
 )
+from simpsons_classifier.augment import torchvision_engine as reference
 from simpsons_classifier.config import Config
 
 MEAN = (0.485, 0.456, 0.406)

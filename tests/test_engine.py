@@ -16,14 +16,8 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from simpsons_classifier.augment import (
-    ENGINES,
-    build_device_augment,
-    build_train_transform,
-    device,
-    reference,
-)
-from simpsons_classifier.augment import engine as fused
+from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, fused, gpu
+from simpsons_classifier.augment import torchvision_engine as reference
 from simpsons_classifier.augment.colour import Colour, ColourDraw
 from simpsons_classifier.augment.geometry import (
     Geometry,
@@ -416,11 +410,11 @@ def test_engine_mixes_while_warping_as_if_it_mixed_then_warped(seed):
 # --- the GPU path, on the CPU ---
 
 
-def device_stages(cfg: Config) -> device.DeviceAugment:
-    return device.create_device_augment(cfg, [solid_image((20, 140, 60))], MEAN, STD, torch.device("cpu"))
+def device_stages(cfg: Config) -> gpu.DeviceAugment:
+    return gpu.create_device_augment(cfg, [solid_image((20, 140, 60))], MEAN, STD, torch.device("cpu"))
 
 
-def collate(augment: device.DeviceAugment, images) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(augment: gpu.DeviceAugment, images) -> tuple[torch.Tensor, torch.Tensor]:
     samples = [augment.per_sample(image) for image in images]
     return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
 
@@ -442,8 +436,8 @@ def test_device_path_gives_each_sample_of_a_batch_its_own_parameters():
 
 def test_device_path_at_zero_strength_is_the_identity():
     normalise = fused.Normalise(MEAN, STD)
-    per_sample = device.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
-    augment = device.DeviceAugment(zero_branch(), zero_branch(), per_sample, normalise, torch.device("cpu"))
+    per_sample = gpu.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
+    augment = gpu.DeviceAugment(zero_branch(), zero_branch(), per_sample, normalise, torch.device("cpu"))
     images = [np.array(noise_image(SIZE, SIZE, seed)) for seed in range(4)]
     out = augment(*collate(augment, images))
     expected = normalise(torch.stack([to_tensor(image).byte() for image in images]))
@@ -482,7 +476,7 @@ def test_device_colour_matches_the_cpu_engine(monkeypatch, drawn):
 def test_device_blur_and_erasing_act_per_sample():
     images = torch.stack([to_tensor(np.asarray(noise_image(SIZE, SIZE, seed))) for seed in range(3)])
     sigmas = torch.tensor([0.0, 0.7, 1.9])
-    blurred = device.gaussian_blur(images, sigmas, reference.BLUR_KERNEL_SIZE)
+    blurred = gpu.gaussian_blur(images, sigmas, reference.BLUR_KERNEL_SIZE)
     assert torch.equal(blurred[0], images[0])
     for i in (1, 2):
         expected = cv2.GaussianBlur(to_array(images[i]), (5, 5), float(sigmas[i]))
@@ -490,7 +484,7 @@ def test_device_blur_and_erasing_act_per_sample():
     expected = images.clone()
     expected[1, :, 2:12, 3:23] = 0
     expected[2, :, :, :1] = 0
-    assert torch.equal(device.erase(images.clone(), [None, (2, 3, 10, 20), (0, 0, SIZE, 1)]), expected)
+    assert torch.equal(gpu.erase(images.clone(), [None, (2, 3, 10, 20), (0, 0, SIZE, 1)]), expected)
 
 
 def test_gpu_augment_without_a_gpu_falls_back_to_the_cpu_engine():
@@ -501,7 +495,7 @@ def test_gpu_augment_without_a_gpu_falls_back_to_the_cpu_engine():
 
 def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
     def on_cpu(cfg, mean, std, device_):
-        return device.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
+        return gpu.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
 
     monkeypatch.setattr(trainer, "build_device_augment", on_cpu)
     run = trainer.train(tiny_config(epochs=1, gpu_augment=True, background_mix_prob=0.5), dataset, tmp_path / "run",

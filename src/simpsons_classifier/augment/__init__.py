@@ -3,10 +3,10 @@ the optional GPU path, background mixing and batch MixUp/CutMix."""
 
 from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
 from simpsons_classifier.augment.batch import build_batch_mixer
-from simpsons_classifier.augment.device import build_device_augment
-from simpsons_classifier.augment.engine import Normalise, collate
 from simpsons_classifier.augment.engines import ENGINES, build_train_transform
-from simpsons_classifier.augment.reference import build_eval_transform
+from simpsons_classifier.augment.fused import Normalise, collate
+from simpsons_classifier.augment.gpu import build_device_augment
+from simpsons_classifier.augment.torchvision_engine import build_eval_transform
 
 __all__ = [
     "ENGINES",

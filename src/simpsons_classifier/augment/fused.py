@@ -2,7 +2,7 @@
 
 Per sample: all geometry as one resampling (:mod:`.geometry`), with background mixing (strong only) folded into
 it (:mod:`.mixing`), colour as affine matrices, a hue shift and a lookup table (:mod:`.colour`), Gaussian blur
-and random erasing. Every range and probability is the reference's (imported from :mod:`.reference`);
+and random erasing. Every range and probability is the reference's (imported from :mod:`.torchvision_engine`);
 randomness comes from torch's RNG only, so ``torch.manual_seed`` and DataLoader worker seeding reproduce it.
 
 Samples leave the workers as uint8, and :class:`Normalise` turns the batch into floats on the device, as timm's
@@ -21,7 +21,7 @@ import PIL.Image
 import torch
 from torch.utils.data import default_collate
 
-from simpsons_classifier.augment import reference as ref
+from simpsons_classifier.augment import torchvision_engine as ref
 from simpsons_classifier.augment.background import load_backgrounds
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import Geometry, sample_box, warp_image
