@@ -38,8 +38,7 @@ import numpy as np
 import torch
 
 from cartoons import cartoon
-from simpsons_classifier.augment import background, colour, fused, geometry, mixing
-from simpsons_classifier.augment import torchvision_engine as reference
+from simpsons_classifier.augment import background, colour, fused, geometry, mixing, recipe, torchvision_engine
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.images import load_rgb
 
@@ -67,8 +66,8 @@ def main() -> int:
     engines = {
         "engine": (fused.build_train_transform(config, MEAN, STD), fused.build_train_transform(unmixed, MEAN, STD)),
         "torchvision": (
-            reference.build_train_transform(config, MEAN, STD),
-            reference.build_train_transform(unmixed, MEAN, STD),
+            torchvision_engine.build_train_transform(config, MEAN, STD),
+            torchvision_engine.build_train_transform(unmixed, MEAN, STD),
         ),
     }
     albumentations = albumentations_transform(config)
@@ -151,25 +150,25 @@ def albumentations_transform(config: Config) -> Albumentations | None:
         return None
     size = (config.image_size, config.image_size)
     weak = A.Compose([
-        A.RandomResizedCrop(size=size, scale=reference.WEAK_CROP_SCALE, ratio=reference.CROP_RATIO),
-        A.HorizontalFlip(p=reference.WEAK_FLIP_PROB),
-        A.ColorJitter(*reference.WEAK_COLOR_JITTER, p=1.0),
+        A.RandomResizedCrop(size=size, scale=recipe.WEAK_CROP_SCALE, ratio=recipe.CROP_RATIO),
+        A.HorizontalFlip(p=recipe.WEAK_FLIP_PROB),
+        A.ColorJitter(*recipe.WEAK_COLOR_JITTER, p=1.0),
         ToTensorV2(),
     ])
     strong = A.Compose([
-        A.RandomResizedCrop(size=size, scale=reference.STRONG_CROP_SCALE, ratio=reference.CROP_RATIO),
-        A.Rotate(limit=reference.ROTATION_DEGREES, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
-        A.Perspective(p=reference.PERSPECTIVE_PROB),
+        A.RandomResizedCrop(size=size, scale=recipe.STRONG_CROP_SCALE, ratio=recipe.CROP_RATIO),
+        A.Rotate(limit=recipe.ROTATION_DEGREES, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
+        A.Perspective(p=recipe.PERSPECTIVE_PROB),
         # albumentations' alpha is in pixels; torchvision's alpha moves pixels by alpha / 2 (see geometry.py)
-        A.ElasticTransform(alpha=reference.ELASTIC_ALPHA / 2, sigma=reference.ELASTIC_SIGMA, p=reference.ELASTIC_PROB),
-        A.ColorJitter(*reference.STRONG_COLOR_JITTER, p=1.0),
-        A.ToGray(p=reference.GRAYSCALE_PROB),
-        A.InvertImg(p=reference.INVERT_PROB),
-        A.Solarize(threshold_range=(reference.SOLARIZE_THRESHOLD,) * 2, p=reference.SOLARIZE_PROB),
-        A.GaussianBlur(blur_limit=(reference.BLUR_KERNEL_SIZE,) * 2, sigma_limit=reference.BLUR_SIGMA,
-                       p=reference.BLUR_PROB),
-        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, fill=fused.mean_colour(MEAN),
-                  p=reference.ERASING_PROB),
+        A.ElasticTransform(alpha=recipe.ELASTIC_ALPHA / 2, sigma=recipe.ELASTIC_SIGMA, p=recipe.ELASTIC_PROB),
+        A.ColorJitter(*recipe.STRONG_COLOR_JITTER, p=1.0),
+        A.ToGray(p=recipe.GRAYSCALE_PROB),
+        A.InvertImg(p=recipe.INVERT_PROB),
+        A.Solarize(threshold_range=(recipe.SOLARIZE_THRESHOLD,) * 2, p=recipe.SOLARIZE_PROB),
+        A.GaussianBlur(blur_limit=(recipe.BLUR_KERNEL_SIZE,) * 2, sigma_limit=recipe.BLUR_SIGMA,
+                       p=recipe.BLUR_PROB),
+        A.Erasing(scale=recipe.ERASING_SCALE, ratio=recipe.ERASING_RATIO, fill=fused.mean_colour(MEAN),
+                  p=recipe.ERASING_PROB),
         ToTensorV2(),
     ])
     return Albumentations(weak, strong, config.strong_aug_prob)

@@ -25,6 +25,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from simpsons_classifier.augment.recipe import BACKGROUND_FLIP_PROB, BACKGROUND_JITTER, BACKGROUND_ZOOM
+
 log = logging.getLogger(__name__)
 
 # --- foreground mask ---
@@ -50,14 +52,6 @@ SOFT_MASK_INNER_RADIUS = 0.5
 SOFT_MASK_OUTER_RADIUS = 1.0
 """The soft mask is 1 inside the centred ellipse of this relative radius (1 = touching the image's edges), falls
 smoothly to 0 at the outer radius and is 0 beyond it (the corners)."""
-
-# --- background sampling ---
-BACKGROUND_ZOOM = (0.5, 1.0)
-"""Side of the background crop as a fraction of the largest crop of the image's aspect ratio that fits."""
-BACKGROUND_FLIP_PROB = 0.5
-BACKGROUND_JITTER = (0.4, 0.4, 0.4, 0.1)
-"""ColorJitter (brightness, contrast, saturation, hue) applied to every background so no background is seen twice
-with the same colours."""
 
 # --- built-in backgrounds ---
 BUILTIN_PHOTOS = (
@@ -99,8 +93,8 @@ class BackgroundMixing(v2.Transform):
       scene fades into the new background towards the edges and corners.
 
     The background is a random crop of one of ``backgrounds`` with the image's aspect ratio (side
-    :data:`BACKGROUND_ZOOM` of the largest that fits), resized to the image, randomly flipped and colour-jittered
-    (:data:`BACKGROUND_JITTER`) so the model cannot learn the backgrounds themselves.
+    :data:`~.recipe.BACKGROUND_ZOOM` of the largest that fits), resized to the image, randomly flipped and
+    colour-jittered (:data:`~.recipe.BACKGROUND_JITTER`) so the model cannot learn the backgrounds themselves.
 
     Accepts a PIL image or a 3-channel image tensor (uint8 or float in [0, 1]) and returns the same kind. Place it
     before geometric transforms, so that crops and rotations apply to the mixed image. Randomness comes from
@@ -163,7 +157,7 @@ class BackgroundMixing(v2.Transform):
 
 def sample_background_crop(bg_height: int, bg_width: int, height: int, width: int) -> tuple[int, int, int, int]:
     """Random crop (top, left, height, width) of a bg_height x bg_width background with the aspect ratio of a
-    height x width image, its side :data:`BACKGROUND_ZOOM` of the largest such crop that fits; torch's RNG."""
+    height x width image, its side :data:`~.recipe.BACKGROUND_ZOOM` of the largest such crop that fits; torch's RNG."""
     aspect = width / height
     fit_height, fit_width = (
         (bg_height, bg_height * aspect) if bg_width / bg_height >= aspect else (bg_width / aspect, bg_width)

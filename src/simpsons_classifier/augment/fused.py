@@ -2,7 +2,7 @@
 
 Per sample: all geometry as one resampling (:mod:`.geometry`), with background mixing (strong only) folded into
 it (:mod:`.mixing`), colour as affine matrices, a hue shift and a lookup table (:mod:`.colour`), Gaussian blur
-and random erasing. Every range and probability is the reference's (imported from :mod:`.torchvision_engine`);
+and random erasing. Every range and probability is the recipe's (:mod:`.recipe`), as in the reference;
 randomness comes from torch's RNG only, so ``torch.manual_seed`` and DataLoader worker seeding reproduce it.
 
 Samples leave the workers as uint8, and :class:`Normalise` turns the batch into floats on the device, as timm's
@@ -21,7 +21,7 @@ import PIL.Image
 import torch
 from torch.utils.data import default_collate
 
-from simpsons_classifier.augment import torchvision_engine as ref
+from simpsons_classifier.augment import recipe
 from simpsons_classifier.augment.background import load_backgrounds
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import Geometry, sample_box, warp_image
@@ -36,8 +36,8 @@ class GaussianBlur:
     """With probability ``p``, blur with a ``kernel_size`` Gaussian whose sigma is uniform in ``sigma``."""
 
     p: float
-    kernel_size: int = ref.BLUR_KERNEL_SIZE
-    sigma: tuple[float, float] = ref.BLUR_SIGMA
+    kernel_size: int = recipe.BLUR_KERNEL_SIZE
+    sigma: tuple[float, float] = recipe.BLUR_SIGMA
 
     def sample(self, n: int) -> np.ndarray:
         """n sigmas; 0 where the blur does not fire."""
@@ -58,8 +58,8 @@ class RandomErasing:
 
     p: float
     fill: tuple[int, int, int] = (0, 0, 0)
-    scale: tuple[float, float] = ref.ERASING_SCALE
-    ratio: tuple[float, float] = ref.ERASING_RATIO
+    scale: tuple[float, float] = recipe.ERASING_SCALE
+    ratio: tuple[float, float] = recipe.ERASING_RATIO
 
     def sample(self, size: int) -> tuple[int, int, int, int] | None:
         """The erased box (top, left, height, width) of a size x size image, or None."""
@@ -157,8 +157,8 @@ def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
 
 def weak_branch(cfg: Config) -> Branch:
     """The reference's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
-    geometry = Geometry(cfg.image_size, ref.WEAK_CROP_SCALE, flip_prob=ref.WEAK_FLIP_PROB)
-    return Branch(geometry, Colour(ref.WEAK_COLOR_JITTER))
+    geometry = Geometry(cfg.image_size, recipe.WEAK_CROP_SCALE, flip_prob=recipe.WEAK_FLIP_PROB)
+    return Branch(geometry, Colour(recipe.WEAK_COLOR_JITTER))
 
 
 def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fill: tuple[int, int, int]) -> Branch:
@@ -166,18 +166,18 @@ def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fil
     geometry and colour, blur and erasing (with ``erase_fill``)."""
     geometry = Geometry(
         cfg.image_size,
-        ref.STRONG_CROP_SCALE,
-        degrees=ref.ROTATION_DEGREES,
-        distortion=ref.PERSPECTIVE_DISTORTION,
-        perspective_prob=ref.PERSPECTIVE_PROB,
-        elastic_alpha=ref.ELASTIC_ALPHA,
-        elastic_sigma=ref.ELASTIC_SIGMA,
-        elastic_prob=ref.ELASTIC_PROB,
+        recipe.STRONG_CROP_SCALE,
+        degrees=recipe.ROTATION_DEGREES,
+        distortion=recipe.PERSPECTIVE_DISTORTION,
+        perspective_prob=recipe.PERSPECTIVE_PROB,
+        elastic_alpha=recipe.ELASTIC_ALPHA,
+        elastic_sigma=recipe.ELASTIC_SIGMA,
+        elastic_prob=recipe.ELASTIC_PROB,
     )
-    colour = Colour(ref.STRONG_COLOR_JITTER, ref.GRAYSCALE_PROB, ref.INVERT_PROB, ref.SOLARIZE_PROB)
+    colour = Colour(recipe.STRONG_COLOR_JITTER, recipe.GRAYSCALE_PROB, recipe.INVERT_PROB, recipe.SOLARIZE_PROB)
     mixing = ArrayBackgroundMixing(backgrounds, cfg.background_mix_prob) if cfg.background_mix_prob > 0 else None
-    erasing = RandomErasing(ref.ERASING_PROB, erase_fill)
-    return Branch(geometry, colour, GaussianBlur(ref.BLUR_PROB), erasing, mixing)
+    erasing = RandomErasing(recipe.ERASING_PROB, erase_fill)
+    return Branch(geometry, colour, GaussianBlur(recipe.BLUR_PROB), erasing, mixing)
 
 
 def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> FusedTransform:

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from simpsons_classifier.augment.background import load_backgrounds
-from simpsons_classifier.augment.colour import HUE, SOLARIZE_THRESHOLD, affine_matrix, jitter_steps
+from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
 from simpsons_classifier.augment.fused import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
 from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
+from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD
 from simpsons_classifier.config import Config
 
 CANVAS_SCALE = 1.5

@@ -16,12 +16,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from simpsons_classifier.augment.background import (
-    BACKGROUND_FLIP_PROB,
-    BACKGROUND_JITTER,
-    foreground_mask,
-    sample_background_crop,
-)
+from simpsons_classifier.augment.background import foreground_mask, sample_background_crop
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import (
     Warp,
@@ -33,6 +28,7 @@ from simpsons_classifier.augment.geometry import (
     translation,
     warp_image,
 )
+from simpsons_classifier.augment.recipe import BACKGROUND_FLIP_PROB, BACKGROUND_JITTER
 
 
 @dataclass(frozen=True)

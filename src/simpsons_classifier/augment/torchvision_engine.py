@@ -1,4 +1,4 @@
-"""The reference per-sample augmentation, built with torchvision.transforms.v2.
+"""The reference per-sample augmentation: the recipe (:mod:`.recipe`) built with torchvision.transforms.v2.
 
 Each training sample gets the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one.
 :func:`build_train_transform` is the seam: it is the one place that turns a Config into the per-sample train
@@ -13,42 +13,9 @@ import PIL.Image
 import torch
 from torchvision.transforms import v2
 
+from simpsons_classifier.augment import recipe
 from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
 from simpsons_classifier.config import Config
-
-# --- weak pipeline ---
-CROP_RATIO = (3 / 4, 4 / 3)
-"""Aspect-ratio range (width / height) of RandomResizedCrop's box, both pipelines (torchvision's default)."""
-WEAK_CROP_SCALE = (0.7, 1.0)
-WEAK_FLIP_PROB = 0.5
-WEAK_COLOR_JITTER = (0.1, 0.1, 0.1, 0.02)
-"""ColorJitter (brightness, contrast, saturation, hue)."""
-
-# --- strong pipeline, in the order applied ---
-STRONG_CROP_SCALE = (0.35, 1.0)
-ROTATION_DEGREES = 15.0
-PERSPECTIVE_DISTORTION = 0.2
-PERSPECTIVE_PROB = 0.3
-ELASTIC_ALPHA = 30.0
-ELASTIC_SIGMA = 5.0
-ELASTIC_PROB = 0.25
-"""ElasticTransform is the slowest step, so it is applied to a quarter of the strong samples only."""
-STRONG_COLOR_JITTER = (0.3, 0.3, 0.3, 0.05)
-GRAYSCALE_PROB = 0.1
-INVERT_PROB = 0.05
-SOLARIZE_THRESHOLD = 0.5
-"""On float images in [0, 1]."""
-SOLARIZE_PROB = 0.05
-BLUR_KERNEL_SIZE = 5
-BLUR_SIGMA = (0.1, 2.0)
-"""Range of the blur's sigma, in pixels (torchvision's default)."""
-BLUR_PROB = 0.2
-ERASING_PROB = 0.25
-"""RandomErasing runs after normalisation, so erased areas are 0: the mean colour."""
-ERASING_SCALE = (0.02, 0.33)
-ERASING_RATIO = (0.3, 3.3)
-"""Area (fraction of the image) and aspect ratio (height / width) of the erased box (torchvision's defaults)."""
-
 
 class WeakOrStrong(v2.Transform):
     """Send each sample through ``strong`` with probability ``p_strong``, else through ``weak``.
@@ -75,9 +42,11 @@ def weak_pipeline(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> v
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(cfg.image_size, scale=WEAK_CROP_SCALE, ratio=CROP_RATIO, antialias=True),
-            v2.RandomHorizontalFlip(WEAK_FLIP_PROB),
-            v2.ColorJitter(*WEAK_COLOR_JITTER),
+            v2.RandomResizedCrop(
+                cfg.image_size, scale=recipe.WEAK_CROP_SCALE, ratio=recipe.CROP_RATIO, antialias=True
+            ),
+            v2.RandomHorizontalFlip(recipe.WEAK_FLIP_PROB),
+            v2.ColorJitter(*recipe.WEAK_COLOR_JITTER),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(mean, std),
             v2.ToPureTensor(),
@@ -97,18 +66,22 @@ def strong_pipeline(
         [
             v2.ToImage(),
             *mixing,
-            v2.RandomResizedCrop(cfg.image_size, scale=STRONG_CROP_SCALE, ratio=CROP_RATIO, antialias=True),
-            v2.RandomRotation(ROTATION_DEGREES, interpolation=v2.InterpolationMode.BILINEAR),
-            v2.RandomPerspective(PERSPECTIVE_DISTORTION, p=PERSPECTIVE_PROB),
-            v2.RandomApply([v2.ElasticTransform(alpha=ELASTIC_ALPHA, sigma=ELASTIC_SIGMA)], p=ELASTIC_PROB),
+            v2.RandomResizedCrop(
+                cfg.image_size, scale=recipe.STRONG_CROP_SCALE, ratio=recipe.CROP_RATIO, antialias=True
+            ),
+            v2.RandomRotation(recipe.ROTATION_DEGREES, interpolation=v2.InterpolationMode.BILINEAR),
+            v2.RandomPerspective(recipe.PERSPECTIVE_DISTORTION, p=recipe.PERSPECTIVE_PROB),
+            v2.RandomApply(
+                [v2.ElasticTransform(alpha=recipe.ELASTIC_ALPHA, sigma=recipe.ELASTIC_SIGMA)], p=recipe.ELASTIC_PROB
+            ),
             v2.ToDtype(torch.float32, scale=True),
-            v2.ColorJitter(*STRONG_COLOR_JITTER),
-            v2.RandomGrayscale(GRAYSCALE_PROB),
-            v2.RandomInvert(INVERT_PROB),
-            v2.RandomSolarize(SOLARIZE_THRESHOLD, p=SOLARIZE_PROB),
-            v2.RandomApply([v2.GaussianBlur(BLUR_KERNEL_SIZE, sigma=BLUR_SIGMA)], p=BLUR_PROB),
+            v2.ColorJitter(*recipe.STRONG_COLOR_JITTER),
+            v2.RandomGrayscale(recipe.GRAYSCALE_PROB),
+            v2.RandomInvert(recipe.INVERT_PROB),
+            v2.RandomSolarize(recipe.SOLARIZE_THRESHOLD, p=recipe.SOLARIZE_PROB),
+            v2.RandomApply([v2.GaussianBlur(recipe.BLUR_KERNEL_SIZE, sigma=recipe.BLUR_SIGMA)], p=recipe.BLUR_PROB),
             v2.Normalize(mean, std),
-            v2.RandomErasing(ERASING_PROB, scale=ERASING_SCALE, ratio=ERASING_RATIO),
+            v2.RandomErasing(recipe.ERASING_PROB, scale=recipe.ERASING_SCALE, ratio=recipe.ERASING_RATIO),
             v2.ToPureTensor(),
         ]
     )
