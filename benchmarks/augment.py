@@ -126,23 +126,8 @@ def write_files(images: Sequence, folder: Path) -> list[Path]:
     return files
 
 
-class Albumentations:
-    """The reference's weak/strong split with albumentations pipelines (numpy RGB in, uint8 tensor out)."""
-
-    def __init__(self, weak, strong, p_strong: float) -> None:
-        self.weak_pipeline, self.strong_pipeline, self.p_strong = weak, strong, p_strong
-
-    def weak(self, image: np.ndarray) -> torch.Tensor:
-        return self.weak_pipeline(image=image)["image"]
-
-    def strong(self, image: np.ndarray) -> torch.Tensor:
-        return self.strong_pipeline(image=image)["image"]
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        return self.strong(image) if torch.rand(()) < self.p_strong else self.weak(image)
-
-
-def albumentations_transform(config: Config) -> Albumentations | None:
+def albumentations_transform(config: Config) -> recipe.WeakOrStrong | None:
+    """The recipe's weak/strong split with albumentations pipelines (numpy RGB in, uint8 tensor out)."""
     try:
         import albumentations as A
         from albumentations.pytorch import ToTensorV2
@@ -171,7 +156,9 @@ def albumentations_transform(config: Config) -> Albumentations | None:
                   p=recipe.ERASING_PROB),
         ToTensorV2(),
     ])
-    return Albumentations(weak, strong, config.strong_aug_prob)
+    return recipe.WeakOrStrong(
+        lambda image: weak(image=image)["image"], lambda image: strong(image=image)["image"], config.strong_aug_prob
+    )
 
 
 def print_table(results: dict[str, float], engines: list[str]) -> None:

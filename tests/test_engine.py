@@ -17,7 +17,6 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, fused, gpu, recipe
-from simpsons_classifier.augment import torchvision_engine as reference
 from simpsons_classifier.augment.colour import Colour, ColourDraw
 from simpsons_classifier.augment.geometry import (
     Geometry,
@@ -75,7 +74,7 @@ def test_every_configurable_engine_is_registered_and_fused_is_the_default():
     assert set(ENGINES) == set(AUGMENT_ENGINES)
     assert isinstance(build_train_transform(make_config(), MEAN, STD), fused.FusedTransform)
     reference_transform = build_train_transform(make_config(augment_engine="torchvision"), MEAN, STD)
-    assert isinstance(reference_transform, reference.WeakOrStrong)
+    assert isinstance(reference_transform, recipe.WeakOrStrong)
     with pytest.raises(ConfigError, match="augment_engine"):
         make_config(augment_engine="kornia")
 

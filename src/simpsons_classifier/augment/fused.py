@@ -129,23 +129,9 @@ class Branch:
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
-class FusedTransform:
-    """The per-sample train transform: the strong branch with probability ``p_strong``, else the weak one.
-
-    Accepts an RGB PIL image or an RGB uint8 H x W x 3 array. One ``torch.rand`` decides the branch, as in the
-    reference's WeakOrStrong.
-    """
-
-    def __init__(self, weak: Branch, strong: Branch, p_strong: float) -> None:
-        if not 0.0 <= p_strong <= 1.0:
-            raise ValueError(f"p_strong={p_strong} must be in [0, 1]")
-        self.weak = weak
-        self.strong = strong
-        self.p_strong = p_strong
-
-    def __call__(self, image: PIL.Image.Image | np.ndarray) -> torch.Tensor:
-        branch = self.strong if torch.rand(()) < self.p_strong else self.weak
-        return branch(image)
+class FusedTransform(recipe.WeakOrStrong[PIL.Image.Image | np.ndarray]):
+    """The per-sample train transform: the strong :class:`Branch` with probability ``p_strong``, else the weak one.
+    Accepts an RGB PIL image or an RGB uint8 H x W x 3 array."""
 
 
 def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
 from simpsons_classifier.augment.fused import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
 from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
-from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD
+from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD, draw_strong
 from simpsons_classifier.config import Config
 
 CANVAS_SCALE = 1.5
@@ -41,8 +41,8 @@ STRONG, HEIGHT, WIDTH = range(3)
 
 class CanvasTransform:
     """Per-sample CPU stage: RGB image -> (uint8 3 x canvas x canvas tensor of the whole image, float32
-    [strong, height, width]). Draws the weak/strong choice (one ``torch.rand``) and mixes backgrounds into
-    strong samples."""
+    [strong, height, width]). Draws the weak/strong choice (:func:`~.recipe.draw_strong`) and mixes backgrounds
+    into strong samples."""
 
     def __init__(self, canvas: int, p_strong: float, mixing: ArrayBackgroundMixing | None) -> None:
         self.canvas = canvas
@@ -51,7 +51,7 @@ class CanvasTransform:
 
     def __call__(self, image: PIL.Image.Image | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         array = as_rgb_array(image)
-        strong = bool(torch.rand(()) < self.p_strong)
+        strong = draw_strong(self.p_strong)
         if strong and self.mixing is not None:
             array = self.mixing(array)
         # average down by an integer factor first (fast and alias-free), so the bilinear resize shrinks < 2x

@@ -1,12 +1,19 @@
-"""The training augmentation recipe: every range and probability of the weak and strong pipelines.
+"""The training augmentation recipe: the weak/strong choice and every range and probability of the pipelines.
 
-Each training sample takes the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one. The
-engines (:mod:`.torchvision_engine`, the reference; :mod:`.fused`, OpenCV) and the GPU path (:mod:`.gpu`) all
-implement this one recipe from these constants, so changing one here changes it everywhere. Names follow
-torchvision.transforms.v2, whose meaning of each parameter the engines keep.
+Each training sample takes the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one
+(:class:`WeakOrStrong`, :func:`draw_strong`). The engines (:mod:`.torchvision_engine`, the reference; :mod:`.fused`,
+OpenCV) and the GPU path (:mod:`.gpu`) all implement this one recipe from these constants, so changing one here
+changes it everywhere. Names follow torchvision.transforms.v2, whose meaning of each parameter the engines keep.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import torch
+
+Image = TypeVar("Image")
 
 # --- both pipelines ---
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -67,3 +74,26 @@ BACKGROUND_FLIP_PROB = 0.5
 BACKGROUND_JITTER = (0.4, 0.4, 0.4, 0.1)
 """ColorJitter (brightness, contrast, saturation, hue) applied to every background so no background is seen twice
 with the same colours."""
+
+
+def draw_strong(p_strong: float) -> bool:
+    """Whether a sample takes the strong pipeline: one ``torch.rand`` per sample, whatever ``p_strong``, so seeding
+    torch (or a DataLoader's per-worker seeding) reproduces the choice, in every engine alike."""
+    return bool(torch.rand(()) < p_strong)
+
+
+class WeakOrStrong(Generic[Image]):
+    """Send each sample through ``strong`` with probability ``p_strong`` (:func:`draw_strong`), else ``weak``."""
+
+    def __init__(
+        self, weak: Callable[[Image], torch.Tensor], strong: Callable[[Image], torch.Tensor], p_strong: float
+    ) -> None:
+        if not 0.0 <= p_strong <= 1.0:
+            raise ValueError(f"p_strong={p_strong} must be in [0, 1]")
+        self.weak = weak
+        self.strong = strong
+        self.p_strong = p_strong
+
+    def __call__(self, image: Image) -> torch.Tensor:
+        pipeline = self.strong if draw_strong(self.p_strong) else self.weak
+        return pipeline(image)

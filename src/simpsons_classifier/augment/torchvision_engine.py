@@ -1,8 +1,8 @@
 """The reference per-sample augmentation: the recipe (:mod:`.recipe`) built with torchvision.transforms.v2.
 
-Each training sample gets the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one.
-:func:`build_train_transform` is the seam: it is the one place that turns a Config into the per-sample train
-transform, so another augmentation engine can replace it and be checked against this one.
+Each training sample gets the weak pipeline or, with probability ``cfg.strong_aug_prob``, the strong one
+(:class:`~.recipe.WeakOrStrong`). Written step by step with torchvision's own transforms, it is the reference the
+other engines are checked and benchmarked against (:mod:`.engines` picks one).
 """
 
 from __future__ import annotations
@@ -16,25 +16,6 @@ from torchvision.transforms import v2
 from simpsons_classifier.augment import recipe
 from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
 from simpsons_classifier.config import Config
-
-class WeakOrStrong(v2.Transform):
-    """Send each sample through ``strong`` with probability ``p_strong``, else through ``weak``.
-
-    The choice is drawn from torch's RNG (one ``torch.rand`` per call, whatever ``p_strong``), so seeding torch
-    (or a DataLoader's per-worker seeding) makes it reproducible.
-    """
-
-    def __init__(self, weak: Callable, strong: Callable, p_strong: float) -> None:
-        super().__init__()
-        if not 0.0 <= p_strong <= 1.0:
-            raise ValueError(f"WeakOrStrong: p_strong={p_strong} must be in [0, 1]")
-        self.weak = weak
-        self.strong = strong
-        self.p_strong = p_strong
-
-    def forward(self, *inputs):
-        pipeline = self.strong if torch.rand(()) < self.p_strong else self.weak
-        return pipeline(*inputs)
 
 
 def weak_pipeline(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
@@ -88,15 +69,15 @@ def strong_pipeline(
 
 
 def build_train_transform(
-    cfg: Config, mean: tuple[float, ...], std: tuple[float, ...]
-) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    cfg: Config, mean: Sequence[float], std: Sequence[float]
+) -> recipe.WeakOrStrong[PIL.Image.Image]:
     """The per-sample train transform: RGB PIL image (any size) -> float 3 x image_size x image_size, normalised.
 
     Backgrounds for mixing come from ``cfg.background_dir`` or the built-in set; they are loaded (and a bad
     ``background_dir`` refused) whenever ``cfg.background_mix_prob`` is above 0.
     """
     backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
-    return WeakOrStrong(
+    return recipe.WeakOrStrong(
         weak_pipeline(cfg, mean, std), strong_pipeline(cfg, backgrounds, mean, std), cfg.strong_aug_prob
     )
 
