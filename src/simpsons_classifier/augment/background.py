@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from simpsons_classifier.augment.recipe import BACKGROUND_FLIP_PROB, BACKGROUND_JITTER, BACKGROUND_ZOOM
+from simpsons_classifier.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,13 @@ def load_backgrounds(background_dir: str | None, size_hint: int = 256) -> list[P
     if background_dir is None:
         return _builtin_photos(size_hint) + _procedural_backgrounds(size_hint)
     return _folder_images(Path(background_dir), size_hint)
+
+
+def background_pool(cfg: Config) -> list[PIL.Image.Image]:
+    """The backgrounds ``cfg``'s mixing draws from: ``cfg.background_dir``'s images or the built-in set
+    (:func:`load_backgrounds`), loaded (and a bad folder refused) whenever ``cfg.background_mix_prob`` is above 0;
+    none otherwise."""
+    return load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
 
 
 def _folder_images(folder: Path, size_hint: int) -> list[PIL.Image.Image]:

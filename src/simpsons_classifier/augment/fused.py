@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import default_collate
 
 from simpsons_classifier.augment import recipe
-from simpsons_classifier.augment.background import load_backgrounds
+from simpsons_classifier.augment.background import background_pool
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import Geometry, sample_box, warp_image
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
@@ -169,7 +169,6 @@ def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fil
 def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> FusedTransform:
     """The fused engine's per-sample train transform (same seam as the reference's): RGB image (any size) ->
     uint8 3 x image_size x image_size, channels-last, for :func:`collate` and :class:`Normalise` (``std`` is
-    theirs; ``mean`` colours the erased boxes). Backgrounds come from ``cfg.background_dir`` or the built-in
-    set, loaded (and a bad folder refused) whenever ``cfg.background_mix_prob`` is above 0."""
-    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
-    return FusedTransform(weak_branch(cfg), strong_branch(cfg, backgrounds, mean_colour(mean)), cfg.strong_aug_prob)
+    theirs; ``mean`` colours the erased boxes); backgrounds for mixing from :func:`~.background.background_pool`."""
+    strong = strong_branch(cfg, background_pool(cfg), mean_colour(mean))
+    return FusedTransform(weak_branch(cfg), strong, cfg.strong_aug_prob)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from simpsons_classifier.augment.background import load_backgrounds
+from simpsons_classifier.augment.background import background_pool
 from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
 from simpsons_classifier.augment.fused import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
 from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid
@@ -205,8 +205,7 @@ def build_device_augment(
     if torch.device(device).type != "cuda":
         warnings.warn(f"gpu_augment: training on {device}, not a GPU; augmenting on the CPU", stacklevel=2)
         return None
-    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
-    return create_device_augment(cfg, backgrounds, mean, std, device)
+    return create_device_augment(cfg, background_pool(cfg), mean, std, device)
 
 
 def create_device_augment(

@@ -14,7 +14,7 @@ import torch
 from torchvision.transforms import v2
 
 from simpsons_classifier.augment import recipe
-from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
+from simpsons_classifier.augment.background import BackgroundMixing, background_pool
 from simpsons_classifier.config import Config
 
 
@@ -71,14 +71,10 @@ def strong_pipeline(
 def build_train_transform(
     cfg: Config, mean: Sequence[float], std: Sequence[float]
 ) -> recipe.WeakOrStrong[PIL.Image.Image]:
-    """The per-sample train transform: RGB PIL image (any size) -> float 3 x image_size x image_size, normalised.
-
-    Backgrounds for mixing come from ``cfg.background_dir`` or the built-in set; they are loaded (and a bad
-    ``background_dir`` refused) whenever ``cfg.background_mix_prob`` is above 0.
-    """
-    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
+    """The per-sample train transform: RGB PIL image (any size) -> float 3 x image_size x image_size, normalised;
+    backgrounds for mixing from :func:`~.background.background_pool`."""
     return recipe.WeakOrStrong(
-        weak_pipeline(cfg, mean, std), strong_pipeline(cfg, backgrounds, mean, std), cfg.strong_aug_prob
+        weak_pipeline(cfg, mean, std), strong_pipeline(cfg, background_pool(cfg), mean, std), cfg.strong_aug_prob
     )
 
 
