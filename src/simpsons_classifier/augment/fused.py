@@ -76,17 +76,29 @@ class RandomErasing:
 
 
 class Normalise:
-    """uint8 images, C x H x W or B x C x H x W in any memory layout and on any device -> float32
-    ``(x / 255 - mean) / std`` per channel, layout kept (channels-last batches stay channels-last)."""
+    """Per channel ``(x - mean) / std`` of images, C x H x W or B x C x H x W, in any memory layout (channels-last
+    batches stay channels-last) and on any device, to float32: uint8 levels (x = level / 255) by calling it, as
+    the fused engine hands them over; float images in [0, 1] with :meth:`floats`, as the GPU path makes them."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.scale = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
+        self._per_level = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1)
+        self._per_unit = self._per_level * 255
+        self._shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self.scale.device != images.device:  # moved once, not per batch
-            self.scale, self.shift = self.scale.to(images.device), self.shift.to(images.device)
-        return images.float().mul_(self.scale).add_(self.shift)
+        self._move_to(images.device)
+        return images.float().mul_(self._per_level).add_(self._shift)
+
+    def floats(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1], normalised in place."""
+        self._move_to(images.device)
+        return images.mul_(self._per_unit).add_(self._shift)
+
+    def _move_to(self, device: torch.device) -> None:
+        if self._shift.device != device:  # moved once, not per batch
+            self._per_level, self._per_unit, self._shift = (
+                constant.to(device) for constant in (self._per_level, self._per_unit, self._shift)
+            )
 
 
 def mean_colour(mean: Sequence[float]) -> tuple[int, int, int]:

@@ -79,8 +79,7 @@ class DeviceAugment:
         self.per_sample = per_sample
         self.device = torch.device(device)
         self.size = weak.geometry.size
-        self.shift = normalise.shift.to(self.device)
-        self.scale = (normalise.scale * 255).to(self.device)
+        self.normalise = normalise
 
     def __call__(self, canvas: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         canvas = canvas.to(self.device, non_blocking=True)
@@ -91,7 +90,7 @@ class DeviceAugment:
         images = self._colour(images, branches)
         sigmas = np.concatenate([branch.blur.sample(1) for branch in branches])
         images = gaussian_blur(images, torch.from_numpy(sigmas).to(self.device), self.weak.blur.kernel_size)
-        images = images.mul_(self.scale).add_(self.shift)
+        images = self.normalise.floats(images)
         boxes = [branch.erasing.sample(self.size) for branch in branches]
         return erase(images, boxes)
 
