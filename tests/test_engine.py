@@ -472,6 +472,15 @@ def test_device_colour_matches_the_cpu_engine(monkeypatch, drawn):
     assert np.abs(to_array(on_device) - cpu).mean() < 1.0
 
 
+def test_device_hue_shift_is_torchvisions_adjust_hue_per_sample():
+    torch.manual_seed(0)
+    images = (torch.rand(4, 3, 9, 11) * 8).round() / 8  # channels often tie; black, white and greys occur
+    images[:, :, 0] = images[:, :1, 0]  # a grey row in each image
+    turns = torch.tensor([0.0, 0.05, -0.3, 0.5])
+    expected = torch.stack([F.adjust_hue(image, float(turn)) for image, turn in zip(images, turns)])
+    assert torch.equal(gpu.shift_hue(images, turns), expected)
+
+
 def test_device_blur_and_erasing_act_per_sample():
     images = torch.stack([to_tensor(np.asarray(noise_image(SIZE, SIZE, seed))) for seed in range(3)])
     sigmas = torch.tensor([0.0, 0.7, 1.9])

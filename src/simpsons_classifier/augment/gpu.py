@@ -21,7 +21,6 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
 from simpsons_classifier.augment.background import background_pool
 from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
@@ -144,11 +143,53 @@ class DeviceAugment:
 
 
 def shift_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Turn the hue of float RGB images in [0, 1] (B x 3 x H x W) by ``turns`` (B) of the colour wheel, in HSV
-    as torchvision's adjust_hue."""
-    hue, saturation, value = _rgb_to_hsv(images).unbind(dim=1)
-    hue = (hue + turns[:, None, None]).remainder_(1.0)
-    return _hsv_to_rgb(torch.stack([hue, saturation, value], dim=1))
+    """Turn the hue of float RGB images in [0, 1] (B x 3 x H x W) by ``turns`` (B) of the colour wheel, in HSV.
+
+    Each image comes out as torchvision's public ``adjust_hue(image, turn)`` makes it, to the bit: the same HSV
+    (Pillow's) in the same float32 operations. Written here because adjust_hue takes one hue factor per call: a
+    factor per sample would cost, on the GPU, a call per sample of some thirty small kernels and a copy to the
+    device, where this is one batched pass. (On the CPU, where only the tests run it, calls per image are faster,
+    since an image fits in the cache.)
+    """
+    hue, saturation, value = _rgb_to_hsv(images)
+    return _hsv_to_rgb((hue + turns[:, None, None]).remainder_(1.0), saturation, value)
+
+
+HSV_SECTORS = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
+"""Red, green and blue (rows) in each sixth of the hue wheel (columns), as indices into (value, p, q, t) of
+:func:`_hsv_to_rgb`."""
+
+
+def _rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B x 3 x H x W RGB in [0, 1] -> hue (in turns, [0, 1)), saturation and value, each B x H x W. Greys (all
+    channels equal) get hue and saturation 0; dividing by 1 there instead of 0 keeps NaNs out."""
+    red, green, _ = images.unbind(dim=1)
+    low, value = torch.aminmax(images, dim=1)
+    grey = value == low
+    chroma = value - low
+    saturation = chroma / torch.where(grey, 1.0, value)
+    below_red, below_green, below_blue = ((value[:, None] - images) / torch.where(grey, 1.0, chroma)[:, None]).unbind(
+        dim=1
+    )  # each channel's distance below the maximum, in chromas
+    sixths = torch.where(
+        value == red,
+        below_blue - below_green,
+        torch.where(value == green, below_red + 2.0 - below_blue, below_green + 4.0 - below_red),
+    )
+    return (sixths * (1.0 / 6.0) + 1.0).fmod_(1.0), saturation, value
+
+
+def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Hue (in turns), saturation and value, each B x H x W -> B x 3 x H x W RGB in [0, 1]."""
+    sixths = hue * 6
+    sector = torch.floor(sixths)
+    within = sixths - sector
+    p = ((1.0 - saturation) * value).clamp_(0.0, 1.0)
+    q = ((1.0 - saturation * within) * value).clamp_(0.0, 1.0)
+    t = (saturation * within + (1.0 - saturation)) * value
+    candidates = torch.stack([value, p, q, t.clamp_(0.0, 1.0)], dim=1)
+    channels = HSV_SECTORS.to(hue.device)[:, sector.int().remainder_(6)].movedim(0, 1)
+    return candidates.gather(1, channels)
 
 
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) -> torch.Tensor:
