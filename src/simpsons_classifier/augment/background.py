@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -106,31 +107,16 @@ class BackgroundMixing(v2.Transform):
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor], p: float) -> None:
         super().__init__()
-        if not backgrounds:
-            raise ValueError("BackgroundMixing needs at least one background image")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"BackgroundMixing: p={p} must be in [0, 1]")
-        self.p = p
         self._backgrounds = [_as_uint8_rgb(background) for background in backgrounds]
+        self._sampler = BackgroundSampler([background.shape[-2:] for background in self._backgrounds], p)
         self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        if torch.rand(()) >= self.p:
-            return {"apply": False}
-        height, width = v2.query_size(flat_inputs)
-        background = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
-        top, left, crop_height, crop_width = sample_background_crop(*background.shape[-2:], height, width)
-        return {
-            "apply": True,
-            "background": background,
-            "top": top,
-            "left": left,
-            "crop_size": (crop_height, crop_width),
-            "flip": bool(torch.rand(()) < BACKGROUND_FLIP_PROB),
-        }
+        return {"draw": self._sampler(*v2.query_size(flat_inputs))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not params["apply"]:
+        draw = params["draw"]
+        if draw is None:
             return inpt
         is_pil = isinstance(inpt, PIL.Image.Image)
         image = F.pil_to_tensor(inpt) if is_pil else inpt.as_subclass(torch.Tensor)
@@ -138,14 +124,9 @@ class BackgroundMixing(v2.Transform):
             raise ValueError(f"BackgroundMixing expects a 3-channel C x H x W image, got shape {tuple(image.shape)}")
         image_float = F.to_dtype(image, torch.float32, scale=True)
         background = F.resized_crop(
-            params["background"],
-            params["top"],
-            params["left"],
-            *params["crop_size"],
-            size=list(image.shape[-2:]),
-            antialias=True,
+            self._backgrounds[draw.index], *draw.box, size=list(image.shape[-2:]), antialias=True
         )
-        if params["flip"]:
+        if draw.flip:
             background = F.horizontal_flip(background)
         background = F.to_dtype(self._jitter(background), torch.float32, scale=True)
         image_hwc = F.to_dtype(image, torch.uint8, scale=True).permute(1, 2, 0).contiguous().numpy()
@@ -154,6 +135,39 @@ class BackgroundMixing(v2.Transform):
         if is_pil:
             return F.to_pil_image(mixed)
         return tv_tensors.wrap(mixed, like=inpt) if isinstance(inpt, tv_tensors.Image) else mixed
+
+
+@dataclass(frozen=True)
+class BackgroundDraw:
+    """The background drawn for one image: background number ``index``, cropped to ``box`` (top, left, height,
+    width), mirrored left-right when ``flip``."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    flip: bool
+
+
+class BackgroundSampler:
+    """The random half of background mixing, shared by both engines so that they draw alike: whether mixing fires
+    (probability ``p``), which of the backgrounds (their (height, width) ``sizes``), its crop
+    (:func:`sample_background_crop`) and whether it is mirrored (:data:`~.recipe.BACKGROUND_FLIP_PROB`); torch's
+    RNG."""
+
+    def __init__(self, sizes: Sequence[tuple[int, int]], p: float) -> None:
+        if not sizes:
+            raise ValueError("background mixing needs at least one background image")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"background mixing: p={p} must be in [0, 1]")
+        self.sizes = [(int(height), int(width)) for height, width in sizes]
+        self.p = p
+
+    def __call__(self, height: int, width: int) -> BackgroundDraw | None:
+        """The background for a height x width image, or None when mixing does not fire."""
+        if torch.rand(()) >= self.p:
+            return None
+        index = int(torch.randint(len(self.sizes), ()))
+        box = sample_background_crop(*self.sizes[index], height, width)
+        return BackgroundDraw(index, box, bool(torch.rand(()) < BACKGROUND_FLIP_PROB))
 
 
 def sample_background_crop(bg_height: int, bg_width: int, height: int, width: int) -> tuple[int, int, int, int]:
