@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from simpsons_classifier.augment.background import background_pool
 from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
 from simpsons_classifier.augment.fused import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
-from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid
+from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid, shrink_factor
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
 from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD, draw_strong
 from simpsons_classifier.config import Config
@@ -54,7 +54,7 @@ class CanvasTransform:
         if strong and self.mixing is not None:
             array = self.mixing(array)
         # average down by an integer factor first (fast and alias-free), so the bilinear resize shrinks < 2x
-        shrink = max(1, min(array.shape[:2]) // self.canvas)
+        shrink = shrink_factor((0, 0, *array.shape[:2]), self.canvas)
         if shrink > 1:
             height, width = (side - side % shrink for side in array.shape[:2])
             array = cv2.resize(
