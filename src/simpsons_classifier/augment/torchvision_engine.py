@@ -7,7 +7,7 @@ other engines are checked and benchmarked against (:mod:`.engines` picks one).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import PIL.Image
 import torch
@@ -75,20 +75,4 @@ def build_train_transform(
     backgrounds for mixing from :func:`~.background.background_pool`."""
     return recipe.WeakOrStrong(
         weak_pipeline(cfg, mean, std), strong_pipeline(cfg, background_pool(cfg), mean, std), cfg.strong_aug_prob
-    )
-
-
-def build_eval_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float]
-) -> Callable[[PIL.Image.Image], torch.Tensor]:
-    """Shorter side resized to ``image_size``, centre crop ``image_size``, float tensor, normalised."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(image_size, antialias=True),
-            v2.CenterCrop(image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-            v2.ToPureTensor(),
-        ]
     )
