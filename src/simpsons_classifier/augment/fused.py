@@ -1,4 +1,4 @@
-"""The fused augmentation engine: the reference's weak and strong pipelines on uint8 arrays with OpenCV.
+"""The fused augmentation engine: the recipe's weak and strong pipelines on uint8 arrays with OpenCV.
 
 Per sample: all geometry as one resampling (:mod:`.geometry`), with background mixing (strong only) folded into
 it (:mod:`.mixing`), colour as affine matrices, a hue shift and a lookup table (:mod:`.colour`), Gaussian blur
@@ -154,13 +154,13 @@ def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
 
 
 def weak_branch(cfg: Config) -> Branch:
-    """The reference's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
+    """The recipe's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
     geometry = Geometry(cfg.image_size, recipe.WEAK_CROP_SCALE, flip_prob=recipe.WEAK_FLIP_PROB)
     return Branch(geometry, Colour(recipe.WEAK_COLOR_JITTER))
 
 
 def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fill: tuple[int, int, int]) -> Branch:
-    """The reference's strong pipeline: background mixing (when ``cfg.background_mix_prob`` > 0), heavy
+    """The recipe's strong pipeline: background mixing (when ``cfg.background_mix_prob`` > 0), heavy
     geometry and colour, blur and erasing (with ``erase_fill``)."""
     geometry = Geometry(
         cfg.image_size,
@@ -179,7 +179,7 @@ def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fil
 
 
 def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> FusedTransform:
-    """The fused engine's per-sample train transform (same seam as the reference's): RGB image (any size) ->
+    """The fused engine's per-sample train transform (a builder of :mod:`.engines`): RGB image (any size) ->
     uint8 3 x image_size x image_size, channels-last, for :func:`collate` and :class:`Normalise` (``std`` is
     theirs; ``mean`` colours the erased boxes); backgrounds for mixing from :func:`~.background.background_pool`."""
     strong = strong_branch(cfg, background_pool(cfg), mean_colour(mean))
