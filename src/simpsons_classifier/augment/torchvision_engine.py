@@ -23,9 +23,7 @@ def weak_pipeline(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> v
     return v2.Compose(
         [
             v2.ToImage(),
-            v2.RandomResizedCrop(
-                cfg.image_size, scale=recipe.WEAK_CROP_SCALE, ratio=recipe.CROP_RATIO, antialias=True
-            ),
+            random_resized_crop(cfg.image_size, recipe.WEAK_CROP_SCALE),
             v2.RandomHorizontalFlip(recipe.WEAK_FLIP_PROB),
             v2.ColorJitter(*recipe.WEAK_COLOR_JITTER),
             v2.ToDtype(torch.float32, scale=True),
@@ -47,9 +45,7 @@ def strong_pipeline(
         [
             v2.ToImage(),
             *mixing,
-            v2.RandomResizedCrop(
-                cfg.image_size, scale=recipe.STRONG_CROP_SCALE, ratio=recipe.CROP_RATIO, antialias=True
-            ),
+            random_resized_crop(cfg.image_size, recipe.STRONG_CROP_SCALE),
             v2.RandomRotation(recipe.ROTATION_DEGREES, interpolation=v2.InterpolationMode.BILINEAR),
             v2.RandomPerspective(recipe.PERSPECTIVE_DISTORTION, p=recipe.PERSPECTIVE_PROB),
             v2.RandomApply(
@@ -66,6 +62,11 @@ def strong_pipeline(
             v2.ToPureTensor(),
         ]
     )
+
+
+def random_resized_crop(size: int, scale: tuple[float, float]) -> v2.RandomResizedCrop:
+    """RandomResizedCrop to size x size of a box of area ``scale`` with the recipe's aspect ratios."""
+    return v2.RandomResizedCrop(size, scale=scale, ratio=recipe.CROP_RATIO, antialias=True)
 
 
 def build_train_transform(
