@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from cartoons import cartoon
-from simpsons_classifier.augment import background, colour, engine, geometry, mixing, reference
+from simpsons_classifier.augment import background, colour, fused, geometry, mixing, recipe, torchvision_engine
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.images import load_rgb
 
@@ -64,10 +64,10 @@ def main() -> int:
     config = Config()
     unmixed = Config(background_mix_prob=0.0)
     engines = {
-        "engine": (engine.build_train_transform(config, MEAN, STD), engine.build_train_transform(unmixed, MEAN, STD)),
+        "engine": (fused.build_train_transform(config, MEAN, STD), fused.build_train_transform(unmixed, MEAN, STD)),
         "torchvision": (
-            reference.build_train_transform(config, MEAN, STD),
-            reference.build_train_transform(unmixed, MEAN, STD),
+            torchvision_engine.build_train_transform(config, MEAN, STD),
+            torchvision_engine.build_train_transform(unmixed, MEAN, STD),
         ),
     }
     albumentations = albumentations_transform(config)
@@ -126,23 +126,8 @@ def write_files(images: Sequence, folder: Path) -> list[Path]:
     return files
 
 
-class Albumentations:
-    """The reference's weak/strong split with albumentations pipelines (numpy RGB in, uint8 tensor out)."""
-
-    def __init__(self, weak, strong, p_strong: float) -> None:
-        self.weak_pipeline, self.strong_pipeline, self.p_strong = weak, strong, p_strong
-
-    def weak(self, image: np.ndarray) -> torch.Tensor:
-        return self.weak_pipeline(image=image)["image"]
-
-    def strong(self, image: np.ndarray) -> torch.Tensor:
-        return self.strong_pipeline(image=image)["image"]
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        return self.strong(image) if torch.rand(()) < self.p_strong else self.weak(image)
-
-
-def albumentations_transform(config: Config) -> Albumentations | None:
+def albumentations_transform(config: Config) -> recipe.WeakOrStrong | None:
+    """The recipe's weak/strong split with albumentations pipelines (numpy RGB in, uint8 tensor out)."""
     try:
         import albumentations as A
         from albumentations.pytorch import ToTensorV2
@@ -150,28 +135,30 @@ def albumentations_transform(config: Config) -> Albumentations | None:
         return None
     size = (config.image_size, config.image_size)
     weak = A.Compose([
-        A.RandomResizedCrop(size=size, scale=reference.WEAK_CROP_SCALE, ratio=reference.CROP_RATIO),
-        A.HorizontalFlip(p=reference.WEAK_FLIP_PROB),
-        A.ColorJitter(*reference.WEAK_COLOR_JITTER, p=1.0),
+        A.RandomResizedCrop(size=size, scale=recipe.WEAK_CROP_SCALE, ratio=recipe.CROP_RATIO),
+        A.HorizontalFlip(p=recipe.WEAK_FLIP_PROB),
+        A.ColorJitter(*recipe.WEAK_COLOR_JITTER, p=1.0),
         ToTensorV2(),
     ])
     strong = A.Compose([
-        A.RandomResizedCrop(size=size, scale=reference.STRONG_CROP_SCALE, ratio=reference.CROP_RATIO),
-        A.Rotate(limit=reference.ROTATION_DEGREES, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
-        A.Perspective(p=reference.PERSPECTIVE_PROB),
+        A.RandomResizedCrop(size=size, scale=recipe.STRONG_CROP_SCALE, ratio=recipe.CROP_RATIO),
+        A.Rotate(limit=recipe.ROTATION_DEGREES, border_mode=cv2.BORDER_CONSTANT, fill=0, p=1.0),
+        A.Perspective(p=recipe.PERSPECTIVE_PROB),
         # albumentations' alpha is in pixels; torchvision's alpha moves pixels by alpha / 2 (see geometry.py)
-        A.ElasticTransform(alpha=reference.ELASTIC_ALPHA / 2, sigma=reference.ELASTIC_SIGMA, p=reference.ELASTIC_PROB),
-        A.ColorJitter(*reference.STRONG_COLOR_JITTER, p=1.0),
-        A.ToGray(p=reference.GRAYSCALE_PROB),
-        A.InvertImg(p=reference.INVERT_PROB),
-        A.Solarize(threshold_range=(reference.SOLARIZE_THRESHOLD,) * 2, p=reference.SOLARIZE_PROB),
-        A.GaussianBlur(blur_limit=(reference.BLUR_KERNEL_SIZE,) * 2, sigma_limit=reference.BLUR_SIGMA,
-                       p=reference.BLUR_PROB),
-        A.Erasing(scale=reference.ERASING_SCALE, ratio=reference.ERASING_RATIO, fill=engine.mean_colour(MEAN),
-                  p=reference.ERASING_PROB),
+        A.ElasticTransform(alpha=recipe.ELASTIC_ALPHA / 2, sigma=recipe.ELASTIC_SIGMA, p=recipe.ELASTIC_PROB),
+        A.ColorJitter(*recipe.STRONG_COLOR_JITTER, p=1.0),
+        A.ToGray(p=recipe.GRAYSCALE_PROB),
+        A.InvertImg(p=recipe.INVERT_PROB),
+        A.Solarize(threshold_range=(recipe.SOLARIZE_THRESHOLD,) * 2, p=recipe.SOLARIZE_PROB),
+        A.GaussianBlur(blur_limit=(recipe.BLUR_KERNEL_SIZE,) * 2, sigma_limit=recipe.BLUR_SIGMA,
+                       p=recipe.BLUR_PROB),
+        A.Erasing(scale=recipe.ERASING_SCALE, ratio=recipe.ERASING_RATIO, fill=fused.mean_colour(MEAN),
+                  p=recipe.ERASING_PROB),
         ToTensorV2(),
     ])
-    return Albumentations(weak, strong, config.strong_aug_prob)
+    return recipe.WeakOrStrong(
+        lambda image: weak(image=image)["image"], lambda image: strong(image=image)["image"], config.strong_aug_prob
+    )
 
 
 def print_table(results: dict[str, float], engines: list[str]) -> None:
@@ -203,8 +190,8 @@ PROFILE_STAGES = {
     "background mixing: blending at the output's size": mixing.blend,
     "colour: jitter, grayscale, invert, solarize (and the background's jitter, also above)": colour.Colour.__call__,
     "of which the hue shifts (RGB -> HSV -> RGB)": colour.shift_hue,
-    "blur": engine.GaussianBlur.__call__,
-    "erasing": engine.RandomErasing.__call__,
+    "blur": fused.GaussianBlur.__call__,
+    "erasing": fused.RandomErasing.__call__,
 }
 PROFILE_CALLS = 8
 

@@ -17,7 +17,7 @@ from simpsons_classifier.augment import (
     build_eval_transform,
     build_train_transform,
     load_backgrounds,
-    reference,
+    torchvision_engine,
 )
 from simpsons_classifier.config import Config
 
@@ -103,8 +103,10 @@ def test_eval_transform_normalises_with_mean_and_std():
 
 
 def stub_pipelines(monkeypatch):
-    monkeypatch.setattr(reference, "weak_pipeline", lambda cfg, mean, std: lambda image: "weak")
-    monkeypatch.setattr(reference, "strong_pipeline", lambda cfg, backgrounds, mean, std: lambda image: "strong")
+    monkeypatch.setattr(torchvision_engine, "weak_pipeline", lambda cfg, mean, std: lambda image: "weak")
+    monkeypatch.setattr(
+        torchvision_engine, "strong_pipeline", lambda cfg, backgrounds, mean, std: lambda image: "strong"
+    )
 
 
 def test_strong_pipeline_is_chosen_with_strong_aug_prob(monkeypatch):

@@ -16,14 +16,7 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from simpsons_classifier.augment import (
-    ENGINES,
-    build_device_augment,
-    build_train_transform,
-    device,
-    reference,
-)
-from simpsons_classifier.augment import engine as fused
+from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, fused, gpu, recipe
 from simpsons_classifier.augment.colour import Colour, ColourDraw
 from simpsons_classifier.augment.geometry import (
     Geometry,
@@ -81,7 +74,7 @@ def test_every_configurable_engine_is_registered_and_fused_is_the_default():
     assert set(ENGINES) == set(AUGMENT_ENGINES)
     assert isinstance(build_train_transform(make_config(), MEAN, STD), fused.FusedTransform)
     reference_transform = build_train_transform(make_config(augment_engine="torchvision"), MEAN, STD)
-    assert isinstance(reference_transform, reference.WeakOrStrong)
+    assert isinstance(reference_transform, recipe.WeakOrStrong)
     with pytest.raises(ConfigError, match="augment_engine"):
         make_config(augment_engine="kornia")
 
@@ -151,7 +144,7 @@ ENDPOINTS = np.array([[14, 5], [210, 19], [219, 200], [3, 215]], np.float64)
 
 
 def elastic_coarse(size: int, seed: int = 0) -> np.ndarray:
-    nodes = elastic_nodes(size, reference.ELASTIC_SIGMA)
+    nodes = elastic_nodes(size, recipe.ELASTIC_SIGMA)
     return np.random.default_rng(seed).normal(0.0, 2.0, (nodes, nodes, 2)).astype(np.float32)
 
 
@@ -231,7 +224,7 @@ def test_a_large_crop_is_averaged_down_before_the_warp():
 def test_crop_boxes_are_distributed_as_torchvisions():
     torch.manual_seed(0)
     height, width = 300, 400
-    scale, ratio = reference.STRONG_CROP_SCALE, reference.CROP_RATIO
+    scale, ratio = recipe.STRONG_CROP_SCALE, recipe.CROP_RATIO
     ours = [sample_box(height, width, scale, ratio) or central_box(height, width, ratio) for _ in range(1500)]
     theirs = [v1.RandomResizedCrop.get_params(torch.empty(3, height, width), scale, ratio) for _ in range(1500)]
     ours, theirs = np.array(ours, float), np.array(theirs, float)
@@ -245,10 +238,10 @@ def test_crop_boxes_are_distributed_as_torchvisions():
 
 def test_rotation_angles_are_uniform_in_range():
     torch.manual_seed(0)
-    geometry = Geometry(SIZE, (1.0, 1.0), (1.0, 1.0), degrees=reference.ROTATION_DEGREES)
+    geometry = Geometry(SIZE, (1.0, 1.0), (1.0, 1.0), degrees=recipe.ROTATION_DEGREES)
     warps = [geometry.sample(SIZE, SIZE) for _ in range(2000)]
     angles = np.degrees([math.atan2(w.inner[1, 0], w.inner[0, 0]) for w in warps])
-    limit = reference.ROTATION_DEGREES
+    limit = recipe.ROTATION_DEGREES
     assert np.abs(angles).max() <= limit and np.abs(angles).max() > 0.99 * limit
     assert stats.kstest(angles, "uniform", args=(-limit, 2 * limit)).pvalue > P_VALUE
 
@@ -256,14 +249,14 @@ def test_rotation_angles_are_uniform_in_range():
 def test_perspective_moves_each_corner_inwards_uniformly():
     torch.manual_seed(0)
     size = 224
-    geometry = Geometry(size, (1.0, 1.0), (1.0, 1.0), distortion=reference.PERSPECTIVE_DISTORTION, perspective_prob=1)
+    geometry = Geometry(size, (1.0, 1.0), (1.0, 1.0), distortion=recipe.PERSPECTIVE_DISTORTION, perspective_prob=1)
     corners = STARTPOINTS - 0.5  # pixel coordinates of torchvision's start points
     shifts = []
     for _ in range(500):
         moved = np.linalg.inv(geometry.sample(size, size).inner) @ np.c_[corners, np.ones(4)].T
         shifts.append(np.abs(moved[:2] / moved[2] - corners.T))
     shifts = np.concatenate(shifts, axis=None)
-    limit = reference.PERSPECTIVE_DISTORTION * (size // 2)
+    limit = recipe.PERSPECTIVE_DISTORTION * (size // 2)
     assert stats.kstest(shifts, "uniform", args=(0, limit)).pvalue > P_VALUE
 
 
@@ -271,15 +264,15 @@ def test_elastic_displacement_is_as_strong_and_smooth_as_torchvisions():
     size = 224
     torch.manual_seed(0)
     geometry = Geometry(
-        size, (1.0, 1.0), elastic_alpha=reference.ELASTIC_ALPHA, elastic_sigma=reference.ELASTIC_SIGMA, elastic_prob=1
+        size, (1.0, 1.0), elastic_alpha=recipe.ELASTIC_ALPHA, elastic_sigma=recipe.ELASTIC_SIGMA, elastic_prob=1
     )
     ours = np.stack([upsample_displacement(geometry.sample(size, size).displacement, size) for _ in range(12)])
-    elastic = v2.ElasticTransform(alpha=reference.ELASTIC_ALPHA, sigma=reference.ELASTIC_SIGMA)
+    elastic = v2.ElasticTransform(alpha=recipe.ELASTIC_ALPHA, sigma=recipe.ELASTIC_SIGMA)
     theirs = np.stack(
         [elastic.make_params([torch.zeros(3, size, size)])["displacement"][0].numpy() * size / 2 for _ in range(12)]
     )
     assert 0.85 < ours.std() / theirs.std() < 1.15
-    lag = round(reference.ELASTIC_SIGMA)
+    lag = round(recipe.ELASTIC_SIGMA)
 
     def correlation(d):
         return np.corrcoef(d[:, :, :-lag].ravel(), d[:, :, lag:].ravel())[0, 1]
@@ -289,27 +282,27 @@ def test_elastic_displacement_is_as_strong_and_smooth_as_torchvisions():
 
 def test_optional_transforms_fire_with_their_probabilities():
     torch.manual_seed(0)
-    weak = Geometry(SIZE, reference.WEAK_CROP_SCALE, flip_prob=reference.WEAK_FLIP_PROB)
+    weak = Geometry(SIZE, recipe.WEAK_CROP_SCALE, flip_prob=recipe.WEAK_FLIP_PROB)
     flips = sum(weak.sample(300, 400).inner[0, 0] < 0 for _ in range(DRAWS))
-    assert binomial_ok(flips, DRAWS, reference.WEAK_FLIP_PROB)
+    assert binomial_ok(flips, DRAWS, recipe.WEAK_FLIP_PROB)
     branch = fused.strong_branch(make_config(background_mix_prob=0.0), [], fused.mean_colour(MEAN))
     warps = [branch.geometry.sample(300, 400) for _ in range(DRAWS)]
-    assert binomial_ok(sum(w.displacement is not None for w in warps), DRAWS, reference.ELASTIC_PROB)
+    assert binomial_ok(sum(w.displacement is not None for w in warps), DRAWS, recipe.ELASTIC_PROB)
     perspective = sum(np.abs(w.inner[2, :2]).max() > 0 for w in warps)  # rotations leave the last row 0 0 1
-    assert binomial_ok(perspective, DRAWS, reference.PERSPECTIVE_PROB)
+    assert binomial_ok(perspective, DRAWS, recipe.PERSPECTIVE_PROB)
     draws = branch.colour.sample(DRAWS)
-    assert binomial_ok(draws.grayscale.sum(), DRAWS, reference.GRAYSCALE_PROB)
-    assert binomial_ok(draws.invert.sum(), DRAWS, reference.INVERT_PROB)
-    assert binomial_ok(draws.solarize.sum(), DRAWS, reference.SOLARIZE_PROB)
-    assert binomial_ok((branch.blur.sample(DRAWS) > 0).sum(), DRAWS, reference.BLUR_PROB)
+    assert binomial_ok(draws.grayscale.sum(), DRAWS, recipe.GRAYSCALE_PROB)
+    assert binomial_ok(draws.invert.sum(), DRAWS, recipe.INVERT_PROB)
+    assert binomial_ok(draws.solarize.sum(), DRAWS, recipe.SOLARIZE_PROB)
+    assert binomial_ok((branch.blur.sample(DRAWS) > 0).sum(), DRAWS, recipe.BLUR_PROB)
     erased = sum(branch.erasing.sample(SIZE) is not None for _ in range(DRAWS))
-    assert binomial_ok(erased, DRAWS, reference.ERASING_PROB)
+    assert binomial_ok(erased, DRAWS, recipe.ERASING_PROB)
 
 
 def test_colour_factors_are_uniform_in_torchvisions_ranges():
     torch.manual_seed(0)
-    brightness, contrast, saturation, hue = reference.STRONG_COLOR_JITTER
-    draws = Colour(reference.STRONG_COLOR_JITTER).sample(DRAWS)
+    brightness, contrast, saturation, hue = recipe.STRONG_COLOR_JITTER
+    draws = Colour(recipe.STRONG_COLOR_JITTER).sample(DRAWS)
     ranges = [(1 - brightness, 2 * brightness), (1 - contrast, 2 * contrast), (1 - saturation, 2 * saturation),
               (-hue, 2 * hue)]
     for column, (low, width) in enumerate(ranges):
@@ -361,14 +354,14 @@ def torchvision_colour(image: torch.Tensor, factors, order, grayscale, invert, s
         image = F.rgb_to_grayscale(image, num_output_channels=3)
     if invert:
         image = F.invert(image)
-    return F.solarize(image, reference.SOLARIZE_THRESHOLD) if solarize else image
+    return F.solarize(image, recipe.SOLARIZE_THRESHOLD) if solarize else image
 
 
 @pytest.mark.parametrize("drawn", DRAWN)
 def test_colour_equals_torchvisions_operations_one_by_one(monkeypatch, drawn):
     image = smooth_image(64, 64)
     monkeypatch.setattr(Colour, "sample", lambda self, n: fixed_draw(*drawn))
-    ours = Colour(reference.STRONG_COLOR_JITTER)(image).astype(float)
+    ours = Colour(recipe.STRONG_COLOR_JITTER)(image).astype(float)
     theirs = to_array(torchvision_colour(to_tensor(image) / 255, *drawn)) * 255
     assert np.abs(ours - theirs).mean() < 1.0
 
@@ -416,11 +409,11 @@ def test_engine_mixes_while_warping_as_if_it_mixed_then_warped(seed):
 # --- the GPU path, on the CPU ---
 
 
-def device_stages(cfg: Config) -> device.DeviceAugment:
-    return device.create_device_augment(cfg, [solid_image((20, 140, 60))], MEAN, STD, torch.device("cpu"))
+def device_stages(cfg: Config) -> gpu.DeviceAugment:
+    return gpu.create_device_augment(cfg, [solid_image((20, 140, 60))], MEAN, STD, torch.device("cpu"))
 
 
-def collate(augment: device.DeviceAugment, images) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(augment: gpu.DeviceAugment, images) -> tuple[torch.Tensor, torch.Tensor]:
     samples = [augment.per_sample(image) for image in images]
     return torch.stack([s[0] for s in samples]), torch.stack([s[1] for s in samples])
 
@@ -442,8 +435,8 @@ def test_device_path_gives_each_sample_of_a_batch_its_own_parameters():
 
 def test_device_path_at_zero_strength_is_the_identity():
     normalise = fused.Normalise(MEAN, STD)
-    per_sample = device.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
-    augment = device.DeviceAugment(zero_branch(), zero_branch(), per_sample, normalise, torch.device("cpu"))
+    per_sample = gpu.CanvasTransform(SIZE, p_strong=0.5, mixing=None)
+    augment = gpu.DeviceAugment(zero_branch(), zero_branch(), per_sample, normalise, torch.device("cpu"))
     images = [np.array(noise_image(SIZE, SIZE, seed)) for seed in range(4)]
     out = augment(*collate(augment, images))
     expected = normalise(torch.stack([to_tensor(image).byte() for image in images]))
@@ -479,10 +472,19 @@ def test_device_colour_matches_the_cpu_engine(monkeypatch, drawn):
     assert np.abs(to_array(on_device) - cpu).mean() < 1.0
 
 
+def test_device_hue_shift_is_torchvisions_adjust_hue_per_sample():
+    torch.manual_seed(0)
+    images = (torch.rand(4, 3, 9, 11) * 8).round() / 8  # channels often tie; black, white and greys occur
+    images[:, :, 0] = images[:, :1, 0]  # a grey row in each image
+    turns = torch.tensor([0.0, 0.05, -0.3, 0.5])
+    expected = torch.stack([F.adjust_hue(image, float(turn)) for image, turn in zip(images, turns)])
+    assert torch.equal(gpu.shift_hue(images, turns), expected)
+
+
 def test_device_blur_and_erasing_act_per_sample():
     images = torch.stack([to_tensor(np.asarray(noise_image(SIZE, SIZE, seed))) for seed in range(3)])
     sigmas = torch.tensor([0.0, 0.7, 1.9])
-    blurred = device.gaussian_blur(images, sigmas, reference.BLUR_KERNEL_SIZE)
+    blurred = gpu.gaussian_blur(images, sigmas, recipe.BLUR_KERNEL_SIZE)
     assert torch.equal(blurred[0], images[0])
     for i in (1, 2):
         expected = cv2.GaussianBlur(to_array(images[i]), (5, 5), float(sigmas[i]))
@@ -490,7 +492,7 @@ def test_device_blur_and_erasing_act_per_sample():
     expected = images.clone()
     expected[1, :, 2:12, 3:23] = 0
     expected[2, :, :, :1] = 0
-    assert torch.equal(device.erase(images.clone(), [None, (2, 3, 10, 20), (0, 0, SIZE, 1)]), expected)
+    assert torch.equal(gpu.erase(images.clone(), [None, (2, 3, 10, 20), (0, 0, SIZE, 1)]), expected)
 
 
 def test_gpu_augment_without_a_gpu_falls_back_to_the_cpu_engine():
@@ -501,7 +503,7 @@ def test_gpu_augment_without_a_gpu_falls_back_to_the_cpu_engine():
 
 def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
     def on_cpu(cfg, mean, std, device_):
-        return device.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
+        return gpu.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
 
     monkeypatch.setattr(trainer, "build_device_augment", on_cpu)
     run = trainer.train(tiny_config(epochs=1, gpu_augment=True, background_mix_prob=0.5), dataset, tmp_path / "run",

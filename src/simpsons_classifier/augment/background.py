@@ -13,6 +13,7 @@ import functools
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
+
+from simpsons_classifier.augment.recipe import BACKGROUND_FLIP_PROB, BACKGROUND_JITTER, BACKGROUND_ZOOM
+from simpsons_classifier.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +54,6 @@ SOFT_MASK_INNER_RADIUS = 0.5
 SOFT_MASK_OUTER_RADIUS = 1.0
 """The soft mask is 1 inside the centred ellipse of this relative radius (1 = touching the image's edges), falls
 smoothly to 0 at the outer radius and is 0 beyond it (the corners)."""
-
-# --- background sampling ---
-BACKGROUND_ZOOM = (0.5, 1.0)
-"""Side of the background crop as a fraction of the largest crop of the image's aspect ratio that fits."""
-BACKGROUND_FLIP_PROB = 0.5
-BACKGROUND_JITTER = (0.4, 0.4, 0.4, 0.1)
-"""ColorJitter (brightness, contrast, saturation, hue) applied to every background so no background is seen twice
-with the same colours."""
 
 # --- built-in backgrounds ---
 BUILTIN_PHOTOS = (
@@ -99,8 +95,8 @@ class BackgroundMixing(v2.Transform):
       scene fades into the new background towards the edges and corners.
 
     The background is a random crop of one of ``backgrounds`` with the image's aspect ratio (side
-    :data:`BACKGROUND_ZOOM` of the largest that fits), resized to the image, randomly flipped and colour-jittered
-    (:data:`BACKGROUND_JITTER`) so the model cannot learn the backgrounds themselves.
+    :data:`~.recipe.BACKGROUND_ZOOM` of the largest that fits), resized to the image, randomly flipped and
+    colour-jittered (:data:`~.recipe.BACKGROUND_JITTER`) so the model cannot learn the backgrounds themselves.
 
     Accepts a PIL image or a 3-channel image tensor (uint8 or float in [0, 1]) and returns the same kind. Place it
     before geometric transforms, so that crops and rotations apply to the mixed image. Randomness comes from
@@ -111,31 +107,16 @@ class BackgroundMixing(v2.Transform):
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor], p: float) -> None:
         super().__init__()
-        if not backgrounds:
-            raise ValueError("BackgroundMixing needs at least one background image")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"BackgroundMixing: p={p} must be in [0, 1]")
-        self.p = p
         self._backgrounds = [_as_uint8_rgb(background) for background in backgrounds]
+        self._sampler = BackgroundSampler([background.shape[-2:] for background in self._backgrounds], p)
         self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        if torch.rand(()) >= self.p:
-            return {"apply": False}
-        height, width = v2.query_size(flat_inputs)
-        background = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
-        top, left, crop_height, crop_width = sample_background_crop(*background.shape[-2:], height, width)
-        return {
-            "apply": True,
-            "background": background,
-            "top": top,
-            "left": left,
-            "crop_size": (crop_height, crop_width),
-            "flip": bool(torch.rand(()) < BACKGROUND_FLIP_PROB),
-        }
+        return {"draw": self._sampler(*v2.query_size(flat_inputs))}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not params["apply"]:
+        draw = params["draw"]
+        if draw is None:
             return inpt
         is_pil = isinstance(inpt, PIL.Image.Image)
         image = F.pil_to_tensor(inpt) if is_pil else inpt.as_subclass(torch.Tensor)
@@ -143,14 +124,9 @@ class BackgroundMixing(v2.Transform):
             raise ValueError(f"BackgroundMixing expects a 3-channel C x H x W image, got shape {tuple(image.shape)}")
         image_float = F.to_dtype(image, torch.float32, scale=True)
         background = F.resized_crop(
-            params["background"],
-            params["top"],
-            params["left"],
-            *params["crop_size"],
-            size=list(image.shape[-2:]),
-            antialias=True,
+            self._backgrounds[draw.index], *draw.box, size=list(image.shape[-2:]), antialias=True
         )
-        if params["flip"]:
+        if draw.flip:
             background = F.horizontal_flip(background)
         background = F.to_dtype(self._jitter(background), torch.float32, scale=True)
         image_hwc = F.to_dtype(image, torch.uint8, scale=True).permute(1, 2, 0).contiguous().numpy()
@@ -161,9 +137,42 @@ class BackgroundMixing(v2.Transform):
         return tv_tensors.wrap(mixed, like=inpt) if isinstance(inpt, tv_tensors.Image) else mixed
 
 
+@dataclass(frozen=True)
+class BackgroundDraw:
+    """The background drawn for one image: background number ``index``, cropped to ``box`` (top, left, height,
+    width), mirrored left-right when ``flip``."""
+
+    index: int
+    box: tuple[int, int, int, int]
+    flip: bool
+
+
+class BackgroundSampler:
+    """The random half of background mixing, shared by both engines so that they draw alike: whether mixing fires
+    (probability ``p``), which of the backgrounds (their (height, width) ``sizes``), its crop
+    (:func:`sample_background_crop`) and whether it is mirrored (:data:`~.recipe.BACKGROUND_FLIP_PROB`); torch's
+    RNG."""
+
+    def __init__(self, sizes: Sequence[tuple[int, int]], p: float) -> None:
+        if not sizes:
+            raise ValueError("background mixing needs at least one background image")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"background mixing: p={p} must be in [0, 1]")
+        self.sizes = [(int(height), int(width)) for height, width in sizes]
+        self.p = p
+
+    def __call__(self, height: int, width: int) -> BackgroundDraw | None:
+        """The background for a height x width image, or None when mixing does not fire."""
+        if torch.rand(()) >= self.p:
+            return None
+        index = int(torch.randint(len(self.sizes), ()))
+        box = sample_background_crop(*self.sizes[index], height, width)
+        return BackgroundDraw(index, box, bool(torch.rand(()) < BACKGROUND_FLIP_PROB))
+
+
 def sample_background_crop(bg_height: int, bg_width: int, height: int, width: int) -> tuple[int, int, int, int]:
     """Random crop (top, left, height, width) of a bg_height x bg_width background with the aspect ratio of a
-    height x width image, its side :data:`BACKGROUND_ZOOM` of the largest such crop that fits; torch's RNG."""
+    height x width image, its side :data:`~.recipe.BACKGROUND_ZOOM` of the largest such crop that fits; torch's RNG."""
     aspect = width / height
     fit_height, fit_width = (
         (bg_height, bg_height * aspect) if bg_width / bg_height >= aspect else (bg_width / aspect, bg_width)
@@ -239,6 +248,13 @@ def load_backgrounds(background_dir: str | None, size_hint: int = 256) -> list[P
     if background_dir is None:
         return _builtin_photos(size_hint) + _procedural_backgrounds(size_hint)
     return _folder_images(Path(background_dir), size_hint)
+
+
+def background_pool(cfg: Config) -> list[PIL.Image.Image]:
+    """The backgrounds ``cfg``'s mixing draws from: ``cfg.background_dir``'s images or the built-in set
+    (:func:`load_backgrounds`), loaded (and a bad folder refused) whenever ``cfg.background_mix_prob`` is above 0;
+    none otherwise."""
+    return load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
 
 
 def _folder_images(folder: Path, size_hint: int) -> list[PIL.Image.Image]:

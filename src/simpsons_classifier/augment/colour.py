@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from simpsons_classifier.augment.reference import SOLARIZE_THRESHOLD
+from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD
 
 LUMA = np.array([0.2989, 0.587, 0.114])
 """Grey level of an RGB pixel (torchvision's rgb_to_grayscale)."""

@@ -1,9 +1,9 @@
 """The seam: ``cfg.augment_engine`` names the builder of the per-sample train transform.
 
 Each builder takes (cfg, mean, std) and returns a callable RGB PIL image -> 3 x image_size x image_size tensor:
-normalised float (``torchvision``, :mod:`.reference`, the reference the others are checked and benchmarked
-against) or uint8 that :class:`~.engine.Normalise` turns into the same on the device (``fused``, OpenCV,
-:mod:`.engine`, the default).
+normalised float (``torchvision``, :mod:`.torchvision_engine`, the reference the others are checked and
+benchmarked against) or uint8 that :class:`~.fused.Normalise` turns into the same on the device (``fused``,
+OpenCV, :mod:`.fused`, the default).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 import PIL.Image
 import torch
 
-from simpsons_classifier.augment import engine, reference
+from simpsons_classifier.augment import fused, torchvision_engine
 from simpsons_classifier.config import Config
 
 TrainTransform = Callable[[PIL.Image.Image], torch.Tensor]
 ENGINES: dict[str, Callable[[Config, Sequence[float], Sequence[float]], TrainTransform]] = {
-    "fused": engine.build_train_transform,
-    "torchvision": reference.build_train_transform,
+    "fused": fused.build_train_transform,
+    "torchvision": torchvision_engine.build_train_transform,
 }
 
 

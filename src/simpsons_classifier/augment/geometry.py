@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import torch
 
-from simpsons_classifier.augment.reference import CROP_RATIO
+from simpsons_classifier.augment.recipe import CROP_RATIO
 
 BOX_ATTEMPTS = 10
 """Random boxes tried before falling back (torchvision's RandomResizedCrop and RandomErasing try 10)."""

@@ -1,8 +1,8 @@
 """Background mixing for the fused engine: the reference's BackgroundMixing on uint8 arrays, with OpenCV.
 
 Same mask (:func:`~simpsons_classifier.augment.background.foreground_mask`: exact cut-out on a flat backdrop,
-soft centred ellipse otherwise), same background crop (:func:`sample_background_crop`), flip probability and
-colour-jitter ranges as the reference; only the image operations differ, and the engine does them at the
+soft centred ellipse otherwise), same draws (:class:`~.background.BackgroundSampler`: background, crop, flip)
+and colour-jitter ranges as the reference; only the image operations differ, and the engine does them at the
 output's resolution, folded into its warp (:meth:`ArrayBackgroundMixing.composite`).
 """
 
@@ -14,14 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import PIL.Image
-import torch
 
-from simpsons_classifier.augment.background import (
-    BACKGROUND_FLIP_PROB,
-    BACKGROUND_JITTER,
-    foreground_mask,
-    sample_background_crop,
-)
+from simpsons_classifier.augment.background import BackgroundSampler, foreground_mask
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import (
     Warp,
@@ -33,6 +27,7 @@ from simpsons_classifier.augment.geometry import (
     translation,
     warp_image,
 )
+from simpsons_classifier.augment.recipe import BACKGROUND_JITTER
 
 
 @dataclass(frozen=True)
@@ -54,21 +49,14 @@ class ArrayBackgroundMixing:
     """
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image], p: float) -> None:
-        if not backgrounds:
-            raise ValueError("background mixing needs at least one background image")
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"background mixing: p={p} must be in [0, 1]")
-        self.p = p
         self._backgrounds = [np.asarray(background.convert("RGB")) for background in backgrounds]
+        self._sampler = BackgroundSampler([background.shape[:2] for background in self._backgrounds], p)
         self._jitter = Colour(BACKGROUND_JITTER)
 
     def sample(self, height: int, width: int) -> Backdrop | None:
         """The background for a height x width image, or None when mixing does not fire."""
-        if torch.rand(()) >= self.p:
-            return None
-        pixels = self._backgrounds[int(torch.randint(len(self._backgrounds), ()))]
-        box = sample_background_crop(*pixels.shape[:2], height, width)
-        return Backdrop(pixels, box, bool(torch.rand(()) < BACKGROUND_FLIP_PROB))
+        draw = self._sampler(height, width)
+        return None if draw is None else Backdrop(self._backgrounds[draw.index], draw.box, draw.flip)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         height, width = image.shape[:2]

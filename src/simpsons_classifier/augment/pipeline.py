@@ -13,9 +13,9 @@ from collections.abc import Iterable, Iterator, Sequence
 import torch
 
 from simpsons_classifier.augment.batch import build_batch_mixer
-from simpsons_classifier.augment.device import build_device_augment
-from simpsons_classifier.augment.engine import Normalise, collate
 from simpsons_classifier.augment.engines import build_train_transform
+from simpsons_classifier.augment.fused import Normalise, collate
+from simpsons_classifier.augment.gpu import build_device_augment
 from simpsons_classifier.config import Config
 
 

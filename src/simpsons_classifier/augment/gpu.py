@@ -21,13 +21,13 @@ import numpy as np
 import PIL.Image
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2.functional._color import _hsv_to_rgb, _rgb_to_hsv
 
-from simpsons_classifier.augment.background import load_backgrounds
-from simpsons_classifier.augment.colour import HUE, SOLARIZE_THRESHOLD, affine_matrix, jitter_steps
-from simpsons_classifier.augment.engine import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
-from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid
+from simpsons_classifier.augment.background import background_pool
+from simpsons_classifier.augment.colour import HUE, affine_matrix, jitter_steps
+from simpsons_classifier.augment.fused import Branch, Normalise, as_rgb_array, strong_branch, weak_branch
+from simpsons_classifier.augment.geometry import Warp, crop_to_source, elastic_nodes, pixel_grid, shrink_factor
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
+from simpsons_classifier.augment.recipe import SOLARIZE_THRESHOLD, draw_strong
 from simpsons_classifier.config import Config
 
 CANVAS_SCALE = 1.5
@@ -40,8 +40,8 @@ STRONG, HEIGHT, WIDTH = range(3)
 
 class CanvasTransform:
     """Per-sample CPU stage: RGB image -> (uint8 3 x canvas x canvas tensor of the whole image, float32
-    [strong, height, width]). Draws the weak/strong choice (one ``torch.rand``) and mixes backgrounds into
-    strong samples."""
+    [strong, height, width]). Draws the weak/strong choice (:func:`~.recipe.draw_strong`) and mixes backgrounds
+    into strong samples."""
 
     def __init__(self, canvas: int, p_strong: float, mixing: ArrayBackgroundMixing | None) -> None:
         self.canvas = canvas
@@ -50,11 +50,11 @@ class CanvasTransform:
 
     def __call__(self, image: PIL.Image.Image | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         array = as_rgb_array(image)
-        strong = bool(torch.rand(()) < self.p_strong)
+        strong = draw_strong(self.p_strong)
         if strong and self.mixing is not None:
             array = self.mixing(array)
         # average down by an integer factor first (fast and alias-free), so the bilinear resize shrinks < 2x
-        shrink = max(1, min(array.shape[:2]) // self.canvas)
+        shrink = shrink_factor((0, 0, *array.shape[:2]), self.canvas)
         if shrink > 1:
             height, width = (side - side % shrink for side in array.shape[:2])
             array = cv2.resize(
@@ -78,8 +78,7 @@ class DeviceAugment:
         self.per_sample = per_sample
         self.device = torch.device(device)
         self.size = weak.geometry.size
-        self.shift = normalise.shift.to(self.device)
-        self.scale = (normalise.scale * 255).to(self.device)
+        self.normalise = normalise
 
     def __call__(self, canvas: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         canvas = canvas.to(self.device, non_blocking=True)
@@ -90,7 +89,7 @@ class DeviceAugment:
         images = self._colour(images, branches)
         sigmas = np.concatenate([branch.blur.sample(1) for branch in branches])
         images = gaussian_blur(images, torch.from_numpy(sigmas).to(self.device), self.weak.blur.kernel_size)
-        images = images.mul_(self.scale).add_(self.shift)
+        images = self.normalise.floats(images)
         boxes = [branch.erasing.sample(self.size) for branch in branches]
         return erase(images, boxes)
 
@@ -144,11 +143,53 @@ class DeviceAugment:
 
 
 def shift_hue(images: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Turn the hue of float RGB images in [0, 1] (B x 3 x H x W) by ``turns`` (B) of the colour wheel, in HSV
-    as torchvision's adjust_hue."""
-    hue, saturation, value = _rgb_to_hsv(images).unbind(dim=1)
-    hue = (hue + turns[:, None, None]).remainder_(1.0)
-    return _hsv_to_rgb(torch.stack([hue, saturation, value], dim=1))
+    """Turn the hue of float RGB images in [0, 1] (B x 3 x H x W) by ``turns`` (B) of the colour wheel, in HSV.
+
+    Each image comes out as torchvision's public ``adjust_hue(image, turn)`` makes it, to the bit: the same HSV
+    (Pillow's) in the same float32 operations. Written here because adjust_hue takes one hue factor per call: a
+    factor per sample would cost, on the GPU, a call per sample of some thirty small kernels and a copy to the
+    device, where this is one batched pass. (On the CPU, where only the tests run it, calls per image are faster,
+    since an image fits in the cache.)
+    """
+    hue, saturation, value = _rgb_to_hsv(images)
+    return _hsv_to_rgb((hue + turns[:, None, None]).remainder_(1.0), saturation, value)
+
+
+HSV_SECTORS = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]])
+"""Red, green and blue (rows) in each sixth of the hue wheel (columns), as indices into (value, p, q, t) of
+:func:`_hsv_to_rgb`."""
+
+
+def _rgb_to_hsv(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """B x 3 x H x W RGB in [0, 1] -> hue (in turns, [0, 1)), saturation and value, each B x H x W. Greys (all
+    channels equal) get hue and saturation 0; dividing by 1 there instead of 0 keeps NaNs out."""
+    red, green, _ = images.unbind(dim=1)
+    low, value = torch.aminmax(images, dim=1)
+    grey = value == low
+    chroma = value - low
+    saturation = chroma / torch.where(grey, 1.0, value)
+    below_red, below_green, below_blue = ((value[:, None] - images) / torch.where(grey, 1.0, chroma)[:, None]).unbind(
+        dim=1
+    )  # each channel's distance below the maximum, in chromas
+    sixths = torch.where(
+        value == red,
+        below_blue - below_green,
+        torch.where(value == green, below_red + 2.0 - below_blue, below_green + 4.0 - below_red),
+    )
+    return (sixths * (1.0 / 6.0) + 1.0).fmod_(1.0), saturation, value
+
+
+def _hsv_to_rgb(hue: torch.Tensor, saturation: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Hue (in turns), saturation and value, each B x H x W -> B x 3 x H x W RGB in [0, 1]."""
+    sixths = hue * 6
+    sector = torch.floor(sixths)
+    within = sixths - sector
+    p = ((1.0 - saturation) * value).clamp_(0.0, 1.0)
+    q = ((1.0 - saturation * within) * value).clamp_(0.0, 1.0)
+    t = (saturation * within + (1.0 - saturation)) * value
+    candidates = torch.stack([value, p, q, t.clamp_(0.0, 1.0)], dim=1)
+    channels = HSV_SECTORS.to(hue.device)[:, sector.int().remainder_(6)].movedim(0, 1)
+    return candidates.gather(1, channels)
 
 
 def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -204,8 +245,7 @@ def build_device_augment(
     if torch.device(device).type != "cuda":
         warnings.warn(f"gpu_augment: training on {device}, not a GPU; augmenting on the CPU", stacklevel=2)
         return None
-    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
-    return create_device_augment(cfg, backgrounds, mean, std, device)
+    return create_device_augment(cfg, background_pool(cfg), mean, std, device)
 
 
 def create_device_augment(

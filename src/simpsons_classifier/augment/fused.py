@@ -1,8 +1,8 @@
-"""The fused augmentation engine: the reference's weak and strong pipelines on uint8 arrays with OpenCV.
+"""The fused augmentation engine: the recipe's weak and strong pipelines on uint8 arrays with OpenCV.
 
 Per sample: all geometry as one resampling (:mod:`.geometry`), with background mixing (strong only) folded into
 it (:mod:`.mixing`), colour as affine matrices, a hue shift and a lookup table (:mod:`.colour`), Gaussian blur
-and random erasing. Every range and probability is the reference's (imported from :mod:`.reference`);
+and random erasing. Every range and probability is the recipe's (:mod:`.recipe`), as in the reference;
 randomness comes from torch's RNG only, so ``torch.manual_seed`` and DataLoader worker seeding reproduce it.
 
 Samples leave the workers as uint8, and :class:`Normalise` turns the batch into floats on the device, as timm's
@@ -21,8 +21,8 @@ import PIL.Image
 import torch
 from torch.utils.data import default_collate
 
-from simpsons_classifier.augment import reference as ref
-from simpsons_classifier.augment.background import load_backgrounds
+from simpsons_classifier.augment import recipe
+from simpsons_classifier.augment.background import background_pool
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.geometry import Geometry, sample_box, warp_image
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing
@@ -36,8 +36,8 @@ class GaussianBlur:
     """With probability ``p``, blur with a ``kernel_size`` Gaussian whose sigma is uniform in ``sigma``."""
 
     p: float
-    kernel_size: int = ref.BLUR_KERNEL_SIZE
-    sigma: tuple[float, float] = ref.BLUR_SIGMA
+    kernel_size: int = recipe.BLUR_KERNEL_SIZE
+    sigma: tuple[float, float] = recipe.BLUR_SIGMA
 
     def sample(self, n: int) -> np.ndarray:
         """n sigmas; 0 where the blur does not fire."""
@@ -58,8 +58,8 @@ class RandomErasing:
 
     p: float
     fill: tuple[int, int, int] = (0, 0, 0)
-    scale: tuple[float, float] = ref.ERASING_SCALE
-    ratio: tuple[float, float] = ref.ERASING_RATIO
+    scale: tuple[float, float] = recipe.ERASING_SCALE
+    ratio: tuple[float, float] = recipe.ERASING_RATIO
 
     def sample(self, size: int) -> tuple[int, int, int, int] | None:
         """The erased box (top, left, height, width) of a size x size image, or None."""
@@ -76,17 +76,29 @@ class RandomErasing:
 
 
 class Normalise:
-    """uint8 images, C x H x W or B x C x H x W in any memory layout and on any device -> float32
-    ``(x / 255 - mean) / std`` per channel, layout kept (channels-last batches stay channels-last)."""
+    """Per channel ``(x - mean) / std`` of images, C x H x W or B x C x H x W, in any memory layout (channels-last
+    batches stay channels-last) and on any device, to float32: uint8 levels (x = level / 255) by calling it, as
+    the fused engine hands them over; float images in [0, 1] with :meth:`floats`, as the GPU path makes them."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.scale = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1)
-        self.shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
+        self._per_level = (1 / (255 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1)
+        self._per_unit = self._per_level * 255
+        self._shift = (-torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        if self.scale.device != images.device:  # moved once, not per batch
-            self.scale, self.shift = self.scale.to(images.device), self.shift.to(images.device)
-        return images.float().mul_(self.scale).add_(self.shift)
+        self._move_to(images.device)
+        return images.float().mul_(self._per_level).add_(self._shift)
+
+    def floats(self, images: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1], normalised in place."""
+        self._move_to(images.device)
+        return images.mul_(self._per_unit).add_(self._shift)
+
+    def _move_to(self, device: torch.device) -> None:
+        if self._shift.device != device:  # moved once, not per batch
+            self._per_level, self._per_unit, self._shift = (
+                constant.to(device) for constant in (self._per_level, self._per_unit, self._shift)
+            )
 
 
 def mean_colour(mean: Sequence[float]) -> tuple[int, int, int]:
@@ -129,23 +141,9 @@ class Branch:
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
 
-class FusedTransform:
-    """The per-sample train transform: the strong branch with probability ``p_strong``, else the weak one.
-
-    Accepts an RGB PIL image or an RGB uint8 H x W x 3 array. One ``torch.rand`` decides the branch, as in the
-    reference's WeakOrStrong.
-    """
-
-    def __init__(self, weak: Branch, strong: Branch, p_strong: float) -> None:
-        if not 0.0 <= p_strong <= 1.0:
-            raise ValueError(f"p_strong={p_strong} must be in [0, 1]")
-        self.weak = weak
-        self.strong = strong
-        self.p_strong = p_strong
-
-    def __call__(self, image: PIL.Image.Image | np.ndarray) -> torch.Tensor:
-        branch = self.strong if torch.rand(()) < self.p_strong else self.weak
-        return branch(image)
+class FusedTransform(recipe.WeakOrStrong[PIL.Image.Image | np.ndarray]):
+    """The per-sample train transform: the strong :class:`Branch` with probability ``p_strong``, else the weak one.
+    Accepts an RGB PIL image or an RGB uint8 H x W x 3 array."""
 
 
 def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
@@ -156,34 +154,33 @@ def as_rgb_array(image: PIL.Image.Image | np.ndarray) -> np.ndarray:
 
 
 def weak_branch(cfg: Config) -> Branch:
-    """The reference's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
-    geometry = Geometry(cfg.image_size, ref.WEAK_CROP_SCALE, flip_prob=ref.WEAK_FLIP_PROB)
-    return Branch(geometry, Colour(ref.WEAK_COLOR_JITTER))
+    """The recipe's weak pipeline: gentle crop, horizontal flip, mild colour jitter."""
+    geometry = Geometry(cfg.image_size, recipe.WEAK_CROP_SCALE, flip_prob=recipe.WEAK_FLIP_PROB)
+    return Branch(geometry, Colour(recipe.WEAK_COLOR_JITTER))
 
 
 def strong_branch(cfg: Config, backgrounds: Sequence[PIL.Image.Image], erase_fill: tuple[int, int, int]) -> Branch:
-    """The reference's strong pipeline: background mixing (when ``cfg.background_mix_prob`` > 0), heavy
+    """The recipe's strong pipeline: background mixing (when ``cfg.background_mix_prob`` > 0), heavy
     geometry and colour, blur and erasing (with ``erase_fill``)."""
     geometry = Geometry(
         cfg.image_size,
-        ref.STRONG_CROP_SCALE,
-        degrees=ref.ROTATION_DEGREES,
-        distortion=ref.PERSPECTIVE_DISTORTION,
-        perspective_prob=ref.PERSPECTIVE_PROB,
-        elastic_alpha=ref.ELASTIC_ALPHA,
-        elastic_sigma=ref.ELASTIC_SIGMA,
-        elastic_prob=ref.ELASTIC_PROB,
+        recipe.STRONG_CROP_SCALE,
+        degrees=recipe.ROTATION_DEGREES,
+        distortion=recipe.PERSPECTIVE_DISTORTION,
+        perspective_prob=recipe.PERSPECTIVE_PROB,
+        elastic_alpha=recipe.ELASTIC_ALPHA,
+        elastic_sigma=recipe.ELASTIC_SIGMA,
+        elastic_prob=recipe.ELASTIC_PROB,
     )
-    colour = Colour(ref.STRONG_COLOR_JITTER, ref.GRAYSCALE_PROB, ref.INVERT_PROB, ref.SOLARIZE_PROB)
+    colour = Colour(recipe.STRONG_COLOR_JITTER, recipe.GRAYSCALE_PROB, recipe.INVERT_PROB, recipe.SOLARIZE_PROB)
     mixing = ArrayBackgroundMixing(backgrounds, cfg.background_mix_prob) if cfg.background_mix_prob > 0 else None
-    erasing = RandomErasing(ref.ERASING_PROB, erase_fill)
-    return Branch(geometry, colour, GaussianBlur(ref.BLUR_PROB), erasing, mixing)
+    erasing = RandomErasing(recipe.ERASING_PROB, erase_fill)
+    return Branch(geometry, colour, GaussianBlur(recipe.BLUR_PROB), erasing, mixing)
 
 
 def build_train_transform(cfg: Config, mean: Sequence[float], std: Sequence[float]) -> FusedTransform:
-    """The fused engine's per-sample train transform (same seam as the reference's): RGB image (any size) ->
+    """The fused engine's per-sample train transform (a builder of :mod:`.engines`): RGB image (any size) ->
     uint8 3 x image_size x image_size, channels-last, for :func:`collate` and :class:`Normalise` (``std`` is
-    theirs; ``mean`` colours the erased boxes). Backgrounds come from ``cfg.background_dir`` or the built-in
-    set, loaded (and a bad folder refused) whenever ``cfg.background_mix_prob`` is above 0."""
-    backgrounds = load_backgrounds(cfg.background_dir) if cfg.background_mix_prob > 0 else []
-    return FusedTransform(weak_branch(cfg), strong_branch(cfg, backgrounds, mean_colour(mean)), cfg.strong_aug_prob)
+    theirs; ``mean`` colours the erased boxes); backgrounds for mixing from :func:`~.background.background_pool`."""
+    strong = strong_branch(cfg, background_pool(cfg), mean_colour(mean))
+    return FusedTransform(weak_branch(cfg), strong, cfg.strong_aug_prob)
