@@ -25,66 +25,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-@dataclass(frozen=True)
-class EvalDir:
-    """The files of one evaluation (``RUN/eval`` by default)."""
+class File:
+    """A file of a folder object: ``folder.metrics`` is ``folder.path / "metrics.json"``."""
 
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, folder, owner=None):
+        return self if folder is None else folder.path / self.name
+
+
+@dataclass(frozen=True)
+class Folder:
     path: Path
 
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.json"
-
-    @property
-    def per_class(self) -> Path:
-        return self.path / "per_class.csv"
-
-    @property
-    def confusion_csv(self) -> Path:
-        return self.path / "confusion_matrix.csv"
-
-    @property
-    def confusion_png(self) -> Path:
-        return self.path / "confusion_matrix.png"
-
-    @property
-    def confused_pairs(self) -> Path:
-        return self.path / "confused_pairs.csv"
-
-    @property
-    def predictions(self) -> Path:
-        return self.path / "predictions.csv"
-
-    @property
-    def per_group(self) -> Path:
-        return self.path / "per_group.csv"
-
-    @property
-    def skipped(self) -> Path:
-        return self.path / "skipped.csv"
-
-    @property
-    def openset(self) -> Path:
-        return self.path / "openset.json"
-
-    def make(self) -> EvalDir:
+    def make(self):
+        """Create the folder (and its parents) if missing; returns the same object."""
         self.path.mkdir(parents=True, exist_ok=True)
         return self
 
 
-@dataclass(frozen=True)
-class ExplainDir:
+class EvalDir(Folder):
+    """The files of one evaluation (``RUN/eval`` by default)."""
+
+    metrics = File("metrics.json")
+    per_class = File("per_class.csv")
+    confusion_csv = File("confusion_matrix.csv")
+    confusion_png = File("confusion_matrix.png")
+    confused_pairs = File("confused_pairs.csv")
+    predictions = File("predictions.csv")
+    per_group = File("per_group.csv")
+    skipped = File("skipped.csv")
+    openset = File("openset.json")
+
+
+
+class ExplainDir(Folder):
     """The explanation pictures of a run (``RUN/explain``); ``images`` holds those of files given by the user."""
 
-    path: Path
-
-    @property
-    def gradcam_classes(self) -> Path:
-        return self.path / "gradcam_classes.png"
-
-    @property
-    def gradcam_files(self) -> Path:
-        return self.path / "gradcam.png"
+    gradcam_classes = File("gradcam_classes.png")
+    gradcam_files = File("gradcam.png")
 
     def kernels(self, kind: str) -> Path:
         """``3x3`` or ``1x1``."""
@@ -107,16 +87,10 @@ class ExplainDir:
     def images(self) -> ExplainDir:
         return ExplainDir(self.path / "images")
 
-    def make(self) -> ExplainDir:
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self
 
 
-@dataclass(frozen=True)
-class RunDir:
+class RunDir(Folder):
     """A run folder; ``RunDir(path)`` names its files without touching the disk."""
-
-    path: Path
 
     def __init__(self, path: str | Path | RunDir) -> None:
         object.__setattr__(self, "path", Path(path.path if isinstance(path, RunDir) else path))
@@ -135,41 +109,24 @@ class RunDir:
         return self.path.name
 
     # --- what training writes ---
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def dataset(self) -> Path:
-        return self.path / "dataset.json"
-
-    @property
-    def split(self) -> Path:
-        return self.path / "split.csv"
-
-    @property
-    def heldout(self) -> Path:
-        return self.path / "heldout.csv"
-
-    @property
-    def skipped(self) -> Path:
-        return self.path / "skipped.csv"
-
-    @property
-    def metrics(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def curves(self) -> Path:
-        return self.path / "curves.png"
-
-    @property
-    def best(self) -> Path:
-        return self.path / "best.pt"
-
-    @property
-    def last(self) -> Path:
-        return self.path / "last.pt"
+    config = File("config.yaml")
+    """The resolved config."""
+    dataset = File("dataset.json")
+    """Classes, counts, dropped classes, where the data came from."""
+    split = File("split.csv")
+    """Which image is training and which validation."""
+    heldout = File("heldout.csv")
+    """Images of the classes kept out (``holdout_classes``)."""
+    skipped = File("skipped.csv")
+    """Files that could not be used, and why."""
+    metrics = File("metrics.csv")
+    """One row per epoch (the probe head first, as epoch -1)."""
+    curves = File("curves.png")
+    """``metrics.csv`` drawn."""
+    best = File("best.pt")
+    """The best (EMA) weights, classes and normalisation: what inference loads."""
+    last = File("last.pt")
+    """Everything a resume needs."""
 
     def checkpoint(self, which: str) -> Path:
         """``best`` or ``last``."""
@@ -178,21 +135,16 @@ class RunDir:
         return self.best if which == "best" else self.last
 
     # --- what follows training ---
-    @property
-    def openset(self) -> Path:
-        return self.path / "openset.json"
-
-    @property
-    def report(self) -> Path:
-        return self.path / "report.html"
+    openset = File("openset.json")
+    """The unknown-character rule."""
+    report = File("report.html")
+    """The self-contained report."""
 
     @property
     def explain_dir(self) -> ExplainDir:
         return ExplainDir(self.path / "explain")
 
-    @property
-    def export_dir(self) -> Path:
-        return self.path / "export"
+    export_dir = File("export")
 
     def eval_dir(self, tta: bool = False) -> EvalDir:
         return EvalDir(self.path / ("eval-tta" if tta else "eval"))
@@ -206,6 +158,3 @@ class RunDir:
         """``path`` exists and was written after the current ``best.pt``."""
         return path.is_file() and path.stat().st_mtime >= self.best.stat().st_mtime
 
-    def make(self) -> RunDir:
-        self.path.mkdir(parents=True, exist_ok=True)
-        return self

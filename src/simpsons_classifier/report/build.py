@@ -12,8 +12,6 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-import jinja2
-
 from ..config import Config
 from ..data.images import load_rgb
 from ..data.run_data import RunData
@@ -23,15 +21,14 @@ from ..run_dir import RunDir
 from ..tables import read_rows
 from ..training.curves import read_metrics
 from .charts import class_counts_png
+from .templates import template
 
 TOP_LOSSES = 12
 SKIPPED_SHOWN = 20
 THUMBNAIL_PX = 160
 JPEG_ABOVE_BYTES = 200_000
 JPEG_QUALITY = 88
-TEMPLATE = jinja2.Environment(
-    loader=jinja2.PackageLoader("simpsons_classifier", "report"), autoescape=True, undefined=jinja2.StrictUndefined
-).get_template("template.html")
+TEMPLATE = template("template.html")
 
 
 def build_report(run_dir: str | Path | RunDir) -> Path:

@@ -11,18 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from ..config import Config
 from ..evaluation import EvalResult, ensure_evaluated
 from ..run_dir import EvalDir, RunDir
 from ..tables import read_rows
 from ..training.curves import read_metrics
+from .templates import template
 
 CLASSES_SHOWN = 12
-TEMPLATE = jinja2.Environment(
-    loader=jinja2.PackageLoader("simpsons_classifier", "report"), autoescape=True, undefined=jinja2.StrictUndefined
-).get_template("compare.html")
+TEMPLATE = template("compare.html")
 
 
 @dataclass

@@ -30,7 +30,19 @@ class LearningRateSchedule(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class PlateauSchedule:
+class _TorchSchedule:
+    """A torch scheduler that is saved and restored with the training state."""
+
+    scheduler: Any
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
+
+
+class PlateauSchedule(_TorchSchedule):
     """ReduceLROnPlateau on the validation loss after each epoch."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int) -> None:
@@ -44,12 +56,6 @@ class PlateauSchedule:
     def after_epoch(self, val_loss: float) -> None:
         self.scheduler.step(val_loss)
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scheduler.load_state_dict(state)
-
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based): linear up to 1, then cosine down to 0."""
@@ -59,7 +65,7 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-class WarmupCosineSchedule:
+class WarmupCosineSchedule(_TorchSchedule):
     """Linear warm-up then cosine decay, one step per optimiser step."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> None:
@@ -72,12 +78,6 @@ class WarmupCosineSchedule:
 
     def after_epoch(self, val_loss: float) -> None:
         pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.scheduler.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scheduler.load_state_dict(state)
 
 
 def build_schedule(config: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> LearningRateSchedule:
