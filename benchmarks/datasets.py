@@ -205,7 +205,8 @@ def artist_images(artist: EmojiArtist, tarball: Path) -> dict[str, str]:
     """Code point sequence (as emoji-datasource writes it, e.g. ``1F415``) -> the artist's own drawing of it in
     the tarball. Emoji an artist lacks (the packages fill those in from other artists) are left out."""
     if artist.name == "openmoji":
-        return {entry["hexcode"]: f"{artist.folder}/{entry['hexcode']}.svg" for entry in read_json(tarball, OPENMOJI_JSON)}
+        return {entry["hexcode"]: f"{artist.folder}/{entry['hexcode']}.svg"
+                for entry in read_json(tarball, OPENMOJI_JSON)}
     return {entry["unified"]: f"{artist.folder}/{entry['image']}"
             for entry in read_json(tarball, DATASOURCE_JSON) if entry.get(f"has_img_{artist.name}")}
 
