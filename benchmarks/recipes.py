@@ -156,7 +156,7 @@ def run_fastai(job: Job) -> Outcome:
          *(["--channels-last"] if settings["channels_last"] else [])],
     )
     if result.returncode != 0:
-        raise SystemExit(f"error: {FASTAI_SCRIPT.name} failed with exit status {result.returncode} (its output is above)")
+        raise SystemExit(f"error: {FASTAI_SCRIPT.name} failed with exit status {result.returncode} (output above)")
     with open(run_dir / PREDICTIONS, newline="") as handle:
         rows = list(csv.DictReader(handle))
     timing = json.loads((run_dir / TIMING).read_text())
