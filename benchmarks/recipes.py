@@ -25,7 +25,8 @@ toolkit's kept checkpoint (best.pt) is picked on those same images, so its top-1
 validation included, final evaluation excluded.
 
 Each recipe's outcome is kept in ``OUT/DATASET/RECIPE/outcome.json``; a rerun skips what is done with the same
-epochs and batch size, and starts an unfinished recipe over (its time must be one uninterrupted run).
+settings (for the toolkit, the whole resolved config: changed defaults run again), and starts an unfinished
+recipe over (its time must be one uninterrupted run).
 ``--budget-check`` exits 1 when the defaults take longer than ``--max-time-ratio`` × fastai's time on any dataset.
 ``--classes K`` keeps only the first K classes of each dataset (built and run in their own folders): a quick
 check that the harness works, not a benchmark.
@@ -195,11 +196,18 @@ def toolkit_config(job: Job, recipe: str) -> Config:
     return Config.load(None, common)
 
 
+def recipe_settings(job: Job, recipe: str) -> dict:
+    if recipe == "probe":
+        return probe_settings(job)
+    if recipe == "fastai":
+        return fastai_settings(job)
+    return toolkit_config(job, recipe).to_dict()
+
+
 def run_recipe(job: Job, recipe: str) -> Outcome:
     """The recipe's outcome, from an earlier run with the same settings when there is one."""
     run_dir = job.run_dir(recipe)
-    settings = {"probe": probe_settings, "fastai": fastai_settings}.get(
-        recipe, lambda job: toolkit_config(job, recipe).to_dict())(job)
+    settings = recipe_settings(job, recipe)
     if (run_dir / OUTCOME).is_file():
         done = Outcome(**json.loads((run_dir / OUTCOME).read_text()))
         if done.settings == settings:
