@@ -23,6 +23,26 @@ from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.training.probe import PROBE_C, PROBE_MAX_ITER, pre_logit_features
 
 
+def linear_probe(data: RunData, backbone: str = "efficientnet_lite0", image_size: int = 224,
+                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the probe on the split's training images; returns the five best classes of each validation image
+    (N×5 class indices, best first) and the true classes (N)."""
+    model = create_model(backbone, len(data.classes), "imagenet").eval()
+    norm = data_config(model)
+    transform = build_eval_transform(image_size, norm["mean"], norm["std"])
+
+    def features(samples):
+        dataset = ImageDataset(samples, data.classes, transform, decode_size=image_size)
+        return pre_logit_features(model, DataLoader(dataset, batch_size=64, num_workers=2), torch.device("cpu"),
+                                  progress)
+
+    train_x, train_y = features(data.split.train)
+    val_x, val_y = features(data.split.val)
+    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(train_x, train_y)
+    scores = probe.decision_function(val_x)
+    return probe.classes_[np.argsort(-scores, axis=1)[:, :5]], val_y
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a run folder (its split is used)")
@@ -31,21 +51,9 @@ def main() -> None:
     args = parser.parse_args()
 
     data = RunData.read(args.run)
-    model = create_model(args.backbone, len(data.classes), "imagenet").eval()
-    norm = data_config(model)
-    transform = build_eval_transform(args.image_size, norm["mean"], norm["std"])
-
-    def features(samples):
-        dataset = ImageDataset(samples, data.classes, transform, decode_size=args.image_size)
-        return pre_logit_features(model, DataLoader(dataset, batch_size=64, num_workers=2), torch.device("cpu"))
-
-    train_x, train_y = features(data.split.train)
-    val_x, val_y = features(data.split.val)
-    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(train_x, train_y)
-    scores = probe.decision_function(val_x)
-    top5 = probe.classes_[np.argsort(-scores, axis=1)[:, :5]]
+    top5, val_y = linear_probe(data, args.backbone, args.image_size)
     correct = top5[:, 0] == val_y
-    print(f"linear probe ({args.backbone}, {len(train_y)} train / {len(val_y)} val images): "
+    print(f"linear probe ({args.backbone}, {len(data.split.train)} train / {len(val_y)} val images): "
           f"top-1 {100 * correct.mean():.1f}%  top-5 {100 * (top5 == val_y[:, None]).any(1).mean():.1f}%")
     for group, (images, top1) in per_group_accuracy([s.path for s in data.split.val], correct).items():
         print(f"  {group:<14} {images:>5} images  top-1 {100 * top1:.1f}%")
