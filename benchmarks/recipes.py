@@ -52,14 +52,14 @@ from datasets import DATASETS, BenchDataset, DatasetBuildError, build
 from fastai_fine_tune import FASTAI, PREDICTIONS, TIMING, FastaiUnavailable, bench_python
 from linear_probe import linear_probe
 from simpsons_classifier.config import Config
-from simpsons_classifier.data.run_data import DATASET_FILE, SPLIT_FILE, RunData, prepare_run_data
+from simpsons_classifier.data.run_data import RunData, prepare_run_data
 from simpsons_classifier.data.standin import default_cache_dir
 from simpsons_classifier.evaluation.report import per_group_accuracy
 from simpsons_classifier.evaluation.run_model import sample_logits
 from simpsons_classifier.models import create_model, data_config
+from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, checkpoint, train
 from simpsons_classifier.training.curves import read_metrics
-from simpsons_classifier.training.trainer import CONFIG_FILE, LAST, METRICS
 
 BENCHMARKS = Path(__file__).resolve().parent
 REFERENCE_CONFIG = BENCHMARKS.parent / "configs" / "reference.yaml"
@@ -124,7 +124,7 @@ class Job:
 def make_split(job: Job) -> RunData:
     """The toolkit's split of the dataset, made once into ``OUT/DATASET/split`` (split.csv, dataset.json)."""
     config = Config.load(None, job.dataset.split_overrides())
-    if not (job.split_dir / DATASET_FILE).is_file():  # written last
+    if not RunDir(job.split_dir).dataset.is_file():  # written last
         job.split_dir.mkdir(parents=True, exist_ok=True)
         prepare_run_data(config, job.data_dir, job.split_dir, progress=job.progress)
     return RunData.read(job.split_dir)
@@ -168,20 +168,20 @@ def run_fastai(job: Job) -> Outcome:
 def run_toolkit(job: Job, recipe: str, config: Config) -> Outcome:
     run_dir = job.run_dir(recipe)
     started = time.perf_counter()
-    train(config, job.data_dir, run_dir, progress=job.progress, split_file=job.split_dir / SPLIT_FILE)
+    train(config, job.data_dir, run_dir, progress=job.progress, split_file=RunDir(job.split_dir).split)
     seconds = time.perf_counter() - started
     logits, targets = sample_logits(final_model(run_dir), job.data.split.val, progress=job.progress)
     return job.outcome(recipe, [s.path for s in job.data.split.val], (logits.argmax(1) == targets).numpy(), seconds,
                        epochs=config.epochs, batch_size=config.batch_size,
-                       best_epoch_top1=max(row["val_top1"] for row in read_metrics(run_dir / METRICS)),
+                       best_epoch_top1=max(row["val_top1"] for row in read_metrics(RunDir(run_dir).metrics)),
                        settings=config.to_dict())
 
 
 def final_model(run_dir: Path) -> LoadedModel:
     """The model as training left it: the last epoch's EMA weights (the weights the toolkit evaluates), or the
     plain weights when EMA is off."""
-    config = Config.load(run_dir / CONFIG_FILE)
-    state = checkpoint.read(run_dir / LAST)
+    config = Config.load(RunDir(run_dir).config)
+    state = checkpoint.read(RunDir(run_dir).last)
     classes = RunData.read(run_dir).classes
     model = create_model(config.backbone, len(classes), "none")
     model.load_state_dict(state["ema"] if state["ema"] is not None else state["model"])
