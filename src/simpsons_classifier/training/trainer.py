@@ -174,15 +174,12 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
     with torch.no_grad():
         val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
     epoch_seconds = len(loader) * step_seconds + len(val_loader) * val_seconds
-    epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs)
-    if ctx.is_main:
-        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch, "
-              f"so {epochs} epoch{'s' if epochs > 1 else ''}", flush=True)
-        if epochs != config.epochs:
-            config.epochs = epochs
-            config.save(run.config)
-    config.epochs = epochs
+    config.epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs)
     state.resize(config, len(loader))
+    if ctx.is_main:
+        config.save(run.config)  # what a resume reads
+        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch, "
+              f"so {config.epochs} epoch{'s' if config.epochs > 1 else ''}", flush=True)
 
 
 def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config) -> torch.Tensor:
