@@ -117,12 +117,14 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         checkpoint.save_atomic(state.state_dict(), run.last)
         write_metrics(run.metrics, history)
         plot_curves(history, run.curves)
-        name = "probe head (epoch 0)" if epoch == PROBE_EPOCH else f"epoch {epoch + 1}/{config.epochs}"
-        left = (config.epochs - epoch - 1) * seconds if epoch != PROBE_EPOCH else None
-        print(f"{name}  train_loss {train_loss:.3f}  val_loss {scores['loss']:.3f}  top1 {100 * scores['top1']:.1f}%  "
-              f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s"
-              + (f", about {format_duration(left)} left" if left else "") + f"){'  *best*' if improved else ''}",
-              flush=True)
+        if epoch == PROBE_EPOCH:
+            heading, left = "probe head (epoch 0)", ""
+        else:
+            remaining = (config.epochs - epoch - 1) * seconds
+            heading = f"epoch {epoch + 1}/{config.epochs}  train_loss {train_loss:.3f}"
+            left = f", about {format_duration(remaining)} left" if remaining else ""
+        print(f"{heading}  val_loss {scores['loss']:.3f}  top1 {100 * scores['top1']:.1f}%  "
+              f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s{left}){'  *best*' if improved else ''}", flush=True)
 
     history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
     balanced = should_balance(config.balance, train_set.targets)
