@@ -15,6 +15,8 @@ import argparse
 import os
 from pathlib import Path
 
+import numpy as np
+
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.scan import scan_dataset
 from simpsons_classifier.data.split import source_group
@@ -26,13 +28,15 @@ HELD_OUT = ["dreamworld", "gen7x"]
 
 
 def imbalanced_copy(data: Path, out: Path, rarest: int) -> Path:
-    """Symbolic links to all held-out images and a shrinking number of training images per character."""
+    """Symbolic links to all held-out images and a shrinking number of training images per character, drawn at
+    random (seeded) so a rare character keeps a mix of its sources."""
     scan = scan_dataset(data, progress=False)
     classes = scan.classes
+    rng = np.random.default_rng(0)
     for rank, label in enumerate(classes):
         files = sorted(s.path for s in scan.samples if s.label == label)
         held = [f for f in files if source_group(f) in HELD_OUT]
-        training = [f for f in files if source_group(f) not in HELD_OUT]
+        training = list(rng.permutation([f for f in files if source_group(f) not in HELD_OUT]))
         keep = max(rarest, round(len(training) * (rarest / len(training)) ** (rank / (len(classes) - 1))))
         folder = out / label
         folder.mkdir(parents=True, exist_ok=True)
