@@ -55,16 +55,19 @@ def _advice(config: Config) -> str:
 
 
 class NormStatistics:
-    """The running statistics of the norm layers (every floating-point buffer), saved before a forward pass in
-    training mode, so that a skipped step can put them back. One flat copy: a single kernel on a GPU."""
+    """The model's buffers (the norm layers' running statistics and batch counts), saved before a forward pass in
+    training mode so that a skipped step can put them back. One flat copy per dtype: two kernels on a GPU, not one
+    per layer."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.buffers = [b for b in model.buffers() if b.is_floating_point()]
-        self.saved = torch.cat([b.detach().reshape(-1) for b in self.buffers]) if self.buffers else None
+        self.groups: dict[torch.dtype, list[torch.Tensor]] = {}
+        for buffer in model.buffers():
+            self.groups.setdefault(buffer.dtype, []).append(buffer)
+        self.saved = {dtype: torch.cat([b.detach().reshape(-1) for b in buffers])
+                      for dtype, buffers in self.groups.items()}
 
     def restore(self) -> None:
-        if self.saved is None:
-            return
         with torch.no_grad():
-            for buffer, saved in zip(self.buffers, self.saved.split([b.numel() for b in self.buffers])):
-                buffer.copy_(saved.view_as(buffer))
+            for dtype, buffers in self.groups.items():
+                for buffer, saved in zip(buffers, self.saved[dtype].split([b.numel() for b in buffers])):
+                    buffer.copy_(saved.view_as(buffer))
