@@ -28,7 +28,7 @@ from simpsons_classifier.data.scan import scan_dataset
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, distributed, trainer
 from simpsons_classifier.training.divergence import MAX_NON_FINITE_IN_A_ROW, TrainingDiverged
-from simpsons_classifier.training.lock import hold_run
+from simpsons_classifier.run_lock import hold_run
 from simpsons_classifier.training.state import TrainingState
 
 
@@ -95,7 +95,7 @@ def test_non_finite_steps_in_a_row_stop_the_run_naming_the_step():
 HOLD = """
 import sys, time
 from simpsons_classifier.run_dir import RunDir
-from simpsons_classifier.training.lock import hold_run
+from simpsons_classifier.run_lock import hold_run
 with hold_run(RunDir(sys.argv[1])):
     print("held", flush=True)
     time.sleep(600)
@@ -255,6 +255,24 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resume_continues_to_the_same_
             assert torch.equal(a[part][key], b[part][key]), (part, key)
     with open(straight / "metrics.csv") as one, open(run / "metrics.csv") as other:
         assert ([r["train_loss"] for r in csv.DictReader(one)] == [r["train_loss"] for r in csv.DictReader(other)])
+
+
+def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+    train_step = trainer.train_step
+
+    def step(state, *args, **kwargs):
+        if state.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_step(state, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
+    assert code == 130 and "Traceback" not in stderr
+    assert "stopped by SIGINT in epoch 1/1 after step 2 of 5" in stderr
+    assert checkpoint.read(tmp_path / "run" / "last.pt")["progress"]["batches"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def _processes_mentioning(text: Path) -> list[str]:

@@ -16,7 +16,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
 ``report.html``             the self-contained report
-``.lock``                   held by the one process that writes the run (``training/lock.py``)
+``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
 """
 

@@ -20,7 +20,7 @@ from .report import build_report
 from .run_dir import RunDir
 from .training import load_model
 from .training.distributed import is_main_process
-from .training.lock import hold_run
+from .run_lock import hold_run
 
 
 @dataclass(frozen=True)

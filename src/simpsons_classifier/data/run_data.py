@@ -48,6 +48,8 @@ class RunData:
     def read(cls, run_dir: str | Path | RunDir, root: str | Path | None = None) -> RunData:
         """The run's data, its images under the recorded dataset folder or under ``root`` when given."""
         run = RunDir(run_dir)
+        if not run.dataset.is_file():
+            raise FileNotFoundError(f"{run.dataset} does not exist: is {run} a run folder?")
         summary = json.loads(run.dataset.read_text())
         return cls(summary["classes"], Split.from_subsets(_read_samples(run, run.split, summary, root)), summary)
 

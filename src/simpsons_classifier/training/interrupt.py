@@ -33,6 +33,14 @@ class StopSignals:
     def requested(self) -> bool:
         return self.signum is not None
 
+    def interrupted(self, message: str) -> Interrupted:
+        """What ends the run once the processes agreed to stop (one the signal did not reach reports SIGTERM)."""
+        return Interrupted(self.signum or signal.SIGTERM, message)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum or signal.SIGTERM).name
+
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:

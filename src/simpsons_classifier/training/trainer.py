@@ -12,14 +12,13 @@ torch's random state, and the resumed epoch loads its first steps' batches again
 random streams, seeded per epoch, have to go through them) before it continues where the stop left it.
 
 A step whose loss or gradient is not finite is skipped and a run that keeps producing them stops
-(``divergence.py``); one process writes a run folder at a time (``lock.py``); a run checks it can write its
-checkpoints before it trains (``storage.check_writable``).
+(``divergence.py``); one process writes a run folder at a time (``run_lock.py``); a run checks it can write
+its checkpoints before it trains (``storage.check_writable``).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -34,16 +33,15 @@ from ..augment import BatchPipeline, build_eval_transform
 from ..config import Config
 from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, prepare_run_data, repoint_data
-from ..errors import Interrupted
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
+from ..run_lock import hold_run
 from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
 from .curves import PROBE_EPOCH, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
 from .interrupt import StopSignals, ignore_stop_signals
-from .lock import hold_run
 from .probe import fit_probe_head
 from .sampling import BalancedSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
@@ -120,7 +118,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
     state = TrainingState.create(config, len(data.classes), ctx, "none" if resume_from else config.weights,
                                  steps_per_epoch)
     if ctx.is_main:  # a full disk is found now, not when the first epoch's checkpoint is written
-        check_writable(run.path, CHECKPOINT_COPIES * _bytes(state.model))
+        check_writable(run.path, CHECKPOINT_COPIES * _model_bytes(state.model))
     normalisation = data_config(state.model)
     pipeline = BatchPipeline(config, normalisation["mean"], normalisation["std"], len(data.classes), ctx.device)
     eval_transform = build_eval_transform(config.image_size, normalisation["mean"], normalisation["std"])
@@ -192,8 +190,9 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             batches = pipeline.batches(_batches_left(loader, state.progress))
             train_loss = train_one_epoch(state, batches, epoch, config, show, stop, steps=len(loader))
             if train_loss is None:
-                _save_and_stop(state, run, ctx, stop, f"in epoch {epoch + 1}/{config.epochs} after step "
-                               f"{state.progress.batches} of {len(loader)}")
+                done = state.progress.batches
+                _save_and_stop(state, run, ctx, stop, f"in epoch {epoch + 1}/{config.epochs} after step {done} of "
+                               f"{len(loader)}" if done else f"at the start of epoch {epoch + 1}/{config.epochs}")
             scores = validate(_epoch_name(epoch, config))
             state.schedule.after_epoch(scores["loss"])
             state.epoch = epoch + 1
@@ -201,8 +200,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             record(epoch, train_loss, scores, time.perf_counter() - started, skipped=done.non_finite)
             distributed.barrier(ctx)
         if distributed.any_across(stop.requested, ctx):  # asked during the last validation: training is done
-            raise Interrupted(stop.signum or signal.SIGTERM, f"stopped after the last epoch, before the evaluation; "
-                              f"simpsons train --resume {run} evaluates and reports it")
+            raise stop.interrupted(f"stopped by {stop.name} after the last epoch, before the evaluation: "
+                                   f"simpsons train --resume {run} evaluates and reports it")
     distributed.teardown()
     return run
 
@@ -211,7 +210,7 @@ def _epoch_name(epoch: int, config: Config) -> str:
     return "probe head (epoch 0)" if epoch == PROBE_EPOCH else f"epoch {epoch + 1}/{config.epochs}"
 
 
-def _bytes(model: torch.nn.Module) -> int:
+def _model_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
@@ -235,9 +234,8 @@ def _save_and_stop(state: TrainingState, run: RunDir, ctx: distributed.Context, 
     if ctx.is_main:
         checkpoint.save_atomic(state.state_dict(), run.last)
     distributed.barrier(ctx)
-    signum = stop.signum or signal.SIGTERM  # a process the signal did not reach stops with the others
-    raise Interrupted(signum, f"stopped by {signal.Signals(signum).name} {where}; saved in {run.last}: continue "
-                              f"with  simpsons train --resume {run}")
+    raise stop.interrupted(f"stopped by {stop.name} {where}; saved in {run.last}: continue with  "
+                           f"simpsons train --resume {run}")
 
 
 def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tuple[float, float],

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import IO
 
-from ..errors import UserError
-from ..run_dir import RunDir
+from .errors import UserError
+from .run_dir import RunDir
 
 
 class RunInUseError(UserError):
