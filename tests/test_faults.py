@@ -4,6 +4,7 @@ that disappear during a run."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import json
@@ -193,11 +194,10 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint_and_says
 
     def save_until_the_disk_fills(payload, file, *args, **kwargs):
         if "optimizer" in payload and payload["epoch"] == 2:  # last.pt after the second epoch
-            if isinstance(file, (str, os.PathLike)):
-                Path(file).write_bytes(b"half a checkpoint")
-            else:
-                file.write(b"half a checkpoint")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            with contextlib.ExitStack() as stack:
+                if isinstance(file, (str, os.PathLike)):
+                    file = stack.enter_context(open(file, "wb"))
+                return real_save(payload, DiskFullAfter(file, 100_000), *args, **kwargs)
         return real_save(payload, file, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
@@ -214,6 +214,23 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint_and_says
     monkeypatch.setattr(trainer, "train_one_epoch", lambda *a, **k: pytest.fail("trained on a full disk"))
     code, stderr = _cli(capsys, "train", "--resume", run)
     assert code == 2 and f"cannot write {run}: 0 MB free" in _error_line(stderr) and "[ENOSPC]" in stderr
+
+
+class DiskFullAfter:
+    """A file that takes ``room`` bytes, then fails as a full disk does (torch.save's zip writer then fails closing
+    the archive, with a RuntimeError raised while handling the OSError)."""
+
+    def __init__(self, file, room: int) -> None:
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 # --- a stop signal ---------------------------------------------------------------------------------------------

@@ -62,9 +62,18 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException as error:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise StorageError(path, error) from error
+        if (cause := _os_error(error)) is not None:
+            raise StorageError(path, cause) from error
         raise
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind ``error``: itself, or one it was raised while handling. torch.save's zip writer, told of
+    a full disk by the file object, goes on to fail closing the archive with a RuntimeError ("enforce fail at
+    inline_container.cc") raised in the middle of handling the OSError."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
