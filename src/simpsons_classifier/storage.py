@@ -83,9 +83,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 PROBE_BYTES = 4096
 
 
-def check_writable(folder: str | Path, needed_bytes: int) -> None:
+def check_writable(folder: str | Path, needed_bytes: int = 0) -> None:
     """Fail now when ``folder`` cannot take ``needed_bytes`` more: a small file is written, flushed and removed
-    (an unwritable or read-only folder fails here), and the free space is compared with ``needed_bytes``."""
+    (an unwritable, read-only or full folder fails here), and the free space is compared with ``needed_bytes``."""
     folder = Path(folder)
     probe = folder / f".write-check-{os.getpid()}"
     try:

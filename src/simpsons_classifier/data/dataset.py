@@ -54,7 +54,7 @@ class ImageDataset(Dataset):
                 self._warn_once_per_class(self.samples[j], error)
                 continue
             return self.transform(image), self.targets[j]
-        raise DatasetError("no image in the dataset can be read any more")
+        raise DatasetError("no image in the dataset can be read any more (were its files moved or deleted?)")
 
     def _warn_once_per_class(self, sample: Sample, error: Exception) -> None:
         if sample.label in self.warned_classes:

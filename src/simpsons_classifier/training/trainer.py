@@ -71,6 +71,7 @@ def train(
     with hold_run(run, enabled=ctx.is_main):
         if ctx.is_main:
             _refuse_existing(run)  # again, now that no other process can be writing it
+            check_writable(run.path)  # before the config, split and data files; the checkpoints' size comes later
             config.save(run.config)
             data = prepare_run_data(config, data_dir, run, progress=progress, split_file=split_file)
             _print_data_summary(data, run)
