@@ -85,13 +85,16 @@ def _stored_root(run: RunDir) -> str | None:
 
 @dataclass(frozen=True)
 class Repointed:
+    """What :func:`repoint_data` recorded, and how many of the run's images the new folder lacks."""
+
     previous: str
     root: Path
     images: int
     missing: int
 
     def __str__(self) -> str:
-        missing = f", {self.missing} of them missing (they are skipped with a warning)" if self.missing else ""
+        missing = (f", {self.missing} of them missing: another image takes the place of each, with a warning"
+                   if self.missing else "")
         return f"dataset moved: {self.previous} -> {self.root} ({self.images} images{missing})"
 
 
