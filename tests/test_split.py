@@ -49,7 +49,10 @@ def test_group_split_can_hold_out_named_sources():
         make_split(_samples(), "group", 0.3, seed=0, val_groups=["photos"])
 
 
-def test_split_file_round_trips(tmp_path):
+def test_split_file_round_trips_with_paths_relative_to_the_dataset_folder(tmp_path):
     split = make_split(_samples(), "group", 0.3, seed=0)
-    split.write(tmp_path / "split.csv")
-    assert Split.read(tmp_path / "split.csv") == split
+    split.write(tmp_path / "split.csv", root="/d")
+    assert Split.read(tmp_path / "split.csv", root="/d") == split
+    assert "\nc0/" in (tmp_path / "split.csv").read_text() and "/d/" not in (tmp_path / "split.csv").read_text()
+    moved = Split.read(tmp_path / "split.csv", root="/e")
+    assert [s.path for s in moved.val] == [s.path.replace("/d/", "/e/", 1) for s in split.val]

@@ -95,7 +95,8 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, datas
 @pytest.mark.slow
 def test_two_process_torchrun_on_gloo(tmp_path):
     data = make_dataset(tmp_path / "data", classes=3, per_source=2)
-    overrides = [f"{k}={v}" for k, v in tiny_config(epochs=2).to_dict().items() if k not in ("val_groups", "background_dir")]
+    overrides = [f"{k}={'null' if v is None else v}" for k, v in tiny_config(epochs=2).to_dict().items()
+                 if k not in ("val_groups", "background_dir")]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                "-m", "simpsons_classifier", "train", "--data", str(data), "--out", str(tmp_path / "run")]
     for override in overrides:

@@ -7,17 +7,20 @@ adding a command is one new module and one line in ``COMMANDS``.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from .commands import ablate, compare, data, evaluate, explain, export, predict, report, serve, show_config, train
 from .commands import augment_preview
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, export, serve, data, augment_preview,
             show_config)
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, ValueError)
 """What a user can cause (ConfigError and the data errors are ValueErrors): one ``error:`` line, exit 2. Anything
-else is a bug and keeps its traceback."""
+else is a bug and keeps its traceback, but for an OSError whose cause is the machine's state (a full disk, no
+permission, a read-only file system: ``storage.STORAGE_ERRNOS``), raised by a write that does not go through
+``storage.write_atomic``."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except Interrupted as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return stop.exit_status
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except EXPECTED_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        from .storage import STORAGE_ERRNOS
+
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        where = f"cannot write {error.filename}" if error.filename else "cannot write a file"
+        print(f"error: {where}: {error.strerror} [{errno.errorcode[error.errno]}]", file=sys.stderr)
         return 2
 
 

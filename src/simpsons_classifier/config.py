@@ -236,7 +236,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set {pair!r}: expected key=value")
-        values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        try:
+            values[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as error:  # unbalanced brackets, a !!python/object tag...
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"--set {pair!r}: the value is not a plain YAML value ({problem})") from None
     return values
 
 

@@ -16,6 +16,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
 ``report.html``             the self-contained report
+``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
 """
 
@@ -133,6 +134,9 @@ class RunDir(Folder):
         if which not in ("best", "last"):
             raise ValueError(f"unknown checkpoint {which!r} (best or last)")
         return self.best if which == "best" else self.last
+
+    lock = File(".lock")
+    """Locked (``flock``) by the process that trains or finishes the run; names it (PID, host)."""
 
     # --- what follows training ---
     openset = File("openset.json")

@@ -20,6 +20,7 @@ from .report import build_report
 from .run_dir import RunDir
 from .training import load_model
 from .training.distributed import is_main_process
+from .run_lock import hold_run
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,18 @@ class FinishedRun:
 
 
 def finish_run(run_dir: str | Path | RunDir, progress: bool = True) -> FinishedRun | None:
-    """Calibrate, evaluate and report the run's best model; None in every process but the first of a
-    distributed run (which does it for all)."""
+    """Calibrate, evaluate and report the run's best model, holding the run's lock; None in every process but the
+    first of a distributed run (which does it for all)."""
     if not is_main_process():
         return None
     run = RunDir(run_dir)
-    loaded = load_model(run)
-    samples = RunData.read(run).split.val
-    logits, targets = sample_logits(loaded, samples, progress=progress, desc="evaluating")
-    calibration, openset = validation_openset(run, loaded, logits, progress, recalibrate=True)
-    evaluation = evaluate_logits(loaded, samples, logits, targets, run.eval_dir(), openset=openset, robustness=True,
-                                 progress=progress)
-    return FinishedRun(run, calibration, evaluation, build_report(run))
+    with hold_run(run):
+        loaded = load_model(run)
+        data = RunData.read(run)
+        data.check_root()
+        samples = data.split.val
+        logits, targets = sample_logits(loaded, samples, progress=progress, desc="evaluating")
+        calibration, openset = validation_openset(run, loaded, logits, progress, recalibrate=True)
+        evaluation = evaluate_logits(loaded, samples, logits, targets, run.eval_dir(), openset=openset,
+                                     robustness=True, progress=progress)
+        return FinishedRun(run, calibration, evaluation, build_report(run))

@@ -16,6 +16,10 @@ def register(subcommands) -> None:
     parser = subcommands.add_parser("evaluate", help="evaluate a run's best model")
     parser.add_argument("--run", required=True)
     parser.add_argument("--data", help="another labelled folder (default: the run's validation split)")
+    parser.add_argument("--data-root", metavar="NEWROOT",
+                        help="the run's dataset moved to NEWROOT (the folder of class folders): its validation "
+                             "split is read from there, now and later (recorded in RUN/dataset.json). Not --data, "
+                             "which evaluates on other images instead of the run's split")
     parser.add_argument("--labels-from-filenames", action="store_true",
                         help="flat folder whose file names carry the label (bart_simpson_12.jpg)")
     parser.add_argument("--out", help="where to write (default RUN/eval, RUN/eval-tta with --tta)")
@@ -26,9 +30,14 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.run_data import RunData, repoint_data
     from ..evaluation import evaluate_run
 
     run_dir = RunDir(args.run)
+    if args.data_root:
+        print(repoint_data(run_dir, args.data_root))
+    elif args.data is None:
+        RunData.read(run_dir).check_root()
     result = evaluate_run(run_dir, args.data, args.labels_from_filenames, args.out, tta=args.tta,
                           robustness=args.robustness)
     out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta).path

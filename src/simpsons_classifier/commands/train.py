@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from ..config import Config, ConfigError
+from ..errors import Interrupted
 from . import add_config_arguments
 from .evaluate import print_evaluation
 
@@ -16,6 +17,9 @@ def register(subcommands) -> None:
     parser.add_argument("--data", help="folder with one sub-folder of images per character")
     parser.add_argument("--out", help="run folder to create")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    parser.add_argument("--data-root", metavar="NEWROOT",
+                        help="with --resume: the run's dataset moved to NEWROOT (the folder of class folders); "
+                             "recorded in RUN/dataset.json")
     parser.add_argument("--budget", metavar="TIME",
                         help="size the run to this wall-clock time (90s, 10m, 1h30m): as many epochs as fit, "
                              "at most the config's, from a measured step time")
@@ -29,18 +33,26 @@ def run(args: argparse.Namespace) -> int:
     from ..workflow import finish_run
 
     if args.resume:
-        if args.data or args.out or args.config or args.set or args.budget:
-            raise ConfigError("--resume RUN continues a run with its own data, config and epochs: give it alone")
-        run_dir = resume(args.resume)
+        if args.data:
+            raise ConfigError("--resume RUN reads the run's own split; if its dataset moved, give the new folder "
+                              "with --data-root NEWROOT")
+        if args.out or args.config or args.set or args.budget:
+            raise ConfigError("--resume RUN continues a run with its own data, config and epochs: give it alone "
+                              "(or with --data-root NEWROOT when its dataset moved)")
+        run_dir = resume(args.resume, data_root=args.data_root)
     else:
+        if args.data_root:
+            raise ConfigError("--data-root points a run being resumed at its moved dataset: use it with --resume RUN")
         if not (args.data and args.out):
             raise ConfigError("simpsons train needs --data DIR and --out RUN (or --resume RUN)")
         config = Config.load(args.config, args.set)
         budget = parse_budget(args.budget) if args.budget else None
         try:
             run_dir = train(config, args.data, args.out, budget_seconds=budget)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: continue with  simpsons train --resume {args.out}", file=sys.stderr)
+        except Interrupted:  # stopped at a step boundary and saved: its message says how to continue
+            raise
+        except KeyboardInterrupt:  # before training started: there is nothing to continue
+            print("\ninterrupted before training started: start again with the same command", file=sys.stderr)
             return 130
     finished = finish_run(run_dir)
     if finished is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -15,7 +16,9 @@ from .scan import DatasetError, Sample
 
 class ImageDataset(Dataset):
     """(transformed image, class index) pairs. A file that stopped decoding after the scan is replaced by the
-    next sample with a warning that names it, so an epoch never dies halfway."""
+    next sample, so an epoch never dies halfway. The first such file of a class is named in a warning, or, when
+    none of the class's files is there any more (its folder deleted or moved during the run), the class is; the
+    others are replaced without one (once per process: each DataLoader worker says it once)."""
 
     def __init__(
         self,
@@ -33,6 +36,8 @@ class ImageDataset(Dataset):
         self.transform = transform
         # JPEGs decode at a reduced scale that still covers twice the output size: same pixels, less work.
         self.draft_size = (2 * decode_size, 2 * decode_size) if decode_size else None
+        self.unreadable: set[int] = set()
+        self.warned_classes: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -40,10 +45,25 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         for offset in range(len(self.samples)):
             j = (i + offset) % len(self.samples)
+            if j in self.unreadable:
+                continue
             try:
                 image = load_rgb(self.samples[j].path, draft_size=self.draft_size)
             except (UnreadableImage, OSError) as error:
-                warnings.warn(f"{self.samples[j].path}: {error}; using another image in its place", stacklevel=2)
+                self.unreadable.add(j)
+                self._warn_once_per_class(self.samples[j], error)
                 continue
             return self.transform(image), self.targets[j]
-        raise DatasetError("no image in the dataset can be read any more")
+        raise DatasetError("no image in the dataset can be read any more (were its files moved or deleted?)")
+
+    def _warn_once_per_class(self, sample: Sample, error: Exception) -> None:
+        if sample.label in self.warned_classes:
+            return
+        self.warned_classes.add(sample.label)
+        files = [s.path for s in self.samples if s.label == sample.label]
+        if not any(os.path.isfile(path) for path in files):
+            warnings.warn(f"class {sample.label!r}: none of its {len(files)} files is there any more (deleted or moved "
+                          "while the run was reading them?); other images take their place", stacklevel=3)
+        else:
+            warnings.warn(f"{sample.path}: {error}; another image takes its place (further unreadable files of class "
+                          f"{sample.label!r} are replaced without a warning)", stacklevel=3)

@@ -1,9 +1,18 @@
 """The data side of a run folder: what was found, what was skipped, and the split, written once and then
-read back by every process, by resume and by evaluate."""
+read back by every process, by resume and by evaluate.
+
+``split.csv`` and ``heldout.csv`` name each image relative to the dataset folder, whose absolute path
+``dataset.json`` keeps (``root``): a run reads from any working directory, and after being moved or copied. When
+the dataset itself moved, :func:`repoint_data` records its new place (``--data-root NEWROOT``). Runs written
+before the paths were relative (absolute paths, or paths relative to the folder training was started from) still
+read: their paths are taken relative to the folder all of them share, which is the dataset folder they were
+scanned from (each image lies in a class folder below it), and joined to the recorded root.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +20,12 @@ import numpy as np
 
 from ..config import Config
 from ..run_dir import RunDir
+from ..storage import write_text_atomic
 from .scan import DatasetError, Sample, scan_dataset
 from .split import Split, make_split, read_samples, write_samples
+
+RELATIVE_PATHS = "relative to root"
+"""``dataset.json``'s ``sample_paths`` when split.csv and heldout.csv name files relative to ``root``."""
 
 
 @dataclass
@@ -26,11 +39,87 @@ class RunData:
         """Images per class in the dataset (training and validation together)."""
         return self.summary["class_counts"]
 
+    @property
+    def root(self) -> Path:
+        """The dataset folder the run's images are read from."""
+        return Path(self.summary["root"])
+
     @classmethod
-    def read(cls, run_dir: str | Path | RunDir) -> RunData:
+    def read(cls, run_dir: str | Path | RunDir, root: str | Path | None = None) -> RunData:
+        """The run's data, its images under the recorded dataset folder or under ``root`` when given."""
         run = RunDir(run_dir)
+        if not run.dataset.is_file():
+            raise FileNotFoundError(f"{run.dataset} does not exist: is {run} a run folder?")
         summary = json.loads(run.dataset.read_text())
-        return cls(summary["classes"], Split.read(run.split), summary)
+        return cls(summary["classes"], Split.from_subsets(_read_samples(run, run.split, summary, root)), summary)
+
+    def check_root(self) -> None:
+        """Refuse, naming the option that fixes it, a run whose dataset folder is not there any more."""
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"the run's dataset folder {self.root} is not there any more; if it moved, give its new place with "
+                "--data-root NEWROOT (simpsons train --resume RUN --data-root NEWROOT, or simpsons evaluate --run "
+                "RUN --data-root NEWROOT)")
+
+
+def _read_samples(run: RunDir, path: Path, summary: dict, root: str | Path | None = None) -> dict[str, list[Sample]]:
+    root = Path(root if root is not None else summary["root"])
+    if summary.get("sample_paths") == RELATIVE_PATHS:
+        return read_samples(path, root)
+    base = _stored_root(run)
+    if base is None:
+        return read_samples(path)
+    return {subset: [Sample(str(root / os.path.relpath(s.path, base)), s.label) for s in samples]
+            for subset, samples in read_samples(path).items()}
+
+
+def _stored_root(run: RunDir) -> str | None:
+    """The dataset folder as an older run's files name it: the folder that all its images share (with two classes
+    or more, the class folders part there). None for a single class: its paths are read as they are."""
+    stored = [s for path in (run.split, run.heldout) if path.is_file()
+              for samples in read_samples(path).values() for s in samples]
+    if len({s.label for s in stored}) < 2:
+        return None
+    return os.path.commonpath([s.path for s in stored]) or "."
+
+
+@dataclass(frozen=True)
+class Repointed:
+    """What :func:`repoint_data` recorded, and how many of the run's images the new folder lacks."""
+
+    previous: str
+    root: Path
+    images: int
+    missing: int
+
+    def __str__(self) -> str:
+        missing = (f", {self.missing} of them missing: another image takes the place of each, with a warning"
+                   if self.missing else "")
+        return f"dataset moved: {self.previous} -> {self.root} ({self.images} images{missing})"
+
+
+def repoint_data(run_dir: str | Path | RunDir, new_root: str | Path) -> Repointed:
+    """Record in ``dataset.json`` that the run's dataset now lies in ``new_root`` (it moved, or the run was
+    copied to another machine), once the run's images are found there. An older run's split.csv and heldout.csv
+    are written again with relative paths."""
+    run = RunDir(run_dir)
+    root = Path(os.path.abspath(new_root))
+    if not root.is_dir():
+        raise DatasetError(f"--data-root {new_root}: not a folder")
+    data = RunData.read(run, root)
+    heldout = read_heldout(run, root)
+    samples = data.split.train + data.split.val + heldout
+    found = sum(Path(s.path).is_file() for s in samples)
+    if samples and not found:
+        raise DatasetError(f"--data-root {root} holds none of the run's {len(samples)} images (no {samples[0].path}): "
+                           f"give the folder that holds its class folders ({', '.join(data.classes[:3])}, ...)")
+    if data.summary.get("sample_paths") != RELATIVE_PATHS:
+        data.split.write(run.split, root)
+        if heldout:
+            write_samples(run.heldout, {"heldout": heldout}, root)
+    summary = {**data.summary, "root": str(root), "sample_paths": RELATIVE_PATHS}
+    write_text_atomic(run.dataset, json.dumps(summary, indent=2))
+    return Repointed(data.summary["root"], root, len(samples), len(samples) - found)
 
 
 def prepare_run_data(
@@ -38,22 +127,24 @@ def prepare_run_data(
     split_file: str | Path | None = None,
 ) -> RunData:
     """Scan ``data_dir``, split it as ``config`` says, and write split.csv, skipped.csv and dataset.json (and
-    heldout.csv with ``holdout_classes``)."""
+    heldout.csv with ``holdout_classes``). ``split_file``: the split.csv of another run of the same data (with its
+    dataset.json beside it), whose split is used instead of making one."""
     run = RunDir(run_dir)
     scan = scan_dataset(data_dir, min_images_per_class=config.min_images_per_class, progress=progress)
     heldout_classes = pick_heldout_classes(scan.classes, config.holdout_classes, config.seed)
     heldout = [s for s in scan.samples if s.label in heldout_classes]
     scan.samples = [s for s in scan.samples if s.label not in heldout_classes]
     if heldout:
-        write_samples(run.heldout, {"heldout": heldout})
+        write_samples(run.heldout, {"heldout": heldout}, scan.root)
     # An ablation compares recipes on exactly the same images: its later runs reuse the first run's split.
-    split = Split.read(split_file) if split_file else make_split(
+    split = RunData.read(Path(split_file).parent).split if split_file else make_split(
         scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
-    split.write(run.split)
+    split.write(run.split, scan.root)
     scan.write_skipped(run.skipped)
     summary = {
-        "data_dir": str(Path(data_dir).resolve()),
-        "root": str(scan.root.resolve()),
+        "data_dir": os.path.abspath(data_dir),
+        "root": os.path.abspath(scan.root),
+        "sample_paths": RELATIVE_PATHS,
         "classes": scan.classes,
         "class_counts": scan.class_counts(),
         "num_images": len(scan.samples),
@@ -66,7 +157,7 @@ def prepare_run_data(
         "heldout_classes": heldout_classes,
         "heldout_images": len(heldout),
     }
-    run.dataset.write_text(json.dumps(summary, indent=2))
+    write_text_atomic(run.dataset, json.dumps(summary, indent=2))
     return RunData(scan.classes, split, summary)
 
 
@@ -77,7 +168,10 @@ def pick_heldout_classes(classes: list[str], count: int, seed: int) -> list[str]
     return sorted(np.random.default_rng(seed).choice(classes, size=count, replace=False).tolist())
 
 
-def read_heldout(run_dir: str | Path | RunDir) -> list[Sample]:
-    """The held-out classes' images of a run; empty when it kept none out."""
-    path = RunDir(run_dir).heldout
-    return read_samples(path).get("heldout", []) if path.is_file() else []
+def read_heldout(run_dir: str | Path | RunDir, root: str | Path | None = None) -> list[Sample]:
+    """The held-out classes' images of a run (under ``root`` when given); empty when it kept none out."""
+    run = RunDir(run_dir)
+    if not run.heldout.is_file():
+        return []
+    summary = json.loads(run.dataset.read_text())
+    return _read_samples(run, run.heldout, summary, root).get("heldout", [])

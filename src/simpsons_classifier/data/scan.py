@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -153,7 +154,12 @@ def drop_small_classes(result: ScanResult, minimum: int) -> ScanResult:
 def _labelled_files(root: Path, labels_from_filenames: bool) -> list[tuple[Path, str]]:
     if labels_from_filenames:
         return [(path, label_from_filename(path)) for path in files_below(root)]
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    entries = _visible(root)
+    class_dirs = sorted(d for d in entries if d.is_dir())
+    if class_dirs and (loose := sorted(e.name for e in entries if not e.is_dir())):
+        shown = ", ".join(loose[:5]) + (f" and {len(loose) - 5} more" if len(loose) > 5 else "")
+        warnings.warn(f"{root}: {shown} {'is a file' if len(loose) == 1 else 'are files'} beside the class folders, "
+                      "not in one, so not used (each character's images go in its own folder)", stacklevel=3)
     if not class_dirs:
         raise DatasetError(
             f"{root} has no class folders (one folder per character); for a flat folder whose file names "

@@ -5,11 +5,17 @@ near-duplicates (consecutive frames of one scene, one sprite's animation frames)
 image is in training. ``group`` keeps every file of a group on one side and holds whole groups out. The group
 of a file is its source, the part of its name before ``__`` with ``_shiny``/``_regular`` removed
 (``bw_front_shiny__2.png`` -> ``bw_front``); files without ``__`` are each their own group.
+
+The files name each image by its path relative to the dataset folder (``bart_simpson/pic_0001.jpg``), which the
+run records in ``dataset.json``: a run folder works from any working directory, moved or copied, and a dataset
+that moved is one new root to record (``--data-root``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from ..storage import write_text_atomic
 from .scan import DatasetError, Sample
 
 _VARIANT_SUFFIXES = ("_shiny", "_regular")
@@ -27,29 +34,41 @@ class Split:
     train: list[Sample]
     val: list[Sample]
 
-    def write(self, path: str | Path) -> None:
-        write_samples(path, {"train": self.train, "val": self.val})
+    def write(self, path: str | Path, root: str | Path) -> None:
+        write_samples(path, {"train": self.train, "val": self.val}, root)
 
     @classmethod
-    def read(cls, path: str | Path) -> Split:
-        subsets = read_samples(path)
+    def read(cls, path: str | Path, root: str | Path | None = None) -> Split:
+        return cls.from_subsets(read_samples(path, root))
+
+    @classmethod
+    def from_subsets(cls, subsets: dict[str, list[Sample]]) -> Split:
         return cls(train=subsets.get("train", []), val=subsets.get("val", []))
 
 
-def write_samples(path: str | Path, subsets: dict[str, list[Sample]]) -> None:
-    """One row per file: path, label, subset, group."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "subset", "group"])
-        for subset, samples in subsets.items():
-            writer.writerows((s.path, s.label, subset, source_group(s.path)) for s in samples)
+def write_samples(path: str | Path, subsets: dict[str, list[Sample]], root: str | Path) -> None:
+    """One row per file: its path relative to ``root`` (with ``/``), label, subset, group."""
+    base = os.path.abspath(root)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "label", "subset", "group"])
+    for subset, samples in subsets.items():
+        writer.writerows((_relative(s.path, base), s.label, subset, source_group(s.path)) for s in samples)
+    write_text_atomic(path, text.getvalue())
 
 
-def read_samples(path: str | Path) -> dict[str, list[Sample]]:
+def _relative(path: str, base: str) -> str:
+    # Lexical, not resolved: a class folder that is a symbolic link stays one below the root.
+    return Path(os.path.relpath(os.path.abspath(path), base)).as_posix()
+
+
+def read_samples(path: str | Path, root: str | Path | None = None) -> dict[str, list[Sample]]:
+    """The samples of each subset, their paths joined to ``root``; as written when ``root`` is None."""
     subsets: dict[str, list[Sample]] = defaultdict(list)
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            subsets[row["subset"]].append(Sample(row["path"], row["label"]))
+            where = str(Path(root) / row["path"]) if root is not None else row["path"]
+            subsets[row["subset"]].append(Sample(where, row["label"]))
     return dict(subsets)
 
 

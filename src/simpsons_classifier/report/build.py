@@ -18,6 +18,7 @@ from ..data.run_data import RunData
 from ..evaluation import EvalResult, ensure_evaluated
 from ..explain import CONFUSED_PAIRS_SHOWN, explain_run
 from ..run_dir import RunDir
+from ..storage import write_text_atomic
 from ..tables import read_rows
 from ..training.curves import read_metrics
 from .charts import class_counts_png
@@ -74,7 +75,7 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
                  if explained.kernels(kind).is_file()],
         feature_maps=[_file_uri(p) for p in explained.all_feature_maps()],
     )
-    run.report.write_text(html)
+    write_text_atomic(run.report, html)  # a full disk is one error naming the file; the old report stays
     return run.report
 
 

@@ -7,7 +7,6 @@ evaluated (EMA) weights, the class names, the input normalisation and the config
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,17 +17,18 @@ from torch import nn
 from ..config import Config
 from ..models import create_model
 from ..run_dir import RunDir
+from ..storage import write_atomic
 
 FORMAT_VERSION = 1
 """Version of the checkpoint payloads (``last.pt`` and ``best.pt``)."""
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    """Write to a temporary file then rename, so an interruption never leaves a half-written checkpoint."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    """Write to a temporary file then rename, so an interruption or a full disk never leaves a half-written
+    checkpoint (a failed write is one :class:`StorageError` naming the file; the previous checkpoint stays)."""
+    # Into a file handle, not a file name: torch's own file writer reports a full disk as an "enforce fail" with
+    # neither the file nor the cause, where Python's file object raises OSError(ENOSPC).
+    write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def read(path: str | Path) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from ..storage import write_atomic, write_text_atomic  # noqa: E402
 
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
 PROBE_EPOCH = -1
@@ -23,11 +26,12 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
 
 
 def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: int(row[k]) if k == "epoch" else f"{row[k]:.6g}" for k in COLUMNS})
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: int(row[k]) if k == "epoch" else f"{row[k]:.6g}" for k in COLUMNS})
+    write_text_atomic(path, text.getvalue())
 
 
 def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
@@ -54,5 +58,5 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
     plt.close(fig)

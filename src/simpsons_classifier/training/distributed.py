@@ -61,6 +61,11 @@ def sum_across(values: list[float], ctx: Context) -> list[float]:
     return tensor.tolist()
 
 
+def any_across(flag: bool, ctx: Context) -> bool:
+    """True in every process when ``flag`` is true in any of them: a decision they all take together."""
+    return sum_across([float(flag)], ctx)[0] > 0
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -3,7 +3,7 @@ the AMP scaler and the counters. The loop, checkpointing and resume all go throu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -15,6 +15,54 @@ from ..models import create_model, param_groups, set_trainable_stages
 from . import distributed
 from .checkpoint import FORMAT_VERSION
 from .schedule import LearningRateSchedule, build_schedule
+
+
+@dataclass
+class EpochProgress:
+    """How far the current epoch got: what a checkpoint written in the middle of an epoch needs to continue it
+    exactly (the batches to pass over, the running training loss, the skipped steps, and torch's random state
+    after the last step: MixUp, dropout and, without workers, augmentation draw from it)."""
+
+    batches: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    non_finite: int = 0
+    """Steps skipped this epoch for a non-finite loss or gradient."""
+    non_finite_in_a_row: int = 0
+    rng: torch.Tensor | None = None
+    cuda_rng: list[torch.Tensor] | None = None
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.loss_count if self.loss_count else float("nan")
+
+    def add(self, loss: float | None, images: int) -> None:
+        """One step done: its loss over ``images`` images, or None when it was skipped."""
+        self.batches += 1
+        if loss is None:
+            self.non_finite += 1
+            self.non_finite_in_a_row += 1
+        else:
+            self.non_finite_in_a_row = 0
+            self.loss_sum += loss * images
+            self.loss_count += images
+
+    def keep_random_state(self) -> None:
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+    def restore_random_state(self) -> None:
+        if self.rng is not None:
+            torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any] | None) -> EpochProgress:
+        return cls(**state) if state else cls()
 
 
 @dataclass
@@ -33,6 +81,8 @@ class TrainingState:
     net: nn.Module | None = None
     """What the forward pass goes through: the model itself, or its DistributedDataParallel wrapper."""
     stages: tuple[str, ...] = ()
+    progress: EpochProgress = field(default_factory=EpochProgress)
+    """The unfinished epoch ``epoch``: empty between epochs."""
 
     @classmethod
     def create(cls, config: Config, num_classes: int, ctx: distributed.Context, weights: str,
@@ -82,6 +132,7 @@ class TrainingState:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "progress": self.progress.state_dict(),
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
@@ -92,3 +143,4 @@ class TrainingState:
         self.schedule.load_state_dict(payload["scheduler"])
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step, self.best_top1 = payload["epoch"], payload["step"], payload["best_top1"]
+        self.progress = EpochProgress.from_state_dict(payload.get("progress"))  # absent before mid-epoch saves

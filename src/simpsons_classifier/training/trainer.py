@@ -6,13 +6,21 @@ validation of the EMA weights, the learning-rate schedule, and ``last.pt``/``bes
 
 Resuming is exact because nothing random carries over between epochs: every epoch reseeds torch from
 ``seed`` and the epoch number (data order, augmentation, MixUp and dropout), and the EMA warm-up is a function
-of the global step, which the checkpoint keeps.
+of the global step, which the checkpoint keeps. A run stopped by SIGINT or SIGTERM (``interrupt.py``) saves at the
+step boundary where it stopped: the checkpoint records the steps done in the epoch, the running training loss and
+torch's random state, and the resumed epoch loads its first steps' batches again and drops them (the workers'
+random streams, seeded per epoch, have to go through them) before it continues where the stop left it.
+
+A step whose loss or gradient is not finite is skipped and a run that keeps producing them stops
+(``divergence.py``); one process writes a run folder at a time (``run_lock.py``); a run checks it can write
+its checkpoints before it trains (``storage.check_writable``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +32,26 @@ from tqdm.auto import tqdm
 from ..augment import BatchPipeline, build_eval_transform
 from ..config import Config
 from ..data.dataset import ImageDataset
-from ..data.run_data import RunData, prepare_run_data
+from ..data.run_data import RunData, prepare_run_data, repoint_data
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
+from ..run_lock import hold_run
+from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
 from .curves import PROBE_EPOCH, plot_curves, read_metrics, write_metrics
+from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
+from .interrupt import StopSignals, ignore_stop_signals
 from .probe import fit_probe_head
 from .sampling import BalancedSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
-from .state import TrainingState
+from .state import EpochProgress, TrainingState
 from .validate import autocast, predict, score_sums, scores_from_sums
 
 _EPOCH_SEED_STRIDE = 10_007  # seed * stride + epoch: distinct streams for different seeds and epochs
+CHECKPOINT_COPIES = 5
+"""Free space a run needs, in copies of its model: last.pt holds the model, its EMA and AdamW's two moments, and
+best.pt one more (each is written beside the old one before it replaces it)."""
 
 
 class RunExistsError(FileExistsError):
@@ -51,28 +66,42 @@ def train(
     of making one. ``budget_seconds``: size ``epochs`` (at most the config's) to fit this wall-clock time."""
     started = time.perf_counter()
     run = RunDir(out_dir)
+    _refuse_existing(run)
+    ctx = distributed.setup()
+    with hold_run(run, enabled=ctx.is_main):
+        if ctx.is_main:
+            _refuse_existing(run)  # again, now that no other process can be writing it
+            check_writable(run.path)  # before the config, split and data files; the checkpoints' size comes later
+            config.save(run.config)
+            data = prepare_run_data(config, data_dir, run, progress=progress, split_file=split_file)
+            _print_data_summary(data, run)
+        distributed.barrier(ctx)
+        budget = (budget_seconds, started) if budget_seconds is not None else None
+        return _fit(config, run, ctx, resume_from=None, progress=progress, budget=budget)
+
+
+def _refuse_existing(run: RunDir) -> None:
     if run.holds_run():
         raise RunExistsError(f"{run} already holds a run: continue it with --resume {run} or use another --out")
-    ctx = distributed.setup()
-    if ctx.is_main:
-        run.make()
-        config.save(run.config)
-        data = prepare_run_data(config, data_dir, run, progress=progress, split_file=split_file)
-        _print_data_summary(data, run)
-    distributed.barrier(ctx)
-    budget = (budget_seconds, started) if budget_seconds is not None else None
-    return _fit(config, run, ctx, resume_from=None, progress=progress, budget=budget)
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> RunDir:
-    """Continue the run in ``run_dir`` from its last completed epoch, with its own config and split."""
+def resume(run_dir: str | Path, progress: bool = True, data_root: str | Path | None = None) -> RunDir:
+    """Continue the run in ``run_dir`` from its last checkpoint (the end of an epoch, or the step where a stop
+    signal left it), with its own config and split. ``data_root``: the run's dataset moved there (recorded in the
+    run, see ``repoint_data``)."""
     run = RunDir(run_dir)
     config = Config.load(run.config)
-    payload = checkpoint.read(run.last)
     ctx = distributed.setup()
-    if ctx.is_main:
-        print(f"resuming {run} after epoch {payload['epoch']} of {config.epochs}")
-    return _fit(config, run, ctx, resume_from=payload, progress=progress)
+    with hold_run(run, enabled=ctx.is_main):
+        if ctx.is_main and data_root is not None:
+            print(repoint_data(run, data_root))
+        distributed.barrier(ctx)
+        payload = checkpoint.read(run.last)
+        if ctx.is_main:
+            done = EpochProgress.from_state_dict(payload.get("progress")).batches
+            within = f", {done} steps into epoch {payload['epoch'] + 1}" if done else ""
+            print(f"resuming {run} after epoch {payload['epoch']} of {config.epochs}{within}")
+        return _fit(config, run, ctx, resume_from=payload, progress=progress)
 
 
 def seed_epoch(config: Config, epoch: int) -> None:
@@ -82,27 +111,34 @@ def seed_epoch(config: Config, epoch: int) -> None:
 def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dict[str, Any] | None,
          progress: bool, budget: tuple[float, float] | None = None) -> RunDir:
     data = RunData.read(run)
+    data.check_root()
     show = progress and ctx.is_main
     seed_epoch(config, -1)
     workers = _num_workers(config, ctx)
     steps_per_epoch = _steps_per_epoch(len(data.split.train), config, ctx)
     state = TrainingState.create(config, len(data.classes), ctx, "none" if resume_from else config.weights,
                                  steps_per_epoch)
+    if ctx.is_main:  # a full disk is found now, not when the first epoch's checkpoint is written
+        check_writable(run.path, CHECKPOINT_COPIES * _model_bytes(state.model))
     normalisation = data_config(state.model)
     pipeline = BatchPipeline(config, normalisation["mean"], normalisation["std"], len(data.classes), ctx.device)
     eval_transform = build_eval_transform(config.image_size, normalisation["mean"], normalisation["std"])
     train_set = ImageDataset(data.split.train, data.classes, pipeline.sample_transform, decode_size=config.image_size)
     val_set = ImageDataset(data.split.val[ctx.rank :: ctx.world_size], data.classes, eval_transform,
                            decode_size=config.image_size)
-    val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers,
+                            worker_init_fn=ignore_stop_signals)
 
-    def validate() -> dict[str, float]:
+    def validate(epoch_name: str) -> dict[str, float]:
         logits, targets = predict(state.evaluated, val_loader, ctx.device, config.amp, config.channels_last, show,
                                   desc="validating")
-        return scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
+        scores = scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
+        check_validation_loss(scores["loss"], epoch_name, config)
+        return scores
 
-    def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float) -> None:
-        """Keep the best weights, the resume point, the metrics row and its line on the console."""
+    def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float, skipped: int = 0) -> None:
+        """Keep the best weights, the resume point, the metrics row and its line on the console (``skipped``: the
+        epoch's steps skipped for a non-finite loss or gradient)."""
         improved = scores["top1"] > state.best_top1
         state.best_top1 = max(state.best_top1, scores["top1"])
         history.append({"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
@@ -111,6 +147,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         if not ctx.is_main:
             return
         if improved:
+            check_weights(state.evaluated, _epoch_name(epoch, config), config)
             payload = checkpoint.inference_payload(state.evaluated.state_dict(), config, data.classes, normalisation,
                                                    epoch)
             checkpoint.save_atomic(payload, run.best)
@@ -118,47 +155,92 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         write_metrics(run.metrics, history)
         plot_curves(history, run.curves)
         if epoch == PROBE_EPOCH:
-            heading, left = "probe head (epoch 0)", ""
+            heading, left = _epoch_name(epoch, config), ""
         else:
             remaining = (config.epochs - epoch - 1) * seconds
-            heading = f"epoch {epoch + 1}/{config.epochs}  train_loss {train_loss:.3f}"
+            heading = f"{_epoch_name(epoch, config)}  train_loss {train_loss:.3f}"
             left = f", about {format_duration(remaining)} left" if remaining else ""
         print(f"{heading}  val_loss {scores['loss']:.3f}  top1 {100 * scores['top1']:.1f}%  "
-              f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s{left}){'  *best*' if improved else ''}", flush=True)
+              f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s{left}){'  *best*' if improved else ''}"
+              + (f"  ({skipped} steps skipped: non-finite loss or gradient)" if skipped else ""), flush=True)
 
-    history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
     balanced = should_balance(config.balance, train_set.targets)
-    if resume_from is not None:
-        state.load_state_dict(resume_from)
-    else:
-        if ctx.is_main and balanced:
-            print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
-                  f"images of the smallest")
-        if config.head_init == "probe":
-            started = time.perf_counter()
-            plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
-                                           decode_size=config.image_size)
-            plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers)
-            fit_probe_head(state.model, plain_loader, ctx.device, show)
-            state.sync_ema()
-            # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
-            record(PROBE_EPOCH, float("nan"), validate(), time.perf_counter() - started)
-        if budget is not None:
-            _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced)
+    with StopSignals(f"continue from the last checkpoint with  simpsons train --resume {run}") as stop:
+        if resume_from is not None:
+            state.load_state_dict(resume_from)
+        history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
+        if resume_from is None:
+            if ctx.is_main and balanced:
+                print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
+                      f"images of the smallest")
+            if config.head_init == "probe":
+                started = time.perf_counter()
+                plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
+                                               decode_size=config.image_size)
+                plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers,
+                                          worker_init_fn=ignore_stop_signals)
+                fit_probe_head(state.model, plain_loader, ctx.device, show)
+                state.sync_ema()
+                # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
+                record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
+                       time.perf_counter() - started)
+            if budget is not None:
+                _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced)
 
-    for epoch in range(state.epoch, config.epochs):
-        seed_epoch(config, epoch)
-        state.train_stages(active_stages(config, epoch))
-        started = time.perf_counter()
-        loader = _train_loader(train_set, config, ctx, epoch, workers, pipeline.collate, balanced)
-        train_loss = train_one_epoch(state, pipeline.batches(loader), epoch, config, show)
-        scores = validate()
-        state.schedule.after_epoch(scores["loss"])
-        state.epoch = epoch + 1
-        record(epoch, train_loss, scores, time.perf_counter() - started)
-        distributed.barrier(ctx)
+        for epoch in range(state.epoch, config.epochs):
+            seed_epoch(config, epoch)
+            state.train_stages(active_stages(config, epoch))
+            started = time.perf_counter()
+            loader = _train_loader(train_set, config, ctx, epoch, workers, pipeline.collate, balanced)
+            batches = pipeline.batches(_batches_left(loader, state.progress))
+            train_loss = train_one_epoch(state, batches, epoch, config, show, stop, steps=len(loader))
+            if train_loss is None:
+                done = state.progress.batches
+                _save_and_stop(state, run, ctx, stop, f"in epoch {epoch + 1}/{config.epochs} after step {done} of "
+                               f"{len(loader)}" if done else f"at the start of epoch {epoch + 1}/{config.epochs}")
+            scores = validate(_epoch_name(epoch, config))
+            state.schedule.after_epoch(scores["loss"])
+            state.epoch = epoch + 1
+            done, state.progress = state.progress, EpochProgress()
+            record(epoch, train_loss, scores, time.perf_counter() - started, skipped=done.non_finite)
+            distributed.barrier(ctx)
+        if distributed.any_across(stop.requested, ctx):  # asked during the last validation: training is done
+            raise stop.interrupted(f"stopped by {stop.name} after the last epoch, before the evaluation: "
+                                   f"simpsons train --resume {run} evaluates and reports it")
     distributed.teardown()
     return run
+
+
+def _epoch_name(epoch: int, config: Config) -> str:
+    return "probe head (epoch 0)" if epoch == PROBE_EPOCH else f"epoch {epoch + 1}/{config.epochs}"
+
+
+def _model_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _batches_left(loader: DataLoader, progress: EpochProgress) -> Iterable:
+    """``loader`` after the ``progress.batches`` batches a stopped run already trained on, torch's random state as
+    it was after them. The batches are loaded and dropped, not skipped by index: with workers, each worker's random
+    stream (augmentation) is seeded per epoch and has to go through them to reach the same state."""
+    if not progress.batches:
+        return loader
+    batches = iter(loader)
+    for _ in range(progress.batches):
+        next(batches)
+    progress.restore_random_state()
+    return batches
+
+
+def _save_and_stop(state: TrainingState, run: RunDir, ctx: distributed.Context, stop: StopSignals,
+                   where: str) -> None:
+    """Write the mid-epoch checkpoint that resume continues from, and end with how to continue."""
+    state.progress.keep_random_state()
+    if ctx.is_main:
+        checkpoint.save_atomic(state.state_dict(), run.last)
+    distributed.barrier(ctx)
+    raise stop.interrupted(f"stopped by {stop.name} {where}; saved in {run.last}: continue with  "
+                           f"simpsons train --resume {run}")
 
 
 def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tuple[float, float],
@@ -184,34 +266,63 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
               f"so {config.epochs} epoch{'s' if config.epochs > 1 else ''}", flush=True)
 
 
-def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config) -> torch.Tensor:
-    """Forward, label-smoothed cross-entropy, backward and one optimiser step; returns the loss."""
+def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config) -> float | None:
+    """Forward, label-smoothed cross-entropy, backward and one optimiser step; returns the loss, or None when the
+    loss or a gradient was not finite and the step was skipped (see ``divergence.py``)."""
+    norms = NormStatistics(state.model)
     with autocast(state.ctx.device, config.amp):
         logits = state.net(images)
     loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    return loss
+    state.scaler.unscale_(state.optimizer)  # nothing to undo without fp16
+    gradients = [p.grad for p in state.model.parameters() if p.grad is not None]
+    gradient_norm = torch.nn.utils.get_total_norm(gradients) if gradients else torch.zeros((), device=loss.device)
+    checks = [loss.detach().float(), ~torch.isfinite(loss.detach()), ~torch.isfinite(gradient_norm)]
+    loss_value, bad_loss, bad_gradient = torch.stack([c.float() for c in checks]).tolist()  # one device sync
+    bad_loss, bad_gradient = (v > 0 for v in distributed.sum_across([bad_loss, bad_gradient], state.ctx))
+    if bad_loss or bad_gradient:
+        state.optimizer.zero_grad(set_to_none=True)
+        norms.restore()
+    else:
+        state.scaler.step(state.optimizer)
+    state.scaler.update()  # under fp16, an overflowing gradient lowers the scale
+    counted = bad_loss or (bad_gradient and not state.scaler.is_enabled())
+    return None if counted else loss_value
 
 
-def train_one_epoch(state: TrainingState, batches, epoch: int, config: Config, show: bool = False) -> float:
-    """One pass over ``batches`` of model-ready ``(images, targets)``; returns the mean training loss."""
+def train_one_epoch(state: TrainingState, batches: Iterable, epoch: int, config: Config, show: bool = False,
+                    stop: StopSignals | None = None, steps: int | None = None) -> float | None:
+    """One pass over ``batches`` of model-ready ``(images, targets)``, counted in ``state.progress`` (which may
+    hold the first steps of the epoch already); returns the epoch's mean training loss, or None when ``stop`` was
+    requested before the end. ``steps``: the epoch's length, for the progress bar."""
     state.net.train()
     freeze_frozen_norms(state.model)
-    total, count = 0.0, 0
-    bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not show)
-    for images, targets in bar:
-        loss = train_step(state, images, targets, config)
-        state.schedule.after_step()
-        if state.ema is not None:
-            state.ema.update(state.model, step=state.step)
-        state.step += 1
-        total += loss.item() * len(images)
-        count += len(images)
-        bar.set_postfix(loss=f"{total / count:.3f}")
-    return total / max(count, 1)
+    progress = state.progress
+    bar = tqdm(total=steps, initial=progress.batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=not show)
+    iterator = iter(batches)
+    try:
+        while True:
+            if stop is not None and distributed.any_across(stop.requested, state.ctx):
+                return None
+            try:
+                images, targets = next(iterator)
+            except StopIteration:
+                return progress.mean_loss
+            loss = train_step(state, images, targets, config)
+            state.schedule.after_step()
+            if state.ema is not None:
+                state.ema.update(state.model, step=state.step)
+            state.step += 1
+            progress.add(loss, len(images))
+            raise_if_diverged(progress.non_finite_in_a_row, epoch, progress.batches, steps or progress.batches, config)
+            bar.update()
+            bar.set_postfix(loss=f"{progress.mean_loss:.3f}")
+    finally:
+        bar.close()
+        if isinstance(iterator, Generator):
+            iterator.close()  # a loader stopped halfway shuts its workers down now
 
 
 def _drop_last(train_images: int, config: Config, ctx: distributed.Context) -> bool:
@@ -232,7 +343,7 @@ def _train_loader(
     """A loader whose order and worker seeds depend only on (seed, epoch), for every process count."""
     common = dict(batch_size=config.batch_size, num_workers=workers,
                   drop_last=_drop_last(len(train_set), config, ctx),
-                  pin_memory=ctx.device.type == "cuda", collate_fn=collate)
+                  pin_memory=ctx.device.type == "cuda", collate_fn=collate, worker_init_fn=ignore_stop_signals)
     if balanced:
         sampler = BalancedSampler(train_set.targets, config.seed, epoch, ctx.rank, ctx.world_size)
         generator = torch.Generator().manual_seed(config.seed * _EPOCH_SEED_STRIDE + epoch)  # workers' seeds

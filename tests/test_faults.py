@@ -1,0 +1,334 @@
+"""What users and the world do to a training run: a learning rate that diverges, two processes on one run folder,
+a run or dataset that moved, a full disk, a stop signal halfway through an epoch, a bad ``--set`` value, files
+that disappear during a run."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from synthetic import make_dataset, tiny_config
+
+from simpsons_classifier import cli
+from simpsons_classifier.data.dataset import ImageDataset
+from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.data.scan import scan_dataset
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import checkpoint, distributed, trainer
+from simpsons_classifier.training.divergence import MAX_NON_FINITE_IN_A_ROW, TrainingDiverged
+from simpsons_classifier.run_lock import hold_run
+from simpsons_classifier.training.state import TrainingState
+
+
+def _cli(capsys, *args: str) -> tuple[int, str]:
+    """Exit status and stderr of ``simpsons ARGS`` run in this process."""
+    code = cli.main([str(a) for a in args])
+    return code, capsys.readouterr().err
+
+
+def _error_line(stderr: str) -> str:
+    """The one ``error:`` line of a command that failed as a user's mistake (progress bars aside), no traceback."""
+    assert "Traceback" not in stderr
+    (line,) = [line for line in re.split(r"[\r\n]+", stderr) if line.startswith("error:")]
+    return line
+
+
+def _config_file(path: Path, **overrides) -> Path:
+    tiny_config(**overrides).save(path)
+    return path
+
+
+# --- a diverging run -------------------------------------------------------------------------------------------
+
+def test_a_diverging_run_stops_with_the_cause_and_saves_no_best_checkpoint(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "lr.yaml", epochs=2, batch_size=2, lr=1e12)
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
+    assert code == 2
+    line = _error_line(stderr)
+    assert "diverged in epoch 1/2" in line and "learning rate" in line and "lr 1e+12" in line
+    assert not (tmp_path / "run" / "best.pt").exists() and not (tmp_path / "run" / "report.html").exists()
+
+
+def _tiny_state(classes: int = 3) -> TrainingState:
+    ctx = distributed.Context(rank=0, world_size=1, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    state = TrainingState.create(tiny_config(), classes, ctx, "none", steps_per_epoch=10)
+    state.train_stages(("head", "last_stage"))
+    state.net.train()
+    return state
+
+
+def test_a_non_finite_step_is_skipped_with_weights_and_norm_statistics_as_they_were():
+    state = _tiny_state()
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    images, targets = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 0])
+    images[0, 0, 0, 0] = float("nan")
+    assert trainer.train_step(state, images, targets, tiny_config()) is None
+    for key, value in state.model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert trainer.train_step(state, images.nan_to_num(), targets, tiny_config()) is not None  # the next one steps
+    assert any(not torch.equal(v, before[k]) for k, v in state.model.state_dict().items())
+
+
+def test_non_finite_steps_in_a_row_stop_the_run_naming_the_step():
+    state = _tiny_state()
+    bad = [(torch.full((2, 3, 32, 32), float("inf")), torch.tensor([0, 1]))] * 10
+    with pytest.raises(TrainingDiverged, match=rf"epoch 1/2 at step {MAX_NON_FINITE_IN_A_ROW + 1} of 10.*--set lr"):
+        trainer.train_one_epoch(state, bad, 0, tiny_config(), steps=10)
+
+
+# --- one writer per run folder ---------------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.run_lock import hold_run
+with hold_run(RunDir(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.fixture
+def lock_holder(tmp_path):
+    """Another process that holds the lock of ``tmp_path / "run"``."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_second_process_on_a_run_in_use_is_refused_with_the_holders_pid(tmp_path, capsys, lock_holder):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run")
+    assert code == 2
+    assert f"is in use by process {lock_holder.pid}" in _error_line(stderr)
+    assert not (tmp_path / "run" / "split.csv").exists()
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys, lock_holder):
+    lock_holder.send_signal(signal.SIGKILL)
+    lock_holder.wait()
+    with hold_run(RunDir(tmp_path / "run")):
+        assert json.loads((tmp_path / "run" / ".lock").read_text())["pid"] == os.getpid()
+    assert re.search(rf"left locked by process {lock_holder.pid} \(since .*\), which has ended; taking it over",
+                     capsys.readouterr().err)
+
+
+# --- runs and datasets that move -------------------------------------------------------------------------------
+
+@pytest.fixture
+def chdir_back():
+    here = os.getcwd()
+    yield
+    os.chdir(here)
+
+
+def test_a_run_moved_elsewhere_evaluates_from_another_working_directory(tmp_path, capsys, chdir_back):
+    make_dataset(tmp_path / "project" / "data", classes=3, per_source=1)
+    os.chdir(tmp_path / "project")
+    trainer.train(tiny_config(epochs=1), "data", "runs/demo", progress=False)  # paths as a user types them
+    shutil.move(tmp_path / "project" / "runs" / "demo", tmp_path / "moved")
+    os.chdir(tmp_path)
+    code, stderr = _cli(capsys, "evaluate", "--run", tmp_path / "moved")
+    assert code == 0, stderr
+    assert (tmp_path / "moved" / "eval" / "metrics.json").is_file()
+
+
+def test_a_moved_dataset_is_refused_with_the_option_and_re_pointed_with_data_root(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    run = trainer.train(tiny_config(epochs=1), data, tmp_path / "run", progress=False)
+    data.rename(tmp_path / "moved-data")
+    code, stderr = _cli(capsys, "evaluate", "--run", run)
+    assert code == 2 and "--data-root NEWROOT" in _error_line(stderr)
+    code, stderr = _cli(capsys, "evaluate", "--run", run, "--data-root", tmp_path / "moved-data")
+    assert code == 0, stderr
+    assert RunData.read(run).root == tmp_path / "moved-data"  # recorded: later commands read from there
+    assert all(Path(s.path).is_file() for s in RunData.read(run).split.val)
+    code, stderr = _cli(capsys, "evaluate", "--run", run, "--data-root", tmp_path)
+    assert code == 2 and "holds none of the run's" in stderr
+
+
+def test_an_older_run_with_paths_relative_to_its_working_directory_still_reads(tmp_path, chdir_back):
+    """Runs written before the paths were relative to the dataset folder: cwd-relative paths, absolute root."""
+    data = make_dataset(tmp_path / "project" / "data", classes=3, per_source=1)
+    scan = scan_dataset(data, progress=False)
+    run = RunDir(tmp_path / "old").make()
+    run.dataset.write_text(json.dumps({"root": str(data), "classes": scan.classes, "class_counts": {}}))
+    with open(run.split, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "subset", "group"])
+        for i, sample in enumerate(scan.samples):
+            writer.writerow([os.path.relpath(sample.path, tmp_path / "project"), sample.label,
+                             "val" if i % 3 == 0 else "train", ""])
+    os.chdir(tmp_path)  # not the folder the paths were relative to
+    split = RunData.read(run).split
+    assert len(split.train + split.val) == len(scan.samples)
+    assert all(Path(s.path).is_file() for s in split.train + split.val)
+
+
+# --- a full disk -----------------------------------------------------------------------------------------------
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint_and_says_so(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "tiny.yaml", epochs=2)
+    run = tmp_path / "run"
+    real_save = torch.save
+
+    def save_until_the_disk_fills(payload, file, *args, **kwargs):
+        if "optimizer" in payload and payload["epoch"] == 2:  # last.pt after the second epoch
+            with contextlib.ExitStack() as stack:
+                if isinstance(file, (str, os.PathLike)):
+                    file = stack.enter_context(open(file, "wb"))
+                return real_save(payload, DiskFullAfter(file, 100_000), *args, **kwargs)
+        return real_save(payload, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", run, "--config", config)
+    assert code == 2
+    line = _error_line(stderr)
+    assert f"cannot write {run / 'last.pt'}: No space left on device [ENOSPC]" in line
+    assert "previous last.pt is unchanged" in line
+    assert not [p.name for p in run.iterdir() if "tmp" in p.name]
+    assert checkpoint.read(run / "last.pt")["epoch"] == 1
+
+    # Resumed on the still-full disk, it fails before training an epoch.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, used=10**9, free=10**5))
+    monkeypatch.setattr(trainer, "train_one_epoch", lambda *a, **k: pytest.fail("trained on a full disk"))
+    code, stderr = _cli(capsys, "train", "--resume", run)
+    assert code == 2 and f"cannot write {run}: 0 MB free" in _error_line(stderr) and "[ENOSPC]" in stderr
+
+
+class DiskFullAfter:
+    """A file that takes ``room`` bytes, then fails as a full disk does (torch.save's zip writer then fails closing
+    the archive, with a RuntimeError raised while handling the OSError)."""
+
+    def __init__(self, file, room: int) -> None:
+        self.file, self.room = file, room
+
+    def write(self, data) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+# --- a stop signal ---------------------------------------------------------------------------------------------
+
+STOP_AT_STEP = """
+import os, signal, sys
+from simpsons_classifier import cli
+from simpsons_classifier.training import trainer
+train_step = trainer.train_step
+def step(state, *args, **kwargs):
+    if state.step == int(sys.argv[1]):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler or docker stop would, during this step
+    return train_step(state, *args, **kwargs)
+trainer.train_step = step
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_a_checkpoint_that_resume_continues_to_the_same_weights(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)  # 10 training images: 5 steps an epoch
+    overrides = dict(epochs=2, batch_size=2, num_workers=2, mix_prob=1.0)
+    straight = trainer.train(tiny_config(**overrides), data, tmp_path / "straight", progress=False)
+
+    run = tmp_path / "stopped"
+    command = [sys.executable, "-c", STOP_AT_STEP, "7", "train", "--data", str(data), "--out", str(run),
+               "--config", str(_config_file(tmp_path / "tiny.yaml", **overrides))]
+    stopped = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert f"stopped by SIGTERM in epoch 2/2 after step 3 of 5; saved in {run / 'last.pt'}" in stopped.stderr
+    assert f"simpsons train --resume {run}" in stopped.stderr
+    assert checkpoint.read(run / "last.pt")["progress"]["batches"] == 3
+    assert not _processes_mentioning(run)  # its DataLoader workers went with it
+
+    trainer.resume(run, progress=False)
+    a, b = checkpoint.read(straight / "last.pt"), checkpoint.read(run / "last.pt")
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    with open(straight / "metrics.csv") as one, open(run / "metrics.csv") as other:
+        assert ([r["train_loss"] for r in csv.DictReader(one)] == [r["train_loss"] for r in csv.DictReader(other)])
+
+
+def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+    train_step = trainer.train_step
+
+    def step(state, *args, **kwargs):
+        if state.step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_step(state, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
+    assert code == 130 and "Traceback" not in stderr
+    assert "stopped by SIGINT in epoch 1/1 after step 2 of 5" in stderr
+    assert checkpoint.read(tmp_path / "run" / "last.pt")["progress"]["batches"] == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def _processes_mentioning(text: Path) -> list[str]:
+    time.sleep(0.5)  # let the kernel reap them
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(text).encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+        except OSError:
+            pass
+    return found
+
+
+# --- bad input -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["lr=[1", "lr=!!python/object/apply:os.system ['true']"])
+def test_a_bad_set_value_is_one_error_line(capsys, value):
+    code, stderr = _cli(capsys, "train", "--data", "d", "--out", "r", "--set", value)
+    assert code == 2 and stderr.count("\n") == 1
+    assert _error_line(stderr).startswith(f"error: --set {value!r}: the value is not a plain YAML value")
+
+
+def test_a_class_whose_files_all_vanish_is_one_warning_naming_it(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    scan = scan_dataset(data, progress=False)
+    shutil.rmtree(data / "001_class1")
+    dataset = ImageDataset(scan.samples, scan.classes, lambda image: 0)
+    with pytest.warns(UserWarning) as caught:
+        for i in range(len(dataset)):
+            dataset[i]
+    assert [str(w.message) for w in caught] == [
+        "class '001_class1': none of its 5 files is there any more (deleted or moved while the run was reading them?); "
+        "other images take their place"]
+
+
+def test_a_file_where_a_class_folder_would_be_is_named_in_a_warning(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    (data / "bart_simpson.zip").write_bytes(b"PK")
+    with pytest.warns(UserWarning, match=r"bart_simpson.zip is a file beside the class folders, not in one"):
+        scan = scan_dataset(data, progress=False)
+    assert len(scan.classes) == 3
