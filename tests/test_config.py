@@ -7,21 +7,34 @@ from simpsons_classifier.config import Config, ConfigError, parse_overrides
 CONFIGS = Path(__file__).parents[1] / "configs"
 
 
-def test_defaults_are_the_reference_recipe():
+def test_defaults_adapt_to_the_data_and_the_budget():
     config = Config()
-    assert (config.backbone, config.lr, config.weight_decay, config.label_smoothing) == ("resnet101", 2e-4, 3e-4, 0.03)
-    assert (config.backbone_lr_mult, config.unfreeze_epoch, config.batch_size, config.epochs) == (0.1, 5, 16, 25)
+    assert (config.backbone, config.weight_decay, config.label_smoothing) == ("resnet101", 3e-4, 0.03)
+    assert (config.head_init, config.lr_schedule, config.unfreeze_fraction, config.balance) == (
+        "probe", "cosine", 0.2, "auto")
+    assert config.lr is None and config.ema_decay is None and config.head_lr == pytest.approx(2e-4)
     assert (config.strong_aug_prob, config.background_mix_prob, config.val_fraction) == (0.7, 0.35, 0.3)
 
 
-def test_reference_yaml_equals_defaults():
-    assert Config.load(CONFIGS / "reference.yaml").differences() == {}
+def test_reference_yaml_spells_out_the_reports_recipe():
+    reference = Config.load(CONFIGS / "reference.yaml")
+    assert (reference.backbone, reference.lr, reference.weight_decay, reference.label_smoothing) == (
+        "resnet101", 2e-4, 3e-4, 0.03)
+    assert (reference.backbone_lr_mult, reference.unfreeze_epoch, reference.unfreeze_fraction, reference.batch_size,
+            reference.epochs) == (0.1, 5, None, 16, 25)
+    assert (reference.head_init, reference.lr_schedule, reference.ema_decay, reference.balance) == (
+        "random", "plateau", 0.999, "none")
 
 
-def test_baseline_differs_only_in_the_reports_ablated_keys():
-    changed = set(Config.load(CONFIGS / "baseline.yaml").differences())
+def test_baseline_differs_from_the_reference_only_in_the_reports_ablated_keys():
+    reference = Config.load(CONFIGS / "reference.yaml")
+    changed = set(Config.load(CONFIGS / "baseline.yaml").differences(reference))
     assert changed == {"label_smoothing", "backbone_lr_mult", "ema_decay", "background_mix_prob", "mixup_alpha",
                        "cutmix_alpha", "mix_prob"}
+
+
+def test_demo_config_is_the_defaults_plus_what_the_demo_needs():
+    assert set(Config.load(CONFIGS / "demo.yaml").differences()) == {"backbone", "epochs", "split", "val_groups"}
 
 
 def test_demo_config_uses_the_packaged_backbone_and_group_split():

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..errors import UserError
+
 API_HOST = "api.kaggle.com"
 CONNECT_TIMEOUT_S = 5.0
 INSTALL_HINT = "pip install 'simpsons-classifier[kaggle]'"
@@ -33,7 +35,7 @@ CREDENTIALS_HINT = ("create an API token at https://www.kaggle.com/settings/api 
                     "~/.kaggle/kaggle.json, or set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError):
     """A Kaggle download that cannot be done here; the message says what to do by hand instead."""
 
 
