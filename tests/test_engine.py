@@ -16,7 +16,7 @@ from torchvision import transforms as v1
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, fused, gpu, recipe
+from simpsons_classifier.augment import ENGINES, build_device_augment, build_train_transform, fused, gpu, pipeline, recipe
 from simpsons_classifier.augment.colour import Colour, ColourDraw
 from simpsons_classifier.augment.geometry import (
     Geometry,
@@ -34,7 +34,7 @@ from simpsons_classifier.augment.background import foreground_mask
 from simpsons_classifier.augment.mixing import ArrayBackgroundMixing, blend
 from simpsons_classifier.cli import main
 from simpsons_classifier.config import AUGMENT_ENGINES, Config, ConfigError
-from simpsons_classifier.training import trainer
+from simpsons_classifier.training import state, trainer
 
 DRAWS = 4000
 P_VALUE = 1e-3
@@ -505,7 +505,7 @@ def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
     def on_cpu(cfg, mean, std, device_):
         return gpu.create_device_augment(cfg, [solid_image((0, 0, 255))], mean, std, device_)
 
-    monkeypatch.setattr(trainer, "build_device_augment", on_cpu)
+    monkeypatch.setattr(pipeline, "build_device_augment", on_cpu)  # the batch pipeline builds the GPU path
     run = trainer.train(tiny_config(epochs=1, gpu_augment=True, background_mix_prob=0.5), dataset, tmp_path / "run",
                         progress=False)
     assert (run / "best.pt").is_file()
@@ -513,7 +513,7 @@ def test_training_runs_through_the_device_path(tmp_path, dataset, monkeypatch):
 
 @pytest.mark.parametrize("engine", AUGMENT_ENGINES)
 def test_training_feeds_the_network_normalised_batches_from_either_engine(tmp_path, dataset, monkeypatch, engine):
-    inputs, create_model = [], trainer.create_model
+    inputs, create_model = [], state.create_model
 
     def record(module, args):
         if module.training:  # training batches only, not the probe's or validation's
@@ -524,7 +524,7 @@ def test_training_feeds_the_network_normalised_batches_from_either_engine(tmp_pa
         model.register_forward_pre_hook(record)
         return model
 
-    monkeypatch.setattr(trainer, "create_model", recording_model)
+    monkeypatch.setattr(state, "create_model", recording_model)  # the training state builds the model
     run = trainer.train(tiny_config(epochs=1, augment_engine=engine, mix_prob=0.0), dataset, tmp_path / "run",
                         progress=False)
     assert (run / "best.pt").is_file() and inputs

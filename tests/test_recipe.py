@@ -57,7 +57,7 @@ def test_learning_rate_scales_with_the_batch_and_ema_follows_the_steps():
 def test_the_probe_head_is_scored_as_epoch_0_and_kept_when_fine_tuning_makes_things_worse(tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "data", classes=3)
 
-    def wrecking_epoch(state, batches, epoch, config, show=False):
+    def wrecking_epoch(state, batches, epoch, config, *args, **kwargs):
         with torch.no_grad():  # fine-tuning gone wrong: every class's row moved to the next class
             for tensor in (state.model.get_classifier().weight, state.model.get_classifier().bias):
                 tensor.copy_(tensor.roll(1, dims=0))
