@@ -32,10 +32,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+        values = np.array(image, dtype=np.float64)
         low, high = float(values.min()), float(values.max())
-        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
-        return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+        if high > low:  # (values - low) / (high - low) * 255, in place: one float copy of the image, not three
+            values -= low
+            values /= high - low
+            values *= 255.0
+        else:
+            values[:] = 0.0
+        return Image.fromarray(values.astype(np.uint8), mode="L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
