@@ -1,38 +1,40 @@
 import asyncio
 import io
-import socket
+import json
+import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
-from tiny_runs import train_tiny_run
+from serve_support import LOOPBACK, free_port, png, run_in_fresh_loop, shared_run
 
 from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.inference.export import EXPORT_DIR, METADATA_FILE, export_onnx, file_sha256
 from simpsons_classifier.inference.predictor import Predictor
 from simpsons_classifier.serve.app import create_app
 from simpsons_classifier.serve.batcher import MicroBatcher
+from simpsons_classifier.serve.server import server_config
 from simpsons_classifier.serve.settings import ServeSettings
+from simpsons_classifier.training.trainer import BEST
 
 UPLOAD_LIMIT = 200_000
-SETTINGS = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, max_batch=8, max_wait_ms=50)
+PIXEL_LIMIT = 512 * 512
+SETTINGS = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, max_batch=8, max_wait_ms=50, max_pixels=PIXEL_LIMIT)
+API_KEY = "s3cret-key"
+ORIGIN = "https://classifier.example"
 SERVER_START_TIMEOUT_S = 20
 PAGE_TIMEOUT_MS = 30_000
 
 
-def run_in_fresh_loop(coroutine):
-    """asyncio.run on a thread of its own: the session-wide Playwright browser keeps a loop in the main thread."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("serve"))
+    return shared_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +53,6 @@ def image(run) -> tuple[str, bytes]:
     """A validation image's path and PNG bytes."""
     path = RunData.read(run).split.val[0].path
     return path, open(path, "rb").read()
-
-
-def _png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _expected(predictor: Predictor, path: str):
@@ -87,7 +83,7 @@ def test_health_docs_and_page(client):
 
 def _bomb() -> bytes:
     """A 1-bit PNG of 9000×9000 pixels: a few kilobytes that would decode to 81 million pixels."""
-    return _png(Image.new("1", (9000, 9000)))
+    return png(Image.new("1", (9000, 9000)))
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -98,6 +94,7 @@ def _bomb() -> bytes:
     ("bomb.png", None, "image/png", 422, "decompression bomb"),
     ("notes.txt", b"hello", "text/plain", 415, "expected an image"),
     ("empty.png", b"", "image/png", 422, "empty"),
+    ("wide.png", png(Image.new("RGB", (600, 500))), "image/png", 413, f"over the limit of {PIXEL_LIMIT} pixels"),
 ])
 def test_bad_uploads_get_a_4xx_with_a_message_and_the_server_keeps_serving(client, image, name, data, content_type,
                                                                           status, message):
@@ -108,7 +105,26 @@ def test_bad_uploads_get_a_4xx_with_a_message_and_the_server_keeps_serving(clien
         assert len(data) < UPLOAD_LIMIT
     response = client.post("/predict", files={"image": (name, data, content_type)})
     assert response.status_code == status and message in response.json()["detail"]
+    assert " object at 0x" not in response.json()["detail"]  # no Python repr of the upload
     assert client.post("/predict", files={"image": ("ok.png", image[1], "image/png")}).status_code == 200
+
+
+def _jpeg(size: tuple[int, int], progressive: bool) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (250, 200, 30)).save(buffer, format="JPEG", progressive=progressive)
+    return buffer.getvalue()
+
+
+def test_the_pixel_limit_counts_the_pixels_actually_decoded(client):
+    """A baseline JPEG decodes at a reduced scale (2000² -> 250² for this 32-px model), a progressive one cannot
+    spare its full-size coefficients, and other formats decode at full size."""
+    assert 2000 * 2000 > PIXEL_LIMIT
+    baseline = client.post("/predict", files={"image": ("photo.jpg", _jpeg((2000, 2000), False), "image/jpeg")})
+    assert baseline.status_code == 200
+    progressive = client.post("/predict", files={"image": ("photo.jpg", _jpeg((2000, 2000), True), "image/jpeg")})
+    assert progressive.status_code == 413
+    assert progressive.json()["detail"] == (f"photo.jpg is too large to decode: 2000x2000 = 4000000 pixels to decode "
+                                            f"is over the limit of {PIXEL_LIMIT} pixels")
 
 
 def test_requests_that_are_not_an_image_upload_are_refused(client, image):
@@ -117,6 +133,151 @@ def test_requests_that_are_not_an_image_upload_are_refused(client, image):
     assert client.post("/predict", files={"picture": ("a.png", image[1], "image/png")}).status_code == 422
     far_too_big = client.post("/predict", files={"image": ("big.png", bytes(3 * UPLOAD_LIMIT), "image/png")})
     assert far_too_big.status_code == 413 and "Too Large" in far_too_big.text  # refused before it is parsed
+
+
+def test_the_schema_documents_every_refusal_and_the_image_part(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/predict", "/gradcam"):
+        operation = paths[path]["post"]
+        assert {"400", "408", "413", "415", "422", "503"} <= set(operation["responses"])
+        assert "401" not in operation["responses"]  # no key asked for by default
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
+        encoding = operation["requestBody"]["content"]["multipart/form-data"]["encoding"]["image"]
+        assert "image/*" in encoding["contentType"]
+    assert "409" in paths["/gradcam"]["post"]["responses"]
+
+
+def test_an_api_key_guards_every_route_but_the_health_check(run, predictor, image):
+    upload = {"image": ("a.png", image[1], "image/png")}
+    with TestClient(create_app(predictor, run, replace(SETTINGS, api_key=API_KEY))) as client:
+        assert client.get("/healthz").status_code == 200
+        for refused in (client.get("/"), client.get("/docs"), client.get("/openapi.json"), client.get("/nowhere"),
+                        client.post("/predict", files=upload),
+                        client.post("/predict", files=upload, headers={"X-API-Key": "guess"}),
+                        client.post("/gradcam", files=upload, auth=("bart", "guess"))):
+            assert refused.status_code == 401 and "API key" in refused.json()["detail"]
+            assert refused.headers["WWW-Authenticate"].startswith("Basic")  # a browser asks for it
+        assert client.post("/predict", files=upload, headers={"X-API-Key": API_KEY}).status_code == 200
+        assert client.get("/", auth=("anyone", API_KEY)).status_code == 200  # the web page, via the browser
+        schema = client.get("/openapi.json", headers={"X-API-Key": API_KEY}).json()
+    assert "401" in schema["paths"]["/predict"]["post"]["responses"]
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+def test_cross_origin_calls_are_refused_unless_the_origin_is_listed(client, run, predictor):
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
+    assert "access-control-allow-origin" not in client.options("/predict", headers=preflight).headers
+    assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": ORIGIN}).headers
+    with TestClient(create_app(predictor, run, replace(SETTINGS, cors_origins=(ORIGIN,)))) as listed:
+        allowed = listed.options("/predict", headers=preflight)
+        assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
+        other = listed.options("/predict", headers=preflight | {"Origin": "https://elsewhere.example"})
+        assert "access-control-allow-origin" not in other.headers
+        assert listed.get("/healthz", headers={"Origin": ORIGIN}).headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(run, predictor, image, monkeypatch):
+    entered, release = threading.Event(), threading.Event()
+    real = predictor.predict_batch
+
+    def held(images, top_k):
+        entered.set()
+        release.wait(timeout=30)
+        return real(images, top_k)
+
+    async def scenario():
+        app = create_app(predictor, run, replace(SETTINGS, max_requests=2, max_wait_ms=200))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                def post():
+                    return http.post("/predict", files={"image": ("a.png", image[1], "image/png")})
+
+                in_progress = [asyncio.create_task(post()) for _ in range(2)]
+                while not entered.is_set():
+                    await asyncio.sleep(0.01)
+                refused, health = await post(), await http.get("/healthz")
+                release.set()
+                return await asyncio.gather(*in_progress), refused, health
+
+    monkeypatch.setattr(predictor, "predict_batch", held)
+    answered, refused, health = run_in_fresh_loop(scenario())
+    assert [response.status_code for response in answered] == [200, 200]
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert "busy" in refused.json()["detail"]
+    assert health.status_code == 200
+
+
+def test_a_request_not_answered_in_time_gets_503_and_the_service_goes_on(run, predictor, image, monkeypatch):
+    real = predictor.predict_batch
+    calls = []
+
+    def first_one_slow(images, top_k):
+        calls.append(len(images))
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return real(images, top_k)
+
+    monkeypatch.setattr(predictor, "predict_batch", first_one_slow)
+    upload = {"image": ("a.png", image[1], "image/png")}
+    with TestClient(create_app(predictor, run, replace(SETTINGS, request_timeout_s=0.3, max_wait_ms=1))) as client:
+        late = client.post("/predict", files=upload)
+        assert late.status_code == 503 and late.headers["Retry-After"] == "1"
+        assert late.json()["detail"].startswith("no answer within 0.3 s")
+        time.sleep(1.0)  # the abandoned batch finishes
+        assert client.post("/predict", files=upload).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def exported(run, tmp_path_factory):
+    """A copy of the run with its ONNX export."""
+    copy = tmp_path_factory.mktemp("exported") / "run"
+    shutil.copytree(run, copy)
+    export_onnx(copy)
+    return copy
+
+
+def _forged(exported, tmp_path, forge) -> Path:
+    run = tmp_path / "forged"
+    shutil.copytree(exported, run)
+    metadata_file = run / EXPORT_DIR / METADATA_FILE
+    metadata = json.loads(metadata_file.read_text())
+    forge(run, metadata)
+    metadata_file.write_text(json.dumps(metadata))
+    return run
+
+
+def _renamed_class(run, metadata):
+    metadata["classes"][0] = "somebody_else"
+
+
+def _onnx_only(run, metadata):
+    """The checkpoint replaced by a file the export's hash vouches for, as in a run shipped with its export only."""
+    (run / BEST).write_bytes(b"not a checkpoint")
+    metadata["checkpoint_sha256"] = file_sha256(run / BEST)
+
+
+@pytest.mark.parametrize("forge, reason", [
+    (_renamed_class, "other classes than the model being served"),
+    (_onnx_only, "cannot be loaded"),
+])
+def test_gradcam_without_a_matching_checkpoint_answers_409_and_predictions_go_on(exported, tmp_path, image, forge,
+                                                                                reason):
+    run = _forged(exported, tmp_path, forge)
+    upload = {"image": ("a.png", image[1], "image/png")}
+    predictor = Predictor.from_run(run, "onnx")
+    with TestClient(create_app(predictor, run, SETTINGS)) as client:
+        for query in ("", f"?label={predictor.classes[0]}"):
+            response = client.post("/gradcam" + query, files=upload)
+            assert response.status_code == 409
+            assert response.json()["detail"].startswith("Grad-CAM is unavailable") and reason in response.text
+        assert client.post("/predict", files=upload).status_code == 200
+
+
+def test_an_export_whose_outputs_do_not_match_its_class_names_is_refused_at_start(exported, tmp_path):
+    run = _forged(exported, tmp_path, lambda run, metadata: metadata["classes"].append("zz_extra"))
+    with pytest.raises(ValueError, match="the model has 4 outputs but 5 class names"):
+        create_app(Predictor.from_run(run, "onnx"), run, SETTINGS)
 
 
 def test_gradcam_returns_an_overlay_of_the_model_input(client, image, predictor):
@@ -175,18 +336,12 @@ def test_the_batcher_keeps_order_caps_the_batch_and_survives_a_failing_batch():
     assert isinstance(failed[0], ValueError) and after == 42
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(run, predictor):
     """The app under uvicorn on 127.0.0.1 in a background thread."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor, run, SETTINGS), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    port = free_port()
+    server = uvicorn.Server(server_config(create_app(predictor, run, SETTINGS), SETTINGS, LOOPBACK, port,
+                                          log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -194,7 +349,7 @@ def server(run, predictor):
         if time.monotonic() > deadline:
             pytest.fail("the server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://{LOOPBACK}:{port}"
     server.should_exit = True
     thread.join()
 

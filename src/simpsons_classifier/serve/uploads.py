@@ -1,24 +1,33 @@
 """Turning an uploaded file into a model input, or into a 4xx that says what is wrong with it.
 
-415: not an image content type (or not a multipart form at all); 413: over the size limit; 422: content that does
-not decode to an image (not an image, truncated, a decompression bomb). The limit is checked on the bytes read,
-whatever the client claimed; FastAPI's body limit has already refused a request far over it before parsing.
+415: not an image content type (or not a multipart form at all); 413: over the size limit, or more pixels to decode
+than allowed (judged from the header, before decoding); 422: content that does not decode to an image (not an
+image, truncated, a decompression bomb). The size limit is checked on the bytes received, whatever the client
+claimed; FastAPI's body limit has already refused a request far over it before parsing.
+
+Decoding runs on a pool of ``max_decodes`` threads reading the spooled upload directly: with the pixel cap, that
+bounds the memory all decodes together can take, however many uploads arrive at once.
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
 
 import torch
 from fastapi import HTTPException, Request, UploadFile
-from starlette.concurrency import run_in_threadpool
 
-from ..data.images import UnreadableImage
+from ..data.images import ImageTooLarge, UnreadableImage, load_rgb
 from ..inference.predictor import Predictor
+from .memory import release_freed_memory
+from .settings import ServeSettings
 
 GENERIC_BINARY = "application/octet-stream"
 """What clients send when they do not know a file's type (curl for a name without extension); decoding decides."""
 FORM_FIELD = "image"
+IMAGE_CONTENT_TYPE = "image/*"
 
 
 def require_multipart(request: Request) -> None:
@@ -27,18 +36,39 @@ def require_multipart(request: Request) -> None:
         raise HTTPException(415, f"send the image as a multipart/form-data upload in the field {FORM_FIELD!r}")
 
 
-async def read_image(upload: UploadFile, predictor: Predictor, max_bytes: int) -> torch.Tensor:
-    name = upload.filename or "the upload"
-    content_type = (upload.content_type or "").split(";")[0].strip().lower()
-    if not (content_type.startswith("image/") or content_type == GENERIC_BINARY):
-        raise HTTPException(415, f"{name} has content type {content_type or 'none'!r}; "
-                                 "expected an image (image/*)")
-    data = await upload.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise HTTPException(413, f"{name} is over the limit of {max_bytes} bytes")
-    if not data:
-        raise HTTPException(422, f"{name} is empty")
-    try:
-        return await run_in_threadpool(predictor.load, io.BytesIO(data))
-    except UnreadableImage as error:
-        raise HTTPException(422, f"{name} is not a readable image: {error}") from None
+class UploadDecoder:
+    """Uploads to preprocessed model inputs, at most ``settings.max_decodes`` at a time."""
+
+    def __init__(self, predictor: Predictor, settings: ServeSettings) -> None:
+        self.predictor = predictor
+        self.max_bytes = settings.max_upload_bytes
+        self.max_pixels = settings.max_pixels
+        self.pool = ThreadPoolExecutor(max_workers=settings.max_decodes, thread_name_prefix="decode")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def read(self, upload: UploadFile) -> torch.Tensor:
+        name = upload.filename or "the upload"
+        content_type = (upload.content_type or "").split(";")[0].strip().lower()
+        if not (content_type.startswith("image/") or content_type == GENERIC_BINARY):
+            raise HTTPException(415, f"{name} has content type {content_type or 'none'!r}; "
+                                     f"expected an image ({IMAGE_CONTENT_TYPE})")
+        size = upload.file.seek(0, os.SEEK_END)
+        upload.file.seek(0)
+        if size > self.max_bytes:
+            raise HTTPException(413, f"{name} is over the limit of {self.max_bytes} bytes")
+        if not size:
+            raise HTTPException(422, f"{name} is empty")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self._decode, upload.file)
+        except ImageTooLarge as error:
+            raise HTTPException(413, f"{name} is too large to decode: {error}") from None
+        except UnreadableImage as error:
+            raise HTTPException(422, f"{name} is not a readable image: {error}") from None
+
+    def _decode(self, file: BinaryIO) -> torch.Tensor:
+        try:
+            return self.predictor.transform(load_rgb(file, self.predictor.draft_size, self.max_pixels))
+        finally:  # the decoded pixels are gone by now
+            release_freed_memory()
