@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterable
 
-from ..inference.options import BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+from ..inference.options import BACKEND_HELP, BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, TORCH
 
 FORMATS = ("table", "json", "csv")
 MAX_PATH_COLUMN = 60
@@ -26,8 +26,7 @@ def register(subcommands) -> None:
     parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnx: RUN/export/model.onnx (from simpsons export) under onnxruntime")
+    parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.set_defaults(handler=run)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..inference.options import BACKENDS
+from ..inference.options import BACKEND_HELP, BACKENDS, TORCH
 from ..serve.settings import MEGABYTE, ServeSettings
 
 DEFAULTS = ServeSettings()
@@ -15,8 +15,7 @@ def register(subcommands) -> None:
     parser.add_argument("--run", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnx: RUN/export/model.onnx (from simpsons export) under onnxruntime")
+    parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULTS.max_upload_bytes / MEGABYTE)
     parser.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
