@@ -1,6 +1,8 @@
 import json
 import shutil
+import warnings
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -11,7 +13,8 @@ from tiny_runs import train_tiny_run
 
 from simpsons_classifier.cli import main
 from simpsons_classifier.data.run_data import RunData
-from simpsons_classifier.inference.export import FP32, INT8, ExportMetadata, StaleExportError
+from simpsons_classifier.inference import quantize
+from simpsons_classifier.inference.export import FP32, INPUT_NAME, INT8, ExportMetadata, StaleExportError
 from simpsons_classifier.inference.options import ONNX, ONNX_INT8
 from simpsons_classifier.inference.predictor import Predictor
 from simpsons_classifier.training import checkpoint
@@ -76,7 +79,7 @@ def test_the_int8_model_is_quantised_and_agrees_with_the_float_model(exported):
     fp32, int8 = ExportMetadata.read(export_dir, FP32), ExportMetadata.read(export_dir, INT8)
     assert int8.checkpoint_sha256 == fp32.checkpoint_sha256 and int8.classes == fp32.classes
     assert int8.openset == fp32.openset and fp32.quantisation is None
-    assert int8.quantisation["calibration_images"] == len(data.split.train) and int8.quantisation["per_channel"]
+    assert int8.quantisation.calibration_images == len(data.split.train) and int8.quantisation.per_channel
 
     paths = [s.path for s in data.split.val]
     labels = np.array([data.classes.index(s.label) for s in data.split.val])
@@ -128,3 +131,22 @@ def test_too_few_calibration_images_are_refused(exported, capsys):
     assert main(["export", "--run", str(exported), "--int8", "--calibration-images", "0", "--out",
                  str(exported / "unused")]) == 2
     assert "calibration_images must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "saturates"), [("fpu avx2 fma", True), ("avx2 avx512_vnni", False),
+                                                  ("avx2 avx_vnni", False), (None, None)])
+def test_7bit_weights_are_chosen_exactly_where_the_cpu_can_saturate(exported, tmp_path, monkeypatch, flags,
+                                                                    saturates):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\n" + (f"flags\t\t: {flags}\n" if flags else "Features\t: fp asimd\n"))
+    monkeypatch.setattr(quantize, "CPUINFO", cpuinfo)
+    assert quantize.cpu_saturates() is saturates
+    images = np.random.default_rng(0).normal(size=(4, 3, 32, 32)).astype(np.float32)
+    made = quantize.quantize_model(exported / "export" / FP32.model_file, tmp_path / INT8.model_file, INPUT_NAME,
+                                   [images])
+    assert made.reduce_range is (saturates is not False)  # unknown CPUs get the safe 7-bit weights
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantize.warn_if_saturating(replace(made, reduce_range=False), INT8.model_file)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == (1 if saturates else 0) and all("simpsons export --int8" in m for m in messages)

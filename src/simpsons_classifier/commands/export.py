@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         quantisation = ExportMetadata.read(out_dir, INT8).quantisation
         print(f"exported {out_dir}/{INT8.model_file} (int8, same input and output; calibrated on "
-              f"{quantisation['calibration_images']} training images) and {out_dir}/{INT8.metadata_file}")
+              f"{quantisation.calibration_images} training images) and {out_dir}/{INT8.metadata_file}")
     return 0

@@ -21,7 +21,7 @@ from ..evaluation.openset import OPENSET_FILE, OpenSetRule
 from ..training import load_model
 from ..training.trainer import BEST
 from .options import CALIBRATION_IMAGES, ONNX, ONNX_INT8
-from .quantize import calibration_batches, quantize_model
+from .quantize import Quantisation, calibration_batches, quantize_model
 
 EXPORT_DIR = "export"
 """Where in a run ``simpsons export`` writes, and where the ONNX backends look."""
@@ -69,12 +69,14 @@ class ExportMetadata:
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
     preprocessing: str = PREPROCESSING
-    quantisation: dict | None = None
-    """For an int8 model, how it was quantised and calibrated (``quantize.Quantisation``); None for float."""
+    quantisation: Quantisation | None = None
+    """For an int8 model, how it was quantised and calibrated; None for the float model."""
 
     @classmethod
     def read(cls, export_dir: str | Path, export: OnnxExport = FP32) -> ExportMetadata:
-        return cls(**json.loads((Path(export_dir) / export.metadata_file).read_text()))
+        values = json.loads((Path(export_dir) / export.metadata_file).read_text())
+        quantisation = values.pop("quantisation", None)
+        return cls(**values, quantisation=Quantisation(**quantisation) if quantisation else None)
 
     def write(self, export_dir: Path, export: OnnxExport) -> None:
         (export_dir / export.metadata_file).write_text(json.dumps(asdict(self), indent=2))
@@ -107,7 +109,7 @@ def export_onnx(run_dir: str | Path, out_dir: str | Path | None = None, int8: bo
     if int8:
         quantisation = quantize_model(out_dir / FP32.model_file, out_dir / INT8.model_file, INPUT_NAME,
                                       calibration_batches(run_dir, loaded, calibration_images))
-        replace(metadata, quantisation=asdict(quantisation)).write(out_dir, INT8)
+        replace(metadata, quantisation=quantisation).write(out_dir, INT8)
     return out_dir
 
 

@@ -23,6 +23,7 @@ from ..training import load_model
 from .export import EXPORT_DIR, ONNX_EXPORTS, check_fresh
 from .onnx_runtime import OnnxModule
 from .options import BACKENDS, DEFAULT_TOP_K, TORCH
+from .quantize import warn_if_saturating
 
 UNKNOWN = "unknown"
 
@@ -75,6 +76,8 @@ class Predictor:
         if backend in ONNX_EXPORTS:
             export, export_dir = ONNX_EXPORTS[backend], run_dir / EXPORT_DIR
             metadata = check_fresh(run_dir, export_dir, export)
+            if metadata.quantisation is not None:
+                warn_if_saturating(metadata.quantisation, export_dir / export.model_file)
             return cls(OnnxModule(export_dir / export.model_file), metadata.classes, metadata.image_size,
                        metadata.mean, metadata.std, rule, tta)
         raise ValueError(f"unknown backend {backend!r}: use one of {BACKENDS}")

@@ -9,17 +9,22 @@ The choices, for x86-64 CPUs (onnxruntime's guidance in ``quantize_static``'s do
 - **uint8 activations, int8 weights (U8S8)**: x86-64 multiplies unsigned by signed bytes (VPMADDUBSW on AVX2,
   VPDPBUSD with VNNI, AMX tiles); activations are asymmetric, so ReLU/ReLU6 outputs use all 256 levels; weights
   are symmetric and **per output channel**, so a channel of small weights is not crushed by its neighbours.
-- **reduce_range** (7-bit weights): without VNNI, VPMADDUBSW adds two u8×s8 products into a *saturating* int16,
-  and 255·127·2 = 64770 overflows 32767, so a convolution can be silently wrong; 255·63·2 = 32130 fits. The file
-  is meant to run wherever it is copied, including AVX2 machines without VNNI, so it is made safe for them. On a
-  CPU with VNNI the bit is not needed, and what it costs was measured: see ``benchmarks/inference.py --run``.
-- **MinMax calibration**: the observed range of each activation over the calibration images. The network's
-  activations are bounded (ReLU6 in EfficientNet-Lite) or well spread, and a few hundred images settle them.
+- **reduce_range** (7-bit weights) where the CPU has no VNNI: there VPMADDUBSW adds two u8×s8 products into a
+  *saturating* int16, and 255·127·2 = 64770 overflows 32767, so a convolution can be silently wrong; with 7-bit
+  weights 255·63·2 = 32130 fits. VNNI (VPDPBUSD) and AMX accumulate in int32 and cannot saturate, so there the
+  weights keep all 8 bits, which is measurably closer to the float model (``benchmarks/inference.py --run``).
+  The choice is made for the CPU that exports, and recorded in the model's metadata: a model exported on a CPU
+  with VNNI is re-exported on the CPU without it that serves it, and the predictor warns when that was missed.
+- **MinMax calibration**: the observed range of each activation over the calibration images; a few hundred
+  settle them, and it keeps only a minimum and a maximum per tensor. Percentile and entropy calibration keep every
+  activation of every image (5 GB for 64 images of EfficientNet-Lite0) and were no closer to the float model on
+  the demo run.
 """
 
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +49,12 @@ QUANT_FORMAT = QuantFormat.QDQ
 ACTIVATION_TYPE = QuantType.QUInt8
 WEIGHT_TYPE = QuantType.QInt8
 PER_CHANNEL = True
-REDUCE_RANGE = True
 CALIBRATION_METHOD = CalibrationMethod.MinMax
 CALIBRATION_BATCH = 32
 PREPROCESSED_FILE = "preprocessed.onnx"
+CPUINFO = Path("/proc/cpuinfo")
+NO_SATURATION_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU flags of the byte dot-product instructions that accumulate in int32."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +71,12 @@ class Quantisation:
 
 
 def quantize_model(fp32_path: str | Path, int8_path: str | Path, input_name: str,
-                   batches: Iterable[np.ndarray]) -> Quantisation:
+                   batches: Iterable[np.ndarray], reduce_range: bool | None = None) -> Quantisation:
     """Write the int8 version of the ONNX model at ``fp32_path`` to ``int8_path``, its activation ranges
-    calibrated on ``batches`` (N×3×S×S float32, preprocessed exactly as at inference)."""
+    calibrated on ``batches`` (N×3×S×S float32, preprocessed exactly as at inference). ``reduce_range``: 7-bit
+    weights; by default, unless this CPU is known to multiply bytes without saturating."""
+    if reduce_range is None:
+        reduce_range = cpu_saturates() is not False
     reader = _Batches(input_name, batches)
     with tempfile.TemporaryDirectory(prefix="quantize.") as scratch:
         # Shape inference and onnxruntime's basic graph optimisations first, as onnxruntime asks: every tensor
@@ -77,7 +87,7 @@ def quantize_model(fp32_path: str | Path, int8_path: str | Path, input_name: str
             str(preprocessed), str(int8_path), reader,
             quant_format=QUANT_FORMAT,
             per_channel=PER_CHANNEL,
-            reduce_range=REDUCE_RANGE,
+            reduce_range=reduce_range,
             activation_type=ACTIVATION_TYPE,
             weight_type=WEIGHT_TYPE,
             calibrate_method=CALIBRATION_METHOD,
@@ -87,10 +97,28 @@ def quantize_model(fp32_path: str | Path, int8_path: str | Path, input_name: str
         activations=f"{ACTIVATION_TYPE.name} asymmetric, per tensor",
         weights=f"{WEIGHT_TYPE.name} symmetric, per {'output channel' if PER_CHANNEL else 'tensor'}",
         per_channel=PER_CHANNEL,
-        reduce_range=REDUCE_RANGE,
+        reduce_range=reduce_range,
         calibration=CALIBRATION_METHOD.name,
         calibration_images=reader.images,
     )
+
+
+def cpu_saturates() -> bool | None:
+    """Whether this CPU's u8×s8 products can saturate (x86-64 without VNNI or AMX); None when its flags cannot be
+    read (not Linux, or not x86-64)."""
+    if not CPUINFO.is_file():
+        return None
+    for line in CPUINFO.read_text().splitlines():
+        if line.startswith("flags"):
+            return not set(line.partition(":")[2].split()) & set(NO_SATURATION_FLAGS)
+    return None
+
+
+def warn_if_saturating(quantisation: Quantisation, model_file: str | Path) -> None:
+    """Warn when a model quantised with full 8-bit weights runs on a CPU where they can saturate."""
+    if not quantisation.reduce_range and cpu_saturates():
+        warnings.warn(f"{model_file} was quantised on a CPU with VNNI, and this one has none, so some of its "
+                      "convolutions can saturate: run  simpsons export --int8  on this machine", stacklevel=2)
 
 
 def calibration_batches(run_dir: str | Path, loaded: LoadedModel, count: int) -> Iterator[np.ndarray]:
