@@ -157,6 +157,8 @@ def _fit(
             stages = active_stages(config, epoch)
             set_trainable_stages(model, stages)
             net = distributed.wrap(model, ctx)
+            if config.compile:
+                net = torch.compile(net)
         started = time.perf_counter()
         loader = _train_loader(train_set, config, ctx, epoch, workers)
         train_loss = _train_one_epoch(
