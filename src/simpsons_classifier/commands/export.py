@@ -17,7 +17,7 @@ def register(subcommands) -> None:
                         help="also write an int8 model (static quantisation calibrated on the run's training "
                              "images), run by --backend onnx-int8")
     parser.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
-                        help="training images the int8 model is calibrated on")
+                        help=f"training images the int8 model is calibrated on (default {CALIBRATION_IMAGES})")
     parser.add_argument("--out", help="folder to write (default RUN/export, where the onnx backends look)")
     parser.set_defaults(handler=run)
 
