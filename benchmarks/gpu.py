@@ -72,7 +72,8 @@ class Table:
         self.deadline = deadline
         self.rows: list[tuple[str, str, str, str]] = []
 
-    def measure(self, label: str, batch: int | str, reserve: str, call: Callable[[], tuple[float, str]]) -> float | None:
+    def measure(self, label: str, batch: int | str, reserve: str,
+                call: Callable[[], tuple[float, str]]) -> float | None:
         """``call`` returns (images/s, notes); its row gets them, or why there are none. Returns the images/s."""
         if time.monotonic() + RESERVE_SECONDS[reserve] > self.deadline:
             self.rows.append((label, str(batch), "-", "skipped: the time box is spent"))
