@@ -128,6 +128,9 @@ class Config:
     channels_last: bool = True
     num_workers: int | None = None
     """Data-loading processes; none means one per CPU core, at most 8."""
+    compile: bool = False
+    """Train through ``torch.compile`` (TorchInductor). Compiling costs a minute or more, again when the unfreeze
+    epoch changes what trains, so it pays only on long runs; ``benchmarks/train_step.py`` measures both sides."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -164,6 +167,7 @@ class Config:
             ("holdout_classes", self.holdout_classes >= 0, "must be >= 0"),
             ("amp", self.amp in AMP_MODES, f"must be one of {AMP_MODES}"),
             ("num_workers", self.num_workers is None or self.num_workers >= 0, "must be >= 0 or null"),
+            ("compile", isinstance(self.compile, bool), "must be true or false"),
         ]
         for key, ok, why in checks:
             if not ok:

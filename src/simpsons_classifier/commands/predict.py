@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from ..inference.options import BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K
+from ..inference.options import BACKEND_HELP, BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, TORCH
 
 FORMATS = ("table", "json", "csv", "kaggle")
 MAX_PATH_COLUMN = 60
@@ -37,8 +37,7 @@ def register(subcommands) -> None:
                              "(listed on stderr), as Kaggle needs every Id")
     parser.add_argument("--out", metavar="FILE", help="write there instead of to stdout (e.g. submission.csv)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnx: RUN/export/model.onnx (from simpsons export) under onnxruntime")
+    parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.set_defaults(handler=run)
 

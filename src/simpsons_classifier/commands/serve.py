@@ -7,7 +7,7 @@ import ipaddress
 import os
 import sys
 
-from ..inference.options import BACKENDS
+from ..inference.options import BACKEND_HELP, BACKENDS, TORCH
 from ..serve.settings import API_KEY_VARIABLE, MEGABYTE, MEGAPIXEL, ServeSettings
 
 DEFAULTS = ServeSettings()
@@ -19,8 +19,7 @@ def register(subcommands) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="127.0.0.1 (default) answers this machine only; 0.0.0.0 every network it is on")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="onnx: RUN/export/model.onnx (from simpsons export) under onnxruntime")
+    parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
                         help="most concurrent requests run in one forward pass")

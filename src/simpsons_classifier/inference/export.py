@@ -1,27 +1,29 @@
 """``RUN/best.pt`` as an ONNX model plus a JSON file with everything needed to use it without this package:
-the class names, the preprocessing and the unknown-character rule.
+the class names, the preprocessing and the unknown-character rule; optionally also its int8 quantisation beside
+it, with its own JSON file.
 
-The metadata records a hash of the checkpoint it came from, so that a model trained further after its export is
-noticed instead of silently served stale.
+Each model's metadata records a hash of the checkpoint it came from, so that a model trained further after its
+export is noticed instead of silently served stale. The int8 model has its own record because it can fall behind
+on its own: an export without ``--int8`` refreshes only the float model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..evaluation.openset import OpenSetRule
-from ..training import load_model
-from ..run_dir import RunDir
 from ..errors import UserError
+from ..evaluation.openset import OpenSetRule
+from ..run_dir import RunDir
+from ..training import load_model
+from .options import CALIBRATION_IMAGES, ONNX, ONNX_INT8
+from .quantize import Quantisation, calibration_batches, quantize_model
 
-MODEL_FILE = "model.onnx"
-METADATA_FILE = "model.json"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 EXAMPLE_BATCH = 2
@@ -30,6 +32,23 @@ PREPROCESSING = ("decode to RGB (transparency onto white); resize the shorter si
                  "antialiased); centre-crop image_size x image_size; scale to [0, 1]; subtract mean and divide by "
                  "std per channel; NCHW float32. Output: logits; softmax gives probabilities.")
 HASH_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """One model of an export folder: its file, the metadata file that vouches for it, and how to make it."""
+
+    backend: str
+    model_file: str
+    metadata_file: str
+    export_options: str
+    """What ``simpsons export`` needs to write it."""
+
+
+FP32 = OnnxExport(ONNX, "model.onnx", "model.json", "--format onnx")
+INT8 = OnnxExport(ONNX_INT8, "model.int8.onnx", "model.int8.json", "--format onnx --int8")
+ONNX_EXPORTS = {export.backend: export for export in (FP32, INT8)}
+"""The exports by the ``--backend`` that runs them."""
 
 
 class StaleExportError(UserError):
@@ -49,20 +68,32 @@ class ExportMetadata:
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
     preprocessing: str = PREPROCESSING
+    quantisation: Quantisation | None = None
+    """For an int8 model, how it was quantised and calibrated; None for the float model."""
 
     @classmethod
-    def read(cls, export_dir: str | Path) -> ExportMetadata:
-        return cls(**json.loads((Path(export_dir) / METADATA_FILE).read_text()))
+    def read(cls, export_dir: str | Path, export: OnnxExport = FP32) -> ExportMetadata:
+        values = json.loads((Path(export_dir) / export.metadata_file).read_text())
+        quantisation = values.pop("quantisation", None)
+        return cls(**values, quantisation=Quantisation(**quantisation) if quantisation else None)
+
+    def write(self, export_dir: Path, export: OnnxExport) -> None:
+        (export_dir / export.metadata_file).write_text(json.dumps(asdict(self), indent=2))
 
 
-def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None) -> Path:
-    """Write ``model.onnx`` and ``model.json`` to ``out_dir`` (default ``RUN/export``); returns the folder."""
+def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None, int8: bool = False,
+                calibration_images: int = CALIBRATION_IMAGES) -> Path:
+    """Write ``model.onnx`` and ``model.json`` to ``out_dir`` (default ``RUN/export``), and with ``int8`` its
+    quantisation ``model.int8.onnx`` and ``model.int8.json``, calibrated on ``calibration_images`` of the run's
+    training images; returns the folder."""
+    if calibration_images < 1:
+        raise ValueError(f"calibration_images must be at least 1, got {calibration_images}")
     run_dir = RunDir(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir.export_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_model(run_dir)
     size = loaded.config.image_size
-    export_model(loaded.model, size, out_dir / MODEL_FILE)
+    export_model(loaded.model, size, out_dir / FP32.model_file)
     rule = OpenSetRule.read(run_dir.openset)
     metadata = ExportMetadata(
         classes=loaded.classes,
@@ -73,7 +104,11 @@ def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None)
         checkpoint_sha256=file_sha256(run_dir.best),
         openset=asdict(rule) if rule else None,
     )
-    (out_dir / METADATA_FILE).write_text(json.dumps(asdict(metadata), indent=2))
+    metadata.write(out_dir, FP32)
+    if int8:
+        quantisation = quantize_model(out_dir / FP32.model_file, out_dir / INT8.model_file, INPUT_NAME,
+                                      calibration_batches(run_dir, loaded, calibration_images))
+        replace(metadata, quantisation=quantisation).write(out_dir, INT8)
     return out_dir
 
 
@@ -92,15 +127,18 @@ def export_model(model: nn.Module, image_size: int, path: str | Path) -> None:
     )
 
 
-def check_fresh(run_dir: str | Path | RunDir, export_dir: str | Path) -> ExportMetadata:
-    """The export's metadata, refused when the run's best.pt is not the checkpoint it was made from."""
+def check_fresh(run_dir: str | Path | RunDir, export_dir: str | Path, export: OnnxExport = FP32) -> ExportMetadata:
+    """The metadata of ``export`` in ``export_dir``, refused when the run's best.pt is not the checkpoint it was
+    made from."""
     run_dir, export_dir = RunDir(run_dir), Path(export_dir)
-    if not (export_dir / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"no ONNX model in {export_dir}: run  simpsons export --run {run_dir} --format onnx")
-    metadata = ExportMetadata.read(export_dir)
+    command = f"simpsons export --run {run_dir} {export.export_options}"
+    if not (export_dir / export.model_file).is_file() or not (export_dir / export.metadata_file).is_file():
+        raise FileNotFoundError(f"no {export.model_file} with its {export.metadata_file} in {export_dir}: run  "
+                                f"{command}")
+    metadata = ExportMetadata.read(export_dir, export)
     if metadata.checkpoint_sha256 != file_sha256(run_dir.best):
-        raise StaleExportError(f"{export_dir} was exported from an older checkpoint: run  simpsons export --run "
-                               f"{run_dir} --format onnx  again")
+        raise StaleExportError(f"{export_dir / export.model_file} was exported from an older checkpoint: run  "
+                               f"{command}  again")
     return metadata
 
 

@@ -6,6 +6,7 @@ takes it unchanged; it holds no parameters and never touches autograd.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,14 @@ from torch import nn
 
 
 class OnnxModule(nn.Module):
-    """``forward(images N×3×H×W float32) -> logits N×C`` through an onnxruntime CPU session."""
+    """``forward(images N×3×H×W float32) -> logits N×C`` through an onnxruntime session, on the CPU unless
+    ``providers`` says otherwise (the GPU benchmark's ``CUDAExecutionProvider``)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
         super().__init__()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """A trained run behind one call: images in; the top-k characters, their probabilities, and whether the image
 looks like a character the model knows at all.
 
-Both backends (the PyTorch model, or its ONNX export under onnxruntime) get the same preprocessing, the one the
-run was evaluated with. The unknown-character rule was calibrated on plain logits, so it always judges the
-plain forward pass; with test-time augmentation the ranking comes from the averaged views.
+Every backend (the PyTorch model, or its ONNX export, float or int8, under onnxruntime) gets the same
+preprocessing, the one the run was evaluated with. The unknown-character rule was calibrated on plain logits, so
+it always judges the plain forward pass; with test-time augmentation the ranking comes from the averaged views.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from ..evaluation.openset import OpenSetRule
 from ..run_dir import RunDir
 from ..evaluation.tta import tta_logits
 from ..training import load_model
-from .export import MODEL_FILE, check_fresh
+from .export import ONNX_EXPORTS, check_fresh
 from .onnx_runtime import OnnxModule
-from .options import BACKENDS, DEFAULT_TOP_K
+from .options import BACKENDS, DEFAULT_TOP_K, TORCH
+from .quantize import warn_if_saturating
 
 UNKNOWN = "unknown"
 
@@ -63,20 +64,23 @@ class Predictor:
         self.draft_size = (2 * image_size, 2 * image_size)
 
     @classmethod
-    def from_run(cls, run_dir: str | Path | RunDir, backend: str = "torch", tta: bool = False) -> Predictor:
-        """The run's best model; ``backend="onnx"`` runs its export (``simpsons export``) with onnxruntime."""
+    def from_run(cls, run_dir: str | Path | RunDir, backend: str = TORCH, tta: bool = False) -> Predictor:
+        """The run's best model; ``backend="onnx"`` runs its export (``simpsons export``) with onnxruntime,
+        ``"onnx-int8"`` the export's int8 quantisation (``simpsons export --int8``)."""
         run_dir = RunDir(run_dir)
         rule = OpenSetRule.read(run_dir.openset)
-        if backend == "torch":
+        if backend == TORCH:
             loaded = load_model(run_dir)
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             return cls(loaded.model, loaded.classes, loaded.config.image_size, loaded.mean, loaded.std, rule, tta,
                        device)
-        if backend == "onnx":
-            export_dir = run_dir.export_dir
-            metadata = check_fresh(run_dir, export_dir)
-            return cls(OnnxModule(export_dir / MODEL_FILE), metadata.classes, metadata.image_size, metadata.mean,
-                       metadata.std, rule, tta)
+        if backend in ONNX_EXPORTS:
+            export, export_dir = ONNX_EXPORTS[backend], run_dir.export_dir
+            metadata = check_fresh(run_dir, export_dir, export)
+            if metadata.quantisation is not None:
+                warn_if_saturating(metadata.quantisation, export_dir / export.model_file)
+            return cls(OnnxModule(export_dir / export.model_file), metadata.classes, metadata.image_size,
+                       metadata.mean, metadata.std, rule, tta)
         raise ValueError(f"unknown backend {backend!r}: use one of {BACKENDS}")
 
     def load(self, source: str | Path | BinaryIO) -> torch.Tensor:

@@ -81,6 +81,8 @@ class TrainingState:
     net: nn.Module | None = None
     """What the forward pass goes through: the model itself, or its DistributedDataParallel wrapper."""
     stages: tuple[str, ...] = ()
+    compile: bool = False
+    """Run the forward pass through ``torch.compile`` (``config.compile``)."""
     progress: EpochProgress = field(default_factory=EpochProgress)
     """The unfinished epoch ``epoch``: empty between epochs."""
 
@@ -96,7 +98,8 @@ class TrainingState:
             param_groups(model, config.head_lr, config.backbone_lr_mult), weight_decay=config.weight_decay
         )
         scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and config.amp == "fp16")
-        return cls(model, ema, optimizer, build_schedule(config, optimizer, steps_per_epoch), scaler, ctx, net=model)
+        return cls(model, ema, optimizer, build_schedule(config, optimizer, steps_per_epoch), scaler, ctx, net=model,
+                   compile=config.compile)
 
     def resize(self, config: Config, steps_per_epoch: int) -> None:
         """Fit the schedule and the EMA's horizon to ``config.epochs`` after it changed (``--budget``)."""
@@ -115,6 +118,8 @@ class TrainingState:
             self.stages = stages
             set_trainable_stages(self.model, stages)
             self.net = distributed.wrap(self.model, self.ctx)
+            if self.compile:
+                self.net = torch.compile(self.net)
 
     def sync_ema(self) -> None:
         """Start the EMA from the current weights (after the head was fitted before training)."""

@@ -1,0 +1,235 @@
+"""Training throughput: the model's own step against the real training loop, on this machine's CPU.
+
+    python benchmarks/train_step.py [--data data/standin] [--config configs/demo.yaml] [--epochs 2] [--seconds 20]
+                                    [--set KEY=VALUE ...] [--no-compile] [--json FILE]
+
+(a) **model only**: forward, label-smoothed cross-entropy, backward and the AdamW step of the config's model on
+one ready batch of normalised float tensors, repeated for ``--seconds`` (after one warm-up step), in eager mode and
+through ``torch.compile`` (the ``compile: true`` config key), whose compile time is the first step's time less an
+ordinary step's.
+
+(b) **end to end**: ``simpsons train`` itself (``training.train``) on ``--data`` for ``--epochs`` epochs, under
+cProfile: DataLoader workers decoding and augmenting, uint8 batches normalised, MixUp/CutMix, the step, the EMA
+update, the loss logged every step. Its images/s are the training images of each epoch over the epoch's seconds
+(``metrics.csv``) less the validation pass (which the profile times). The progress bar is off.
+
+Both use the config's model, image size, batch size, memory format and learning rates, with everything that
+trains in the fine-tuning phase trainable (``unfreeze_epoch: 0``: the head and ``unfreeze_stage``, the phase
+most of the demo's epochs are in) and the head starting from random weights (the probe fitting is a one-off before
+the first epoch). Weights are random: speed does not depend on them. The profile lists what the training code
+spends its time on: the calls it makes into torch, timm and the data pipeline, with their callees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import csv
+import json
+import os
+import pstats
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from simpsons_classifier.config import Config
+from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.models import create_model, param_groups, set_trainable_stages
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import train
+from simpsons_classifier.training.schedule import active_stages
+from simpsons_classifier.training.validate import autocast
+
+CPU = torch.device("cpu")
+PHASE = {"unfreeze_epoch": 0, "unfreeze_fraction": None, "head_init": "random", "weights": "none"}
+"""What both measurements run: the fine-tuning phase from the first step, random weights."""
+TARGET = 0.85
+TRAINING_CODE = f"{os.sep}simpsons_classifier{os.sep}training{os.sep}"
+VALIDATION = ("validate.py", "predict")
+"""The validation pass (file, function): timed to take it out of the training images/s."""
+BACKWARD = ("_tensor.py", "backward")
+"""Called once per training step."""
+WRAPPERS = {("_contextlib.py", "decorate_context")}
+"""Decorators (``torch.no_grad``) the training code calls through: what they call is listed instead."""
+BATCHES = "getting batches from the DataLoader workers (decoding, augmentation, collation; their start-up)"
+STEP_PARTS = {
+    ("std.py", "__iter__"): BATCHES,  # the loader, iterated through the progress bar
+    ("dataloader.py", "__iter__"): BATCHES,
+    ("dataloader.py", "__next__"): BATCHES,
+    ("module.py", "_wrapped_call_impl"): "forward pass",
+    ("functional.py", "cross_entropy"): "loss",
+    BACKWARD: "backward pass",
+    ("optimizer.py", "zero_grad"): "zeroing the gradients",
+    ("grad_scaler.py", "step"): "AdamW step",
+    ("optimizer.py", "wrapper"): "AdamW step",
+    ("model_ema.py", "update"): "EMA update",
+    ("batch.py", "__call__"): "MixUp / CutMix",
+    ("engine.py", "__call__"): "normalising the uint8 batch",
+    ("~", "<method 'item' of 'torch._C.TensorBase' objects>"): "logging the loss (.item())",
+    ("~", "<method 'to' of 'torch._C.TensorBase' objects>"): "moving batches to the device",
+}
+"""What the training loop calls, by (file name, function), under the name the profile gives it."""
+REST = "the rest (loop bookkeeping, progress bar, scaler)"
+
+
+def model_only(config: Config, num_classes: int, compiled: bool, seconds: float,
+               device: torch.device = CPU) -> dict:
+    """Images/s of the bare training step on one ready batch (in ``config.amp`` on a GPU, as in training), and the
+    first step's seconds (compilation, kernel selection)."""
+    torch.manual_seed(0)
+    model = create_model(config.backbone, num_classes, "none")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format).train()
+    set_trainable_stages(model, active_stages(config, 0))
+    optimizer = torch.optim.AdamW(param_groups(model, config.head_lr, config.backbone_lr_mult),
+                                  weight_decay=config.weight_decay)
+    net = torch.compile(model) if compiled else model
+    images = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
+    images = images.contiguous(memory_format=memory_format)
+    labels = torch.randint(num_classes, (config.batch_size,), device=device)
+
+    def step() -> None:
+        with autocast(device, config.amp):
+            logits = net(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    first, step_seconds, steps = time_boxed(step, device, seconds)
+    return {"images_per_second": config.batch_size / step_seconds, "first_step_seconds": first,
+            "step_seconds": step_seconds, "steps": steps}
+
+
+def end_to_end(config: Config, data_dir: Path, scratch: Path) -> dict:
+    """Images/s of ``simpsons train`` per training pass, and where the time of its epochs goes."""
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    run_dir = profiler.runcall(train, config, data_dir, scratch / "run", progress=False)
+    total = time.perf_counter() - started
+    seconds = epoch_seconds(run_dir)
+    parts, steps, validation = step_parts(pstats.Stats(profiler))
+    training_pass = sum(seconds) - validation
+    parts[REST] = training_pass - sum(parts.values())
+    return {
+        "images_per_second": steps * config.batch_size / training_pass,
+        "images_per_second_with_validation": steps * config.batch_size / sum(seconds),
+        "epoch_seconds": seconds,
+        "validation_seconds_per_epoch": validation / len(seconds),
+        "train_call_seconds": total,
+        "training_pass_seconds_per_epoch": {part: cumulative / len(seconds) for part, cumulative in
+                                            sorted(parts.items(), key=lambda item: -item[1])},
+    }
+
+
+def step_parts(stats: pstats.Stats) -> tuple[dict[str, float], int, float]:
+    """Seconds in each of ``STEP_PARTS`` called by the training code (looking through ``WRAPPERS``; validation's
+    own calls left out), the training steps (calls of ``backward``), and the seconds of validation."""
+    entries = stats.stats.items()  # type: ignore[attr-defined]
+
+    def from_training(caller_file: str) -> bool:
+        return TRAINING_CODE in caller_file and Path(caller_file).name != VALIDATION[0]
+
+    wrappers = {function for function, (*_, callers) in entries if (Path(function[0]).name, function[2]) in WRAPPERS
+                and any(from_training(caller[0]) for caller in callers)}
+    parts: dict[str, float] = defaultdict(float)
+    steps, validation = 0, 0.0
+    for function, (_, _, _, cumulative_total, callers) in entries:
+        key = (Path(function[0]).name, function[2])
+        validation += cumulative_total if key == VALIDATION else 0.0
+        if key not in STEP_PARTS:
+            continue
+        for caller, (_, calls, _, cumulative) in callers.items():
+            if from_training(caller[0]) or caller in wrappers:
+                parts[STEP_PARTS[key]] += cumulative
+                steps += calls if key == BACKWARD else 0
+    return parts, steps, validation
+
+
+def time_boxed(call: Callable[[], object], device: torch.device, seconds: float, minimum: int = 2
+               ) -> tuple[float, float, int]:
+    """(seconds of a first call, mean seconds of the calls after it, how many) with ``call`` repeated for
+    ``seconds`` and at least ``minimum`` times; queued GPU work is waited for."""
+    started = time.perf_counter()
+    call()
+    synchronize(device)
+    first = time.perf_counter() - started
+    calls, started = 0, time.perf_counter()
+    while calls < minimum or time.perf_counter() - started < seconds:
+        call()
+        calls += 1
+    synchronize(device)
+    return first, (time.perf_counter() - started) / calls, calls
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def epoch_seconds(run_dir: Path) -> list[float]:
+    """Each epoch's seconds (training pass and validation) as the run recorded them."""
+    with open(RunDir(run_dir).metrics) as handle:
+        return [float(row["seconds"]) for row in csv.DictReader(handle)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/standin")
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the end-to-end run (default 2)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds of each model-only measurement")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides for both measurements, as in simpsons train")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    config = Config.load(args.config, [f"{key}={value}" for key, value in PHASE.items()] + [f"epochs={args.epochs}"]
+                         + args.set)
+    data_dir = Path(args.data)
+    if not data_dir.is_dir():
+        raise SystemExit(f"no dataset at {data_dir}: build it with  simpsons data standin --out {data_dir}")
+    results: dict = {"config": args.config, "backbone": config.backbone, "image_size": config.image_size,
+                     "batch_size": config.batch_size, "torch_threads": torch.get_num_threads(),
+                     "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as scratch:
+        e2e = end_to_end(config, data_dir, Path(scratch))
+        num_classes = len(RunData.read(Path(scratch) / "run").classes)
+    results["end_to_end"] = e2e
+    results["model_only"] = {"eager": model_only(config, num_classes, False, args.seconds)}
+    if not args.no_compile:
+        results["model_only"]["compiled"] = model_only(config, num_classes, True, args.seconds)
+    eager = results["model_only"]["eager"]
+    results["end_to_end_over_model_only"] = e2e["images_per_second"] / eager["images_per_second"]
+
+    print(f"{config.backbone} at {config.image_size} px, batch {config.batch_size}, {torch.get_num_threads()} torch "
+          f"threads, {os.cpu_count()} cores, load average {results['load_average_1min']:.1f} at the start")
+    print(f"(a) model only, eager:       {eager['images_per_second']:7.1f} images/s ({eager['steps']} steps)")
+    if "compiled" in results["model_only"]:
+        compiled = results["model_only"]["compiled"]
+        compile_seconds = compiled["first_step_seconds"] - compiled["step_seconds"]
+        results["compile_seconds"] = compile_seconds
+        print(f"    model only, torch.compile: {compiled['images_per_second']:7.1f} images/s "
+              f"({compiled['images_per_second'] / eager['images_per_second']:.2f}x eager; compiling took "
+              f"{compile_seconds:.0f} s)")
+    print(f"(b) end to end (simpsons train): {e2e['images_per_second']:7.1f} images/s in the training pass, "
+          f"{e2e['images_per_second_with_validation']:.1f} with validation; epochs took "
+          + ", ".join(f"{s:.1f}" for s in e2e["epoch_seconds"]) + " s")
+    ratio = results["end_to_end_over_model_only"]
+    print(f"end to end / model only: {ratio:.2f} (target {TARGET}: {'met' if ratio >= TARGET else 'missed'})")
+    passes = sum(e2e["training_pass_seconds_per_epoch"].values())
+    print(f"where a training pass's time goes ({passes:.1f} s an epoch; then {e2e['validation_seconds_per_epoch']:.1f} "
+          "s of validation):")
+    for part, seconds in e2e["training_pass_seconds_per_epoch"].items():
+        print(f"  {seconds:7.2f} s  {100 * seconds / passes:4.1f} %  {part}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
