@@ -15,13 +15,13 @@ from PIL import Image
 from serve_support import LOOPBACK, free_port, png, run_in_fresh_loop, shared_run
 
 from simpsons_classifier.data.run_data import RunData
-from simpsons_classifier.inference.export import EXPORT_DIR, METADATA_FILE, export_onnx, file_sha256
+from simpsons_classifier.inference.export import FP32, export_onnx, file_sha256
 from simpsons_classifier.inference.predictor import Predictor
+from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.serve.app import create_app
 from simpsons_classifier.serve.batcher import MicroBatcher
 from simpsons_classifier.serve.server import server_config
 from simpsons_classifier.serve.settings import ServeSettings
-from simpsons_classifier.training.trainer import BEST
 
 UPLOAD_LIMIT = 200_000
 PIXEL_LIMIT = 512 * 512
@@ -240,7 +240,7 @@ def exported(run, tmp_path_factory):
 def _forged(exported, tmp_path, forge) -> Path:
     run = tmp_path / "forged"
     shutil.copytree(exported, run)
-    metadata_file = run / EXPORT_DIR / METADATA_FILE
+    metadata_file = RunDir(run).export_dir / FP32.metadata_file
     metadata = json.loads(metadata_file.read_text())
     forge(run, metadata)
     metadata_file.write_text(json.dumps(metadata))
@@ -253,8 +253,8 @@ def _renamed_class(run, metadata):
 
 def _onnx_only(run, metadata):
     """The checkpoint replaced by a file the export's hash vouches for, as in a run shipped with its export only."""
-    (run / BEST).write_bytes(b"not a checkpoint")
-    metadata["checkpoint_sha256"] = file_sha256(run / BEST)
+    RunDir(run).best.write_bytes(b"not a checkpoint")
+    metadata["checkpoint_sha256"] = file_sha256RunDir(run).best
 
 
 @pytest.mark.parametrize("forge, reason", [
