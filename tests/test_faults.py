@@ -285,11 +285,12 @@ def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, m
         return train_step(state, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_step", step)
+    handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background by a shell
     code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
     assert code == 130 and "Traceback" not in stderr
     assert "stopped by SIGINT in epoch 1/1 after step 2 of 5" in stderr
     assert checkpoint.read(tmp_path / "run" / "last.pt")["progress"]["batches"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # put back
 
 
 def _processes_mentioning(text: Path) -> list[str]:

@@ -96,7 +96,7 @@ def test_budget_sizes_the_epochs_from_the_time_left():
 
 def test_a_run_with_a_budget_writes_the_epochs_that_fit_into_its_config(tmp_path):
     data = make_dataset(tmp_path / "data", classes=3)
-    tight = train(tiny_config(epochs=30), data, tmp_path / "tight", progress=False, budget_seconds=0.5)
+    tight = train(tiny_config(epochs=30), data, tmp_path / "tight", progress=False, budget_seconds=0.001)
     assert Config.load(tight.config).epochs == 1 and checkpoint.read(tight.last)["epoch"] == 1
     loose = train(tiny_config(epochs=2), data, tmp_path / "loose", progress=False, budget_seconds=3600)
     assert Config.load(loose.config).epochs == 2 and checkpoint.read(loose.last)["epoch"] == 2

@@ -254,7 +254,7 @@ def _renamed_class(run, metadata):
 def _onnx_only(run, metadata):
     """The checkpoint replaced by a file the export's hash vouches for, as in a run shipped with its export only."""
     RunDir(run).best.write_bytes(b"not a checkpoint")
-    metadata["checkpoint_sha256"] = file_sha256RunDir(run).best
+    metadata["checkpoint_sha256"] = file_sha256(RunDir(run).best)
 
 
 @pytest.mark.parametrize("forge, reason", [
