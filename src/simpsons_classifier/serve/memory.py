@@ -1,4 +1,4 @@
-"""Giving freed memory back to the system after each batch and each large decode.
+"""Giving freed memory back to the system after each batch, large decode and explanation.
 
 glibc's malloc serves blocks below its mmap threshold from heaps it seldom shrinks, and raises that threshold (up to
 32 MiB) whenever a larger block is freed. A model's activations (a few MiB each, in as many shapes as there are batch
