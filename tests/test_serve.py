@@ -15,6 +15,7 @@ from PIL import Image
 from playwright.sync_api import Error as BrowserError
 from serve_support import LOOPBACK, free_port, png, run_in_fresh_loop, shared_run
 
+from simpsons_classifier.cli import main
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.inference.export import EXPORT_DIR, METADATA_FILE, export_onnx, file_sha256
 from simpsons_classifier.inference.predictor import Predictor
@@ -279,6 +280,19 @@ def test_an_export_whose_outputs_do_not_match_its_class_names_is_refused_at_star
     run = _forged(exported, tmp_path, lambda run, metadata: metadata["classes"].append("zz_extra"))
     with pytest.raises(ValueError, match="the model has 4 outputs but 5 class names"):
         create_app(Predictor.from_run(run, "onnx"), run, SETTINGS)
+
+
+@pytest.mark.parametrize("options, environment, message", [
+    (["--max-decodes", "0", "--upload-timeout", "-1"], {},
+     "serve settings: max_decodes must be at least 1; upload_timeout_s must be positive"),
+    (["--max-megapixels", "0"], {}, "--max-upload-mb and --max-megapixels must be positive"),
+    ([], {"SIMPSONS_API_KEY": " "}, "the API key (--api-key or SIMPSONS_API_KEY) is empty"),
+])
+def test_serve_refuses_wrong_limits_with_one_error_line(run, monkeypatch, capsys, options, environment, message):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--run", str(run), *options]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_gradcam_returns_an_overlay_of_the_model_input(client, image, predictor):
