@@ -12,8 +12,10 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright.sync_api import Error as BrowserError
 from serve_support import LOOPBACK, free_port, png, run_in_fresh_loop, shared_run
 
+from simpsons_classifier.cli import main
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.inference.export import FP32, export_onnx, file_sha256
 from simpsons_classifier.inference.predictor import Predictor
@@ -280,6 +282,19 @@ def test_an_export_whose_outputs_do_not_match_its_class_names_is_refused_at_star
         create_app(Predictor.from_run(run, "onnx"), run, SETTINGS)
 
 
+@pytest.mark.parametrize("options, environment, message", [
+    (["--max-decodes", "0", "--upload-timeout", "-1"], {},
+     "serve settings: max_decodes must be at least 1; upload_timeout_s must be positive"),
+    (["--max-megapixels", "0"], {}, "--max-upload-mb and --max-megapixels must be positive"),
+    ([], {"SIMPSONS_API_KEY": " "}, "the API key (--api-key or SIMPSONS_API_KEY) is empty"),
+])
+def test_serve_refuses_wrong_limits_with_one_error_line(run, monkeypatch, capsys, options, environment, message):
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve", "--run", str(run), *options]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_gradcam_returns_an_overlay_of_the_model_input(client, image, predictor):
     response = client.post("/gradcam", files={"image": ("bart.png", image[1], "image/png")})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
@@ -313,11 +328,12 @@ def test_concurrent_requests_share_a_forward_pass(run, predictor, image, monkeyp
     assert sum(sizes) == 6 and max(sizes) > 1
 
 
-def test_the_batcher_keeps_order_caps_the_batch_and_survives_a_failing_batch():
-    sizes = []
+def test_the_batcher_keeps_order_caps_the_batch_survives_a_failing_batch_and_skips_abandoned_items():
+    sizes, seen = [], []
 
     def double(items):
         sizes.append(len(items))
+        seen.extend(items)
         if -1 in items:
             raise ValueError("bad item")
         return [2 * item for item in items]
@@ -327,6 +343,9 @@ def test_the_batcher_keeps_order_caps_the_batch_and_survives_a_failing_batch():
         await batcher.start()
         results = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
         failed = await asyncio.gather(batcher.submit(-1), return_exceptions=True)
+        abandoned = asyncio.create_task(batcher.submit(100))
+        await asyncio.sleep(0)  # queued, waiting for company
+        abandoned.cancel()  # its request timed out or its client left
         after = await batcher.submit(21)
         await batcher.stop()
         return results, failed, after
@@ -334,14 +353,13 @@ def test_the_batcher_keeps_order_caps_the_batch_and_survives_a_failing_batch():
     results, failed, after = run_in_fresh_loop(scenario())
     assert results == [2 * i for i in range(10)] and max(sizes[:3]) == 4 and sum(sizes[:3]) == 10
     assert isinstance(failed[0], ValueError) and after == 42
+    assert 100 not in seen
 
 
-@pytest.fixture(scope="module")
-def server(run, predictor):
-    """The app under uvicorn on 127.0.0.1 in a background thread."""
+def _serving(app, settings: ServeSettings):
+    """``app`` under uvicorn on 127.0.0.1 in a background thread, for as long as the generator is not closed."""
     port = free_port()
-    server = uvicorn.Server(server_config(create_app(predictor, run, SETTINGS), SETTINGS, LOOPBACK, port,
-                                          log_level="warning"))
+    server = uvicorn.Server(server_config(app, settings, LOOPBACK, port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -352,6 +370,17 @@ def server(run, predictor):
     yield f"http://{LOOPBACK}:{port}"
     server.should_exit = True
     thread.join()
+
+
+@pytest.fixture(scope="module")
+def server(run, predictor):
+    yield from _serving(create_app(predictor, run, SETTINGS), SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def keyed_server(run, predictor):
+    settings = replace(SETTINGS, api_key=API_KEY)
+    yield from _serving(create_app(predictor, run, settings), settings)
 
 
 @pytest.mark.parametrize("path, rendered", [
@@ -387,3 +416,22 @@ def test_the_web_page_shows_the_predicted_character(server, browser, predictor, 
                                timeout=PAGE_TIMEOUT_MS)
     finally:
         page.close()
+
+
+def test_the_web_page_works_behind_an_api_key_once_the_browser_has_it(keyed_server, browser, image):
+    """The browser asks for the key (HTTP Basic, the key as password) and sends it with the page's own calls."""
+    anonymous = browser.new_page()
+    try:
+        with pytest.raises(BrowserError, match="ERR_INVALID_AUTH_CREDENTIALS"):  # asked, and given nothing
+            anonymous.goto(keyed_server + "/")
+    finally:
+        anonymous.close()
+    context = browser.new_context(http_credentials={"username": "user", "password": API_KEY})
+    try:
+        page = context.new_page()
+        page.goto(keyed_server + "/")
+        page.set_input_files("#file", image[0])
+        page.wait_for_function("document.querySelector('#label').textContent.length > 0", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function("document.querySelector('#cam').naturalWidth > 0", timeout=PAGE_TIMEOUT_MS)
+    finally:
+        context.close()

@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
         raise ValueError("--max-upload-mb and --max-megapixels must be positive")
+    if args.api_key is not None and not args.api_key.strip():
+        raise ValueError(f"the API key (--api-key or {API_KEY_VARIABLE}) is empty: give one, or unset it to serve "
+                         "without a key")
     settings = ServeSettings(
         max_upload_bytes=round(args.max_upload_mb * MEGABYTE), max_batch=args.max_batch,
         max_wait_ms=args.batch_wait_ms, max_pixels=round(args.max_megapixels * MEGAPIXEL),

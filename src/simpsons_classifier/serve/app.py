@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from PIL import Image
 from fastapi import Depends, FastAPI, File, HTTPException, Query, Security, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
+from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -80,13 +80,13 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
     check_outputs(predictor, run_dir)
     num_classes = len(predictor.classes)
 
-    def predict(images: list[torch.Tensor]) -> list[Prediction]:
+    def run_batch(images: list[torch.Tensor]) -> list[Prediction]:
         try:
             return predictor.predict_batch(torch.stack(images), top_k=num_classes)
         finally:
             release_freed_memory()
 
-    batcher: MicroBatcher[torch.Tensor, Prediction] = MicroBatcher(predict, settings.max_batch,
+    batcher: MicroBatcher[torch.Tensor, Prediction] = MicroBatcher(run_batch, settings.max_batch,
                                                                     settings.max_wait_ms / 1000)
     decoder = UploadDecoder(predictor, settings)
     explainer = GradCamExplainer(run_dir, predictor.classes)

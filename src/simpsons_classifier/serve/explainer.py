@@ -20,6 +20,7 @@ from PIL import Image
 
 from ..explain.gradcam import gradcam, overlay
 from ..training import LoadedModel, load_model
+from .memory import release_freed_memory
 
 MAX_PIXEL = 255
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ class GradCamExplainer:
         """The Grad-CAM of ``class_index`` over a preprocessed 3×H×W ``image``, as PNG bytes."""
         with self.lock:
             loaded = self._model()
-            cam = gradcam(loaded.model, image[None], [class_index])[0]
+            try:
+                cam = gradcam(loaded.model, image[None], [class_index])[0]
+            finally:  # the activations and gradients of the backward pass
+                release_freed_memory()
             mean = torch.tensor(loaded.mean)[:, None, None]
             std = torch.tensor(loaded.std)[:, None, None]
         pixels = ((image * std + mean).clamp(0, 1) * MAX_PIXEL).round().byte().permute(1, 2, 0).numpy()

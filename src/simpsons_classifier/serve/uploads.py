@@ -6,7 +6,8 @@ image, truncated, a decompression bomb). The size limit is checked on the bytes 
 claimed; FastAPI's body limit has already refused a request far over it before parsing.
 
 Decoding runs on a pool of ``max_decodes`` threads reading the spooled upload directly: with the pixel cap, that
-bounds the memory all decodes together can take, however many uploads arrive at once.
+bounds the memory all decodes together can take, however many uploads arrive at once, and a large decode's memory
+goes back to the system as soon as it is done.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ GENERIC_BINARY = "application/octet-stream"
 """What clients send when they do not know a file's type (curl for a name without extension); decoding decides."""
 FORM_FIELD = "image"
 IMAGE_CONTENT_TYPE = "image/*"
+LARGE_IMAGE_PIXELS = 1_000_000
+"""From this size on, the memory of a decode is handed back to the system at once; below, the trim would cost more
+than the few megabytes it frees."""
 
 
 def require_multipart(request: Request) -> None:
@@ -68,7 +72,10 @@ class UploadDecoder:
             raise HTTPException(422, f"{name} is not a readable image: {error}") from None
 
     def _decode(self, file: BinaryIO) -> torch.Tensor:
-        try:
-            return self.predictor.transform(load_rgb(file, self.predictor.draft_size, self.max_pixels))
-        finally:  # the decoded pixels are gone by now
+        image = load_rgb(file, self.predictor.draft_size, self.max_pixels)
+        large = image.width * image.height >= LARGE_IMAGE_PIXELS
+        tensor = self.predictor.transform(image)
+        del image
+        if large:
             release_freed_memory()
+        return tensor
