@@ -2,8 +2,9 @@
 shutdown that lets requests in progress finish.
 
 uvicorn has no deadline for the headers of a request: a client that opens a connection and never finishes its
-headers holds it open for ever (its keep-alive timeout starts only after a first answer, and any byte cancels it).
-``HeaderDeadlineProtocol`` adds one to uvicorn's h11 protocol.
+headers holds it open for ever (the keep-alive timeout starts only after a first answer, and any byte cancels it).
+``HeaderDeadlineProtocol`` adds one to uvicorn's h11 protocol (the one uvicorn uses unless httptools is installed;
+``server_config`` asks for it whatever is installed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from .settings import ServeSettings
 
 
 class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose next request headers take over ``header_timeout_s``."""
+    """uvicorn's h11 protocol, closing a connection whose request headers are not complete ``header_timeout_s``
+    after it opened, or after the first byte of a later request on it (between requests, uvicorn's keep-alive
+    timeout applies)."""
 
     header_timeout_s = ServeSettings().header_timeout_s
 
@@ -26,7 +29,12 @@ class HeaderDeadlineProtocol(H11Protocol):
         self.header_deadline: asyncio.TimerHandle | None = None
         self.request_seen = None
         super().connection_made(transport)
-        self._await_headers()
+        self._await_headers()  # a connection that never sends a byte is closed too
+
+    def data_received(self, data: bytes) -> None:
+        if self.header_deadline is None and (self.cycle is None or self.cycle.response_complete):
+            self._await_headers()  # the first bytes of a next request
+        super().data_received(data)
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -34,16 +42,11 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.request_seen = self.cycle
             self._cancel_deadline()
 
-    def on_response_complete(self) -> None:
-        self._await_headers()  # before uvicorn's, which may start a pipelined request at once
-        super().on_response_complete()
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
 
     def _await_headers(self) -> None:
-        self._cancel_deadline()
         self.header_deadline = self.loop.call_later(self.header_timeout_s, self._close_slow_connection)
 
     def _cancel_deadline(self) -> None:

@@ -56,7 +56,7 @@ class UploadDecoder:
         name = upload.filename or "the upload"
         content_type = (upload.content_type or "").split(";")[0].strip().lower()
         if not (content_type.startswith("image/") or content_type == GENERIC_BINARY):
-            raise HTTPException(415, f"{name} has content type {content_type or 'none'!r}; "
+            raise HTTPException(415, f'{name} has content type "{content_type or "none"}"; '
                                      f"expected an image ({IMAGE_CONTENT_TYPE})")
         size = upload.file.seek(0, os.SEEK_END)
         upload.file.seek(0)
