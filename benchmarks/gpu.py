@@ -12,7 +12,8 @@ row that fails shows its error; the others still run):
   ``cartoons.py``, written once; 70/30 random split) at ``--batch-size``: with the fused engine in the CPU
   DataLoader workers, and with ``gpu_augment: true``. Four epochs: two head-only (``unfreeze_epoch: 2``), two
   fine-tuning; each phase's second epoch counts (the first warms up). Images/s are training images over the
-  epoch's seconds, validation included, as ``metrics.csv`` records them.
+  epoch's seconds, validation included, as ``metrics.csv`` records them. The workers are the config's default
+  (one per core, at most 8).
 - **inference** at ``--batch-size``: eager, ``torch.compile`` (its compile time in the notes) and, when
   onnxruntime-gpu is installed, the fp32 ONNX export under onnxruntime's CUDA provider (inputs copied from the host
   on every call, as a service would).
@@ -53,6 +54,7 @@ BACKBONE = "resnet101"
 NUM_CLASSES = 50
 IMAGE_SIZE = 224
 INPUT_SIZE = (400, 300)
+MIN_IMAGES_PER_CLASS = 10
 UNIQUE_IMAGES = 256
 """Distinct cartoons drawn; the dataset repeats them under other names (decoding and augmenting cost the same)."""
 JPEG_QUALITY = 90
@@ -159,25 +161,28 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16384, help="synthetic images end to end")
     parser.add_argument("--json", help="also write the table to this file")
     args = parser.parse_args()
+    if args.images < MIN_IMAGES_PER_CLASS * NUM_CLASSES:
+        parser.error(f"--images must be at least {MIN_IMAGES_PER_CLASS * NUM_CLASSES} (a validation split per class)")
     if not torch.cuda.is_available():
         raise SystemExit(f"benchmarks/gpu.py measures a CUDA GPU, and torch {torch.__version__} (built for CUDA "
                          f"{torch.version.cuda or 'none'}) finds none here: run it on a machine with an NVIDIA GPU")
     deadline = time.monotonic() + 60 * args.minutes
     device = torch.device("cuda")
-    torch.backends.cudnn.benchmark = True
     table = Table(deadline)
     base = Config(backbone=BACKBONE, weights="none", amp="bf16", channels_last=True, head_init="random")
     tuning = Config.from_dict({"unfreeze_epoch": 0}, base=base)
-
-    for batch in args.batch_sizes:
-        config = Config.from_dict({"batch_size": batch}, base=tuning)
-        table.measure("model-only training step (bf16, channels-last)", batch, "model_only", lambda c=config: (
-            model_only(c, NUM_CLASSES, False, MODEL_ONLY_SECONDS, device)["images_per_second"], "head + layer4 train"))
-
+    reference = Config()
     projections: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        data_dir = write_dataset(scratch / "data", args.images)
+        data_dir = write_dataset(scratch / "data", args.images)  # drawn in processes forked before CUDA starts
+
+        for batch in args.batch_sizes:
+            config = Config.from_dict({"batch_size": batch}, base=tuning)
+            table.measure("model-only training step (bf16, channels-last)", batch, "model_only", lambda c=config: (
+                model_only(c, NUM_CLASSES, False, MODEL_ONLY_SECONDS, device)["images_per_second"],
+                "head + layer4 train"))
+
         e2e = Config.from_dict({"batch_size": args.batch_size, "epochs": E2E_EPOCHS,
                                 "unfreeze_epoch": E2E_UNFREEZE_EPOCH}, base=base)
         for name, overrides in (("fused engine in CPU workers", {}), ("gpu_augment", {"gpu_augment": True})):
@@ -189,7 +194,6 @@ def main() -> None:
                 return rates["tuned"], f"fine-tuning epoch; head-only {rates['head']:,.0f}/s; {notes}"
 
             if table.measure(f"end to end, {name}", args.batch_size, "end_to_end", run) is not None:
-                reference = Config()
                 train_images = PROJECTED_IMAGES * (1 - reference.val_fraction)
                 projections[name] = (reference.unfreeze_epoch * train_images / rates["head"]
                                      + (reference.epochs - reference.unfreeze_epoch) * train_images / rates["tuned"])
@@ -209,7 +213,7 @@ def main() -> None:
                       lambda: onnxruntime_gpu_rate(args.batch_size, scratch))
 
     for name, seconds in projections.items():
-        table.add(f"projected: reference recipe, 25 epochs on {PROJECTED_IMAGES:,} images, {name}",
+        table.add(f"projected: reference recipe, {reference.epochs} epochs on {PROJECTED_IMAGES:,} images, {name}",
                   f"{seconds / 60:.0f} min", f"batch {args.batch_size}; validation included")
     table.print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, {BACKBONE} at {IMAGE_SIZE} px")
     if args.json:

@@ -19,6 +19,8 @@ from simpsons_classifier.inference.options import ONNX, ONNX_INT8
 from simpsons_classifier.inference.predictor import Predictor
 from simpsons_classifier.training import checkpoint
 
+pytestmark = pytest.mark.slow  # the shared run trains until it has learned its classes: about a minute
+
 PROBABILITY_TOLERANCE = 1e-4
 INT8_AGREEMENT = 0.97
 LEARNED_TOP1 = 0.8
