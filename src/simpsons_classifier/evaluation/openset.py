@@ -21,6 +21,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..data.scan import Sample
+from ..storage import write_json_atomic
 from ..training import LoadedModel
 from .results import OpenSetFigures
 from .run_model import sample_logits
@@ -86,7 +87,7 @@ class Calibration:
         return OpenSetRule(self.score, self.threshold)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
 
 def calibrate(known_logits: torch.Tensor, heldout_logits: torch.Tensor | None = None) -> Calibration:

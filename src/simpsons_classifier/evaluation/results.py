@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..storage import write_json_atomic
+
 
 @dataclass(frozen=True)
 class OpenSetFigures:
@@ -26,7 +28,7 @@ class OpenSetFigures:
     """Every candidate score: ``{name: {"auroc": ..., "fpr_at_95_tpr": ...}}``."""
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class EvalResult:
     openset: OpenSetFigures | None = None
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> EvalResult:
