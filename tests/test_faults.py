@@ -4,9 +4,11 @@ that disappear during a run."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -21,6 +23,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from synthetic import make_dataset, tiny_config
+from tiny_runs import train_tiny_run
 
 from simpsons_classifier import cli
 from simpsons_classifier.data.dataset import ImageDataset
@@ -231,6 +234,169 @@ class DiskFullAfter:
 
     def flush(self) -> None:
         self.file.flush()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> DiskFullAfter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+WRITE_MODES = set("wax+")
+
+
+def _opening_for_write(args, kwargs) -> Path | None:
+    """The file an ``open(...)`` call opens for writing, as an absolute path; None for a read or a descriptor."""
+    file = args[0] if args else kwargs.get("file")
+    mode = args[1] if len(args) > 1 else kwargs.get("mode", "r")
+    if isinstance(file, (str, os.PathLike)) and WRITE_MODES & set(mode):
+        return Path(os.path.abspath(file))
+    return None
+
+
+def fill_the_disk_when_writing(monkeypatch, name: str, room: int = 10) -> None:
+    """Every file named ``name`` (or its temporary twin ``.NAME.tmp``) takes ``room`` bytes, then fails as a full
+    disk does; any other file is written as usual. Both ``open`` and ``io.open`` (what ``Path.write_text`` calls)
+    are patched, so a write that does not go through ``storage.write_atomic`` fills the disk too."""
+    real_open = io.open
+
+    def open_on_a_full_disk(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        path = _opening_for_write(args, kwargs)
+        return DiskFullAfter(handle, room) if path is not None and path.name in (name, f".{name}.tmp") else handle
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    monkeypatch.setattr(io, "open", open_on_a_full_disk)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A trained, evaluated, explained and reported tiny run; tests that break it work on a copy."""
+    return train_tiny_run(tmp_path_factory.mktemp("finished"), classes=3)
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    """A copy of the finished run (modification times kept, so its evaluation and pictures are as fresh)."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+@pytest.mark.parametrize("command, written", [
+    ("evaluate", "eval/metrics.json"),
+    ("evaluate", "eval/per_class.csv"),
+    ("evaluate", "eval/confusion_matrix.png"),
+    ("evaluate", "eval/predictions.csv"),
+    ("explain", "explain/kernels_3x3.png"),
+    ("explain", "explain/gradcam_classes.png"),
+    ("report", "report.html"),
+])
+def test_a_full_disk_while_writing_evaluation_explanation_or_report_names_the_file_and_keeps_the_old_one(
+        run_copy, capsys, monkeypatch, command, written):
+    target = run_copy / written
+    before = target.read_bytes()
+    fill_the_disk_when_writing(monkeypatch, target.name)
+    code, stderr = _cli(capsys, command, "--run", run_copy)
+    assert code == 2
+    line = _error_line(stderr)
+    assert f"cannot write {target}: No space left on device [ENOSPC]" in line
+    assert f"the previous {target.name} is unchanged" in line
+    assert target.read_bytes() == before
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith(".tmp")]
+
+
+
+# --- a folder that cannot be written ---------------------------------------------------------------------------
+
+def _inside(path: str | os.PathLike, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(folder)
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: the folder and everything in it made read-only (``chmod``), permissions put back
+    afterwards.
+
+    Root writes whatever the mode bits say, and these tests may run as root: then the calls the kernel would
+    refuse another user are refused with ``PermissionError(EACCES)`` for paths inside the folder (opening a file
+    to write, making a folder, removing or renaming an entry). The refusal is made at those system calls, below
+    ``storage``, so a write that bypasses ``storage`` is refused too, as it would be for another user."""
+    folders = []
+
+    def make(folder: Path) -> Path:
+        folder = Path(os.path.abspath(folder))
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        folders.append(folder)
+        if os.geteuid() == 0:
+            _refuse_writes_inside(monkeypatch, folder)
+        return folder
+
+    yield make
+    for folder in folders:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _refuse_writes_inside(monkeypatch, folder: Path) -> None:
+    def refused(path) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    real_open = io.open
+
+    def open_(*args, **kwargs):
+        path = _opening_for_write(args, kwargs)
+        if path is not None and _inside(path, folder):
+            raise refused(path)
+        return real_open(*args, **kwargs)
+
+    def refuse_inside(real):
+        def call(path, *args, **kwargs):
+            if _inside(path, folder):
+                raise refused(path)
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    for name in ("mkdir", "unlink", "remove", "rmdir", "rename", "replace"):
+        monkeypatch.setattr(os, name, refuse_inside(getattr(os, name)))
+
+
+def _permission_denied(line: str, path: Path, folder: Path) -> bool:
+    return f"cannot write {path}: Permission denied [EACCES] (make {folder} writable for this user)" in line
+
+
+def test_training_into_a_folder_that_cannot_be_written_is_one_error_naming_it(tmp_path, capsys, read_only):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    (tmp_path / "locked").mkdir()
+    locked = read_only(tmp_path / "locked")
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", locked / "run")
+    assert code == 2
+    assert _permission_denied(_error_line(stderr), locked / "run", locked)
+    assert not (locked / "run").exists()
+
+
+@pytest.mark.parametrize("command, refused", [
+    (["train", "--resume"], ".lock"),
+    (["evaluate", "--run"], "eval"),
+    (["explain", "--run"], "explain"),
+    (["report", "--run"], "report.html"),
+])
+def test_a_run_that_cannot_be_written_is_one_error_naming_the_file(run_copy, capsys, read_only, command, refused):
+    report = run_copy.joinpath("report.html").read_bytes()
+    read_only(run_copy)
+    code, stderr = _cli(capsys, *command, run_copy)
+    assert code == 2
+    path = run_copy / refused
+    assert _permission_denied(_error_line(stderr), path, path if path.is_dir() else run_copy)
+    assert run_copy.joinpath("report.html").read_bytes() == report
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".write-check")]
 
 
 # --- a stop signal ---------------------------------------------------------------------------------------------
