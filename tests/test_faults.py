@@ -29,8 +29,10 @@ from simpsons_classifier import cli
 from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import scan_dataset
+from simpsons_classifier.evaluation import EvalResult
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, distributed, trainer
+from simpsons_classifier.training.curves import read_metrics
 from simpsons_classifier.training.divergence import MAX_NON_FINITE_IN_A_ROW, TrainingDiverged
 from simpsons_classifier.run_lock import hold_run
 from simpsons_classifier.training.state import TrainingState
@@ -167,6 +169,31 @@ def test_a_moved_dataset_is_refused_with_the_option_and_re_pointed_with_data_roo
     assert all(Path(s.path).is_file() for s in RunData.read(run).split.val)
     code, stderr = _cli(capsys, "evaluate", "--run", run, "--data-root", tmp_path)
     assert code == 2 and "holds none of the run's" in stderr
+
+
+def test_an_interrupted_run_whose_dataset_moved_resumes_with_data_root(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)  # 10 training images: 5 steps an epoch
+    config = _config_file(tmp_path / "tiny.yaml", epochs=2, batch_size=2)
+    run = RunDir(tmp_path / "run")
+    _ctrl_c_at_step(monkeypatch, 6)  # in epoch 2
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", run, "--config", config)
+    assert code == 130 and "simpsons train --resume" in stderr
+    monkeypatch.undo()
+    moved = data.rename(tmp_path / "moved-data")
+
+    code, stderr = _cli(capsys, "train", "--resume", run)
+    line = _error_line(stderr)
+    assert code == 2 and f"dataset folder {data} is not there any more" in line
+    assert "simpsons train --resume RUN --data-root NEWROOT" in line
+    assert checkpoint.read(run.last)["progress"]["batches"] == 2  # refused before it trained
+
+    code, stderr = _cli(capsys, "train", "--resume", run, "--data-root", moved)
+    assert code == 0, stderr
+    assert json.loads(run.dataset.read_text())["root"] == str(moved)
+    assert all(Path(s.path).is_file() and Path(s.path).is_relative_to(moved) for s in RunData.read(run).split.val)
+    assert checkpoint.read(run.last)["epoch"] == 2  # finished
+    assert [int(row["epoch"]) for row in read_metrics(run.metrics)][-2:] == [0, 1]
+    assert run.report.is_file() and EvalResult.read(run.eval_dir().metrics).num_images == 5
 
 
 def test_an_older_run_with_paths_relative_to_its_working_directory_still_reads(tmp_path, chdir_back):
@@ -440,17 +467,22 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resume_continues_to_the_same_
         assert ([r["train_loss"] for r in csv.DictReader(one)] == [r["train_loss"] for r in csv.DictReader(other)])
 
 
-def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
-    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
-    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+def _ctrl_c_at_step(monkeypatch, number: int) -> None:
+    """Training in this process gets SIGINT, as Ctrl-C sends it, during step ``number`` (counted from 0)."""
     train_step = trainer.train_step
 
     def step(state, *args, **kwargs):
-        if state.step == 1:
+        if state.step == number:
             os.kill(os.getpid(), signal.SIGINT)
         return train_step(state, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_step", step)
+
+
+def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+    _ctrl_c_at_step(monkeypatch, 1)
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background by a shell
     code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
     assert code == 130 and "Traceback" not in stderr
