@@ -171,6 +171,7 @@ def test_a_moved_dataset_is_refused_with_the_option_and_re_pointed_with_data_roo
     assert code == 2 and "holds none of the run's" in stderr
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_whose_dataset_moved_resumes_with_data_root(tmp_path, capsys, monkeypatch):
     data = make_dataset(tmp_path / "data", classes=3, per_source=1)  # 10 training images: 5 steps an epoch
     config = _config_file(tmp_path / "tiny.yaml", epochs=2, batch_size=2)
