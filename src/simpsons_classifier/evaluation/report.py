@@ -14,7 +14,7 @@ from ..run_dir import EvalDir
 from ..storage import write_figure
 from ..tables import write_rows
 from ..training.validate import score_sums, scores_from_sums
-from .results import EvalResult
+from .results import EvalResult, OpenSetFigures
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -117,5 +117,27 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], path: str | Pa
         ax.text(pred, true, str(matrix[true, pred]), ha="center", va="center", fontsize=6 if n > 20 else 8, color=colour)
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="fraction of the true class")
     ax.set_title(f"confusion matrix ({int(matrix.sum())} images)")
+    fig.tight_layout()
+    write_figure(fig, path, CONFUSION_DPI)
+
+
+def plot_openset_scores(values: dict[str, list[float]], figures: OpenSetFigures, path: str | Path) -> None:
+    """The chosen unknown-character score of known validation images against near (held-out characters) and far
+    (photos, noise...) images, with the threshold: how much of each side it lets through is read off the picture."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    present = {name: np.asarray(v) for name, v in values.items() if len(v)}
+    edges = np.histogram_bin_edges(np.concatenate(list(present.values())), bins=40)
+    colours = {"known": "tab:blue", "near": "tab:orange", "far": "tab:grey"}
+    auroc = {"near": figures.near, "far": figures.far}
+    for name, v in present.items():
+        label = f"{name} ({len(v)})"
+        if name in auroc and figures.chosen in auroc[name]:
+            label += f", AUROC {auroc[name][figures.chosen].auroc:.3f}"
+        ax.hist(v, bins=edges, alpha=0.5, density=True, color=colours.get(name), label=label)
+    ax.axvline(figures.threshold, color="black", linestyle="--", label=f"threshold {figures.threshold:.3g}")
+    ax.set_xlabel(f"{figures.chosen} (higher: more like a known character)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title("unknown-character score")
     fig.tight_layout()
     write_figure(fig, path, CONFUSION_DPI)
