@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .storage import make_folder
+
 
 class File:
     """A file of a folder object: ``folder.metrics`` is ``folder.path / "metrics.json"``."""
@@ -42,8 +44,9 @@ class Folder:
     path: Path
 
     def make(self):
-        """Create the folder (and its parents) if missing; returns the same object."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Create the folder (and its parents) if missing; returns the same object. A folder that cannot be made
+        (no permission, full disk) is one ``StorageError`` naming it."""
+        make_folder(self.path)
         return self
 
 

@@ -14,6 +14,7 @@ from torch import nn
 from ..data.run_data import RunData, read_heldout
 from ..data.scan import Sample, Skipped, scan_dataset, write_skipped
 from ..run_dir import EvalDir, RunDir
+from ..storage import check_writable
 from ..training import LoadedModel, load_model
 from .far_ood import far_ood_sets, folder_set
 from .ood_scores import BANK_MAX_IMAGES, FeatureBank
@@ -44,8 +45,9 @@ def evaluate_run(
     out, the open-set figures come too, against its held-out classes and far-away images (built-in photos and
     noise, plus the folders ``far_dirs``); the run's rule is calibrated first if it has none."""
     run = RunDir(run_dir)
-    loaded = load_model(run)
     out = EvalDir(Path(out_dir)) if out_dir else run.eval_dir(tta)
+    check_writable(out.make().path)  # a full disk or a read-only folder: refused now, not after the model has run
+    loaded = load_model(run)
     skipped: list[Skipped] = []
     if data_dir is None:
         samples = RunData.read(run).split.val

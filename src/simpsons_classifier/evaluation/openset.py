@@ -20,7 +20,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..data.scan import Sample
-from ..storage import write_text_atomic
+from ..storage import write_json_atomic
 from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score, fit_scores
 from .results import OpenSetFigures, Separation
 from .run_model import ModelOutputs
@@ -125,7 +125,7 @@ class Calibration:
         return OpenSetRule(self.score, self.threshold)
 
     def write(self, path: Path) -> None:
-        write_text_atomic(path, json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
 
 def calibrate(known: ModelOutputs, bank: FeatureBank | None, selection: ModelOutputs | None = None,

@@ -10,6 +10,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..storage import write_json_atomic
+
 
 @dataclass(frozen=True)
 class Separation:
@@ -47,7 +49,7 @@ class OpenSetFigures:
     far_by_set: dict[str, dict[str, Separation]] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def from_dict(cls, values: dict) -> OpenSetFigures:
@@ -73,7 +75,7 @@ class EvalResult:
     openset: OpenSetFigures | None = None
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> EvalResult:

@@ -21,6 +21,7 @@ from ..errors import UserError
 from ..evaluation.openset import OpenSetRule
 from ..models import FeaturesAndLogits
 from ..run_dir import RunDir
+from ..storage import make_folder, write_json_atomic
 from ..training import load_model
 from .options import CALIBRATION_IMAGES, ONNX, ONNX_INT8
 from .quantize import Quantisation, calibration_batches, quantize_model
@@ -84,7 +85,7 @@ class ExportMetadata:
         return cls(**values, quantisation=Quantisation(**quantisation) if quantisation else None)
 
     def write(self, export_dir: Path, export: OnnxExport) -> None:
-        (export_dir / export.metadata_file).write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(export_dir / export.metadata_file, asdict(self))
 
 
 def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None, int8: bool = False,
@@ -96,7 +97,7 @@ def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None,
         raise ValueError(f"calibration_images must be at least 1, got {calibration_images}")
     run_dir = RunDir(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir.export_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     loaded = load_model(run_dir)
     size = loaded.config.image_size
     export_model(loaded.model, size, out_dir / FP32.model_file)
