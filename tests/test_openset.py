@@ -9,7 +9,10 @@ from PIL import Image
 from tiny_runs import train_tiny_run
 
 from simpsons_classifier.augment.background import BUILTIN_PHOTOS
+from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import read_heldout
+from simpsons_classifier.data.scan import Sample
+from simpsons_classifier.evaluation.evaluate import like_validation
 from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, folder_set
 from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES, FeatureBank, fit_score, fit_scores
 from simpsons_classifier.evaluation.openset import calibrate, separation, split_heldout_classes
@@ -129,3 +132,11 @@ def test_the_reported_classes_are_never_those_the_score_was_chosen_on(run):
     assert not set(stored["selection_classes"]) & set(figures.near_classes)
     assert set(stored["candidates"]) == set(SCORE_NAMES) and stored["score"] == figures.chosen
     assert figures.near_images == sum(s.label in figures.near_classes for s in read_heldout(run))
+
+
+def test_with_a_group_split_held_out_characters_are_compared_in_the_validation_sources():
+    heldout = [Sample(f"/d/x/{source}__{i}.png", "x") for source in ("gen1", "dreamworld") for i in range(3)]
+    val = [Sample("/d/a/dreamworld__0.png", "a"), Sample("/d/b/dreamworld__1.png", "b")]
+    assert like_validation(heldout, val, Config(split="group")) == heldout[3:]
+    assert like_validation(heldout, val, Config(split="random")) == heldout
+    assert like_validation(heldout[:3], val, Config(split="group")) == heldout[:3]  # none alike: all kept

@@ -11,7 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import Config
 from ..data.run_data import RunData, read_heldout
+from ..data.split import source_group
 from ..data.scan import Sample, Skipped, scan_dataset, write_skipped
 from ..run_dir import EvalDir, RunDir
 from ..storage import check_writable
@@ -91,7 +93,7 @@ def validation_openset(
     classes out). The rule is calibrated on the selection half of the held-out classes and stored in
     ``RUN/openset.json`` when ``recalibrate`` or when the run has none; the figures come from the other half."""
     bank = ensure_feature_bank(run, loaded, progress)
-    heldout = read_heldout(run)
+    heldout = like_validation(read_heldout(run), RunData.read(run).split.val, loaded.config)
     selection_classes, report_classes = split_heldout_classes(sorted({s.label for s in heldout}),
                                                               loaded.config.seed)
     unknown = sample_outputs(loaded, heldout, progress=progress, desc="held-out classes")
@@ -110,6 +112,16 @@ def validation_openset(
     values = {name: detector.scores(o.features, o.logits).tolist()
               for name, o in (("known", known), ("near", near), ("far", ModelOutputs.concat(list(far.values()))))}
     return OpenSetEvaluation(calibration, openset_figures(detector, known, near, report_classes, far), values)
+
+
+def like_validation(heldout: list[Sample], val: list[Sample], config: Config) -> list[Sample]:
+    """The held-out characters' images drawn in the sources the known validation images come from. With a group
+    split those are sources never trained on, and held-out characters in the training sources would measure the
+    change of style, not of character; a random split keeps every image."""
+    if config.split != "group":
+        return heldout
+    sources = {source_group(s.path) for s in val}
+    return [s for s in heldout if source_group(s.path) in sources] or heldout
 
 
 def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True) -> FeatureBank:
