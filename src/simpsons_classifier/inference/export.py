@@ -123,7 +123,7 @@ def export_model(model: nn.Module, image_size: int, path: str | Path) -> None:
     """``model`` (in eval mode) as one ONNX file: ``images`` N×3×S×S float32 in, ``logits`` and ``features`` out,
     any batch size."""
     torch.onnx.export(
-        FeaturesAndLogits(model),
+        FeaturesAndLogits(model).eval(),
         (torch.zeros(EXAMPLE_BATCH, 3, image_size, image_size),),
         path,
         dynamo=True,
