@@ -19,7 +19,7 @@ from simpsons_classifier.models import create_model
 from simpsons_classifier.training import checkpoint, train
 from simpsons_classifier.training.checkpoint import LoadedModel
 from simpsons_classifier.training.grow import HeadPlan, grow_from_run, read_init_run
-from simpsons_classifier.training.probe import pre_logit_features
+from simpsons_classifier.training.probe import fit_probe_head, pre_logit_features
 
 CPU = torch.device("cpu")
 
@@ -28,31 +28,30 @@ def _name(c: int) -> str:
     return f"{c:03d}_class{c}"  # make_dataset's folder names
 
 
-def _source(classes: list[str]) -> LoadedModel:
-    """A stand-in for a trained run's best model: random weights, with biases that differ by class."""
-    torch.manual_seed(0)
-    model = create_model("resnet10t", len(classes)).eval()
-    with torch.no_grad():
-        model.get_classifier().bias.copy_(torch.randn(len(classes)))
-    return LoadedModel(model, classes, tiny_config(), (0.5,) * 3, (0.5,) * 3)
+def _loader(data, classes) -> DataLoader:
+    """The un-augmented images of ``classes`` in ``data``, labelled by their index in ``classes``."""
+    samples = [s for s in scan_dataset(data, progress=False).samples if s.label in classes]
+    return DataLoader(ImageDataset(samples, classes, build_eval_transform(32, (0.5,) * 3, (0.5,) * 3)), batch_size=64)
 
 
-def _new_class_loader(data, plan: HeadPlan) -> DataLoader:
-    samples = [s for s in scan_dataset(data, progress=False).samples if s.label in plan.new]
-    transform = build_eval_transform(32, (0.5,) * 3, (0.5,) * 3)
-    return DataLoader(ImageDataset(samples, plan.classes, transform), batch_size=16)
+def _images(loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    return next(iter(DataLoader(loader.dataset, batch_size=len(loader.dataset))))
 
 
 @pytest.fixture
 def grown(tmp_path):
-    """A source that knows classes 0-3 (in a shuffled order), grown to data of classes 0, 1, 3, 4, 5."""
-    source = _source([_name(c) for c in (3, 0, 2, 1)])
+    """A source that classifies classes 0-3 (kept in a shuffled order; a probe head on a random backbone), grown
+    to data of classes 0, 1, 3, 4, 5."""
     data = make_dataset(tmp_path / "data", classes=6)
+    known = [_name(c) for c in (3, 0, 2, 1)]
+    torch.manual_seed(0)
+    source = LoadedModel(create_model("resnet10t", len(known)).eval(), known, tiny_config(), (0.5,) * 3, (0.5,) * 3)
+    fit_probe_head(source.model, _loader(data, known), CPU, progress=False)
     shutil.rmtree(data / _name(2))
     classes = scan_dataset(data, progress=False).classes
     plan = HeadPlan(tuple(source.classes), tuple(classes))
     model = create_model("resnet10t", len(classes)).eval()
-    loader = _new_class_loader(data, plan)
+    loader = _loader(data, classes)
     grow_from_run(model, source, plan, loader, CPU, progress=False)
     return source, plan, model, loader
 
@@ -83,27 +82,43 @@ def test_new_rows_are_imprinted_from_their_classes_features(grown):
     features, targets = (torch.as_tensor(a) for a in pre_logit_features(model, loader, CPU, progress=False))
     kept = torch.tensor([plan.classes.index(c) for c in plan.kept])
     new = [plan.classes.index(c) for c in plan.new]
+    unit_means = torch.stack([F.normalize(features[targets == row], dim=1).mean(dim=0)
+                              for row in range(len(plan.classes))])
     kept_norm = weight[kept].norm(dim=1).mean()
-    means = {row: features[targets == row].mean(dim=0) for row in new}
     for row in new:
-        unit_mean = F.normalize(features[targets == row], dim=1).mean(dim=0)
-        assert torch.allclose(weight[row], F.normalize(unit_mean, dim=0) * kept_norm, atol=1e-6)
+        direction = F.normalize(unit_means[row] - unit_means.mean(dim=0), dim=0)
+        assert torch.allclose(weight[row], direction * kept_norm, atol=1e-6)
         assert bias[row].item() == pytest.approx(bias[kept].mean().item(), abs=1e-6)
         # each new row answers its own class's mean feature more strongly than any other new row does
-        scores = {other: float(weight[other] @ means[row]) for other in new}
+        mean_feature = features[targets == row].mean(dim=0)
+        scores = {other: float(weight[other] @ mean_feature) for other in new}
         assert max(scores, key=scores.get) == row
-    # and the new classes' own images land on their rows among the new ones
+    images, labels = _images(loader)
     with torch.no_grad():
-        logits = model(next(iter(DataLoader(loader.dataset, batch_size=len(loader.dataset))))[0])
-    predicted = torch.tensor(new)[logits[:, new].argmax(dim=1)]
-    assert (predicted == targets).float().mean() > 0.9
+        logits = model(images)[:, new]
+    of_new = torch.isin(labels, torch.tensor(new))
+    assert (torch.tensor(new)[logits[of_new].argmax(dim=1)] == labels[of_new]).float().mean() > 0.9  # among new rows
+
+
+def test_the_known_classes_images_are_not_taken_by_the_new_rows(grown):
+    """The rows are imprinted from centred features: raw class means of non-negative features all point the same
+    way, and rows along them would outscore the known rows on every image."""
+    source, plan, model, loader = grown
+    images, labels = _images(loader)
+    with torch.no_grad():
+        before = [source.classes[i] for i in source.model(images).argmax(dim=1)]
+        after = [plan.classes[i] for i in model(images).argmax(dim=1)]
+    truth = [plan.classes[i] for i in labels]
+    kept = [i for i, name in enumerate(truth) if name in plan.kept]
+    assert sum(before[i] == truth[i] for i in kept) > 0.9 * len(kept)  # the source classifies them
+    assert [after[i] for i in kept] == [before[i] for i in kept]
 
 
 def test_a_new_class_without_training_images_starts_below_the_others():
     from simpsons_classifier.training.grow import imprint_rows
 
     kept_weight, kept_bias = torch.randn(3, 8), torch.tensor([1.0, 2.0, 3.0])
-    features, targets = torch.randn(4, 8), torch.tensor([3, 3, 3, 3])
+    features, targets = torch.randn(4, 8), torch.tensor([0, 0, 3, 3])
     weight, bias = imprint_rows(features, targets, torch.tensor([3, 4]), kept_weight, kept_bias)
     assert weight[0].norm() == pytest.approx(kept_weight.norm(dim=1).mean().item()) and bias[0] == 2.0
     assert torch.equal(weight[1], torch.zeros(8)) and bias[1] < kept_bias.min()
@@ -158,7 +173,7 @@ def test_train_init_through_the_cli_grows_scores_and_resumes(source_run, tmp_pat
         return real_epoch(state, batches, epoch, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_one_epoch", interrupted)
-    with pytest.warns(UserWarning, match=f"drops: {_name(2)}$"):
+    with pytest.warns(UserWarning, match=f"dropped from the new model: {_name(2)}$"):
         assert main(["train", "--data", str(data), "--out", str(out), "--init", str(source_run),
                      "--config", str(config)]) == 130
     printed = capsys.readouterr().out

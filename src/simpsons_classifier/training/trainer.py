@@ -139,11 +139,6 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers,
                             worker_init_fn=ignore_stop_signals)
 
-    def plain_loader(samples: list) -> DataLoader:
-        """Un-augmented images, for the features a starting head is fitted or imprinted from."""
-        return DataLoader(ImageDataset(samples, data.classes, eval_transform, decode_size=config.image_size),
-                          batch_size=config.batch_size * 2, num_workers=workers, worker_init_fn=ignore_stop_signals)
-
     def validate(epoch_name: str) -> dict[str, float]:
         logits, targets = predict(state.evaluated, val_loader, ctx.device, config.amp, config.channels_last, show,
                                   desc="validating")
@@ -190,13 +185,15 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                       f"images of the smallest")
             if source is not None or config.head_init == "probe":
                 started = time.perf_counter()
+                plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
+                                               decode_size=config.image_size)
+                plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers,
+                                          worker_init_fn=ignore_stop_signals)
                 if source is not None:  # the grown head replaces the probe, which would refit the known rows
                     plan = HeadPlan(tuple(source.classes), tuple(data.classes))
-                    new_images = [s for s in data.split.train if s.label in plan.new]
-                    grow_from_run(state.model, source, plan, plain_loader(new_images) if new_images else None,
-                                  ctx.device, show)
+                    grow_from_run(state.model, source, plan, plain_loader, ctx.device, show)
                 else:
-                    fit_probe_head(state.model, plain_loader(data.split.train), ctx.device, show)
+                    fit_probe_head(state.model, plain_loader, ctx.device, show)
                 state.sync_ema()
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
                 record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
@@ -384,7 +381,7 @@ def _num_workers(config: Config, ctx: distributed.Context) -> int:
 def _print_head_plan(plan: HeadPlan, init_run: str) -> None:
     print(f"starting from {init_run}: {plan}")
     if plan.dropped:
-        warnings.warn(f"the data lacks {len(plan.dropped)} classes of {init_run}, which the new model drops: "
+        warnings.warn(f"classes of {init_run} that the data lacks are dropped from the new model: "
                       f"{', '.join(plan.dropped)}", stacklevel=3)
 
 
