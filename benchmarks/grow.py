@@ -7,7 +7,8 @@ Both runs use the demo's recipe (``configs/demo.yaml``: EfficientNet-Lite0, the 
 World and Gen-7 box drawings), so the split is the same file by file: the old characters' validation images are
 the same in both runs. Printed: top-1 on the old characters' images before (the 40-class run) and after (the
 50-class run, all 50 classes competing), top-1 on the new characters' images, both also for the grown head before
-any fine-tuning (the new run's epoch 0), and each run's time.
+any fine-tuning (the new run's epoch 0), each run's time, and the new run's validation top-1 epoch by epoch
+(``best.pt`` is the best of them, the grown head included).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import Sample, scan_dataset
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_logits
 from simpsons_classifier.models import create_model
-from simpsons_classifier.training import LoadedModel, load_model, train
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import LoadedModel, checkpoint, load_model, train
+from simpsons_classifier.training.curves import PROBE_EPOCH, read_metrics
 from simpsons_classifier.training.grow import HeadPlan, grow_from_run
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -65,13 +68,13 @@ def grown_head(source_run: Path, run: Path) -> LoadedModel:
     return loaded
 
 
-def timed_train(config: Config, data: Path, run: Path) -> float:
-    """Train ``run`` unless it is already there (a rerun only scores); returns the seconds taken, or nan."""
+def timed_train(config: Config, data: Path, run: Path) -> str:
+    """Train ``run`` unless it is already there (a rerun only scores); returns the time it took."""
     if (run / "best.pt").is_file():
-        return float("nan")
+        return "trained before"
     started = time.perf_counter()
     train(config, data, run, progress=False)
-    return time.perf_counter() - started
+    return f"{time.perf_counter() - started:.0f} s"
 
 
 def main() -> None:
@@ -85,10 +88,10 @@ def main() -> None:
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
     before_run, after_run = args.out / f"known{args.known}", args.out / "all"
 
-    before_seconds = timed_train(Config.from_dict({**demo, "epochs": args.epochs}),
+    before_time = timed_train(Config.from_dict({**demo, "epochs": args.epochs}),
                                  first_classes(args.data, args.out / f"data{args.known}", args.known), before_run)
     after_config = Config.from_dict({**demo, "epochs": args.grow_epochs, "init_run": str(before_run.resolve())})
-    after_seconds = timed_train(after_config, args.data, after_run)
+    after_time = timed_train(after_config, args.data, after_run)
 
     before, after, start = load_model(before_run), load_model(after_run), grown_head(before_run, after_run)
     old_val = RunData.read(before_run).split.val
@@ -105,11 +108,17 @@ def main() -> None:
           f"{len(new)} of new ones\n")
     print("| model | old characters top-1 | new characters top-1 | training time |\n|---|---|---|---|")
     print(f"| first run ({len(before.classes)} classes) | {100 * top1(before, old_val):.1f} % | | "
-          f"{before_seconds:.0f} s |")
+          f"{before_time} |")
     print(f"| grown head, before fine-tuning (epoch 0) | {100 * top1(start, old_after):.1f} % | "
           f"{100 * top1(start, new):.1f} % | |")
     print(f"| after `--init`, {args.grow_epochs} epochs ({len(after.classes)} classes) | "
-          f"{100 * top1(after, old_after):.1f} % | {100 * top1(after, new):.1f} % | {after_seconds:.0f} s |")
+          f"{100 * top1(after, old_after):.1f} % | {100 * top1(after, new):.1f} % | {after_time} |")
+
+    run = RunDir(after_run)
+    best_epoch = checkpoint.read(run.best)["epoch"]
+    by_epoch = ", ".join(f"{100 * row['val_top1']:.1f}" for row in read_metrics(run.metrics))
+    print(f"\nthe --init run's validation top-1 (all characters) from epoch 0: {by_epoch} %; best.pt holds "
+          f"{'the grown head (epoch 0)' if best_epoch == PROBE_EPOCH else f'epoch {best_epoch + 1}'}")
 
 
 if __name__ == "__main__":
