@@ -51,6 +51,13 @@ class Config:
     weights: str = "imagenet"
     """``imagenet``, a local file path, or ``none``. ImageNet weights come from a package on disk where one
     ships them (efficientnet_lite0), else from timm's hub download (online only)."""
+    init_run: str | None = None
+    """A run folder whose best model this run starts from instead of ``weights`` (``simpsons train --init RUN``):
+    its backbone, and the head rows of the classes it knows, matched by name and copied exactly; a new class's
+    row is imprinted from its training images' features, and the run's classes that the data lacks are dropped
+    (``training/grow.py``). ``backbone`` must be the run's. The grown head takes the place of ``head_init``
+    (a probe would refit the known rows) and is scored as epoch 0, so ``best.pt`` is never worse than where
+    fine-tuning started. Null: start from ``weights``."""
     image_size: int = 224
 
     # --- optimisation ---
@@ -77,7 +84,8 @@ class Config:
     the un-augmented training images (LP-FT, Kumar et al. 2022), and score that model as epoch 0, so fine-tuning
     starts from a head that already classifies and the best checkpoint is never worse than the probe. A random
     head's gradients distort the pre-trained features before it has learned anything, worst on small datasets and
-    short runs. ``random``: a freshly initialised head (the reference)."""
+    short runs. ``random``: a freshly initialised head (the reference). Not used with ``init_run``, whose grown
+    head is scored as epoch 0 instead."""
     lr_schedule: str = "cosine"
     """``plateau``: ReduceLROnPlateau on the validation loss per epoch (the reference). ``cosine``: by optimiser
     steps, linear warm-up over ``warmup_fraction`` of the run then cosine decay to zero."""
@@ -141,6 +149,7 @@ class Config:
 
     def validate(self, source: str = "config") -> None:
         checks: list[tuple[str, bool, str]] = [
+            ("init_run", self.init_run is None or self.init_run.strip() != "", "must be a run folder or null"),
             ("image_size", self.image_size >= 16, "must be at least 16"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
             ("batch_size", self.batch_size >= 1, "must be at least 1"),

@@ -126,7 +126,7 @@ class RunDir(Folder):
     skipped = File("skipped.csv")
     """Files that could not be used, and why."""
     metrics = File("metrics.csv")
-    """One row per epoch (the probe head first, as epoch -1)."""
+    """One row per epoch (the probe or grown head first, as epoch -1)."""
     curves = File("curves.png")
     """``metrics.csv`` drawn."""
     best = File("best.pt")

@@ -1,9 +1,10 @@
-"""``simpsons train``: a new run, or ``--resume RUN``; ends by calibrating, evaluating and reporting the best
-checkpoint (``finish_run``)."""
+"""``simpsons train``: a new run (from ImageNet weights, or ``--init`` another run), or ``--resume RUN``; ends by
+calibrating, evaluating and reporting the best checkpoint (``finish_run``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..config import Config, ConfigError
@@ -17,6 +18,10 @@ def register(subcommands) -> None:
     parser.add_argument("--data", help="folder with one sub-folder of images per character")
     parser.add_argument("--out", help="run folder to create")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    parser.add_argument("--init", metavar="RUN",
+                        help="start from RUN's best model instead of ImageNet weights, to add characters: the "
+                             "classes it knows keep their head rows, new ones are imprinted, missing ones dropped "
+                             "(config key init_run)")
     parser.add_argument("--data-root", metavar="NEWROOT",
                         help="with --resume: the run's dataset moved to NEWROOT (the folder of class folders); "
                              "recorded in RUN/dataset.json")
@@ -33,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from ..workflow import finish_run
 
     if args.resume:
+        if args.init:
+            raise ConfigError("--init RUN starts a new run from another run's model, --resume RUN continues an "
+                              "interrupted one (which remembers where it started): give one of them")
         if args.data:
             raise ConfigError("--resume RUN reads the run's own split; if its dataset moved, give the new folder "
                               "with --data-root NEWROOT")
@@ -46,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         if not (args.data and args.out):
             raise ConfigError("simpsons train needs --data DIR and --out RUN (or --resume RUN)")
         config = Config.load(args.config, args.set)
+        if args.init:
+            config = Config.from_dict({"init_run": os.path.abspath(args.init)}, source="--init", base=config)
         budget = parse_budget(args.budget) if args.budget else None
         try:
             run_dir = train(config, args.data, args.out, budget_seconds=budget)

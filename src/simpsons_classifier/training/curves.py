@@ -16,7 +16,8 @@ from ..storage import write_figure, write_text_atomic  # noqa: E402
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
 CURVES_DPI = 100
 PROBE_EPOCH = -1
-"""The ``epoch`` of the row that scores the probe head before fine-tuning (drawn as epoch 0; no training loss)."""
+"""The ``epoch`` of the row that scores the starting head before fine-tuning: the probe head, or the head grown
+from ``init_run`` (drawn as epoch 0; no training loss)."""
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -37,7 +38,7 @@ def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
 
 def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     """Losses on the left, validation accuracy on the right, learning rate as a dotted line; epochs counted from
-    1, the probe head (when there is one) as epoch 0."""
+    1, the starting head (probe or grown, when there is one) as epoch 0."""
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")

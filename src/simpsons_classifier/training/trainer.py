@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ from ..run_lock import hold_run
 from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
+from .checkpoint import LoadedModel
 from .curves import PROBE_EPOCH, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
+from .grow import HeadPlan, grow_from_run, read_init_run
 from .interrupt import StopSignals, ignore_stop_signals
 from .probe import fit_probe_head
 from .sampling import BalancedSampler, imbalance_ratio, should_balance
@@ -63,10 +66,13 @@ def train(
     split_file: str | Path | None = None, budget_seconds: float | None = None,
 ) -> RunDir:
     """Train a new run from ``data_dir`` into ``out_dir``. ``split_file``: another run's split.csv to use instead
-    of making one. ``budget_seconds``: size ``epochs`` (at most the config's) to fit this wall-clock time."""
+    of making one. ``budget_seconds``: size ``epochs`` (at most the config's) to fit this wall-clock time.
+    With ``config.init_run``, the model starts from that run's best one, its head grown to the data's classes
+    (``grow.py``)."""
     started = time.perf_counter()
     run = RunDir(out_dir)
     _refuse_existing(run)
+    source = read_init_run(config.init_run, config.backbone) if config.init_run else None  # before writing anything
     ctx = distributed.setup()
     with hold_run(run, enabled=ctx.is_main):
         if ctx.is_main:
@@ -75,9 +81,11 @@ def train(
             config.save(run.config)
             data = prepare_run_data(config, data_dir, run, progress=progress, split_file=split_file)
             _print_data_summary(data, run)
+            if source is not None:
+                _print_head_plan(HeadPlan(tuple(source.classes), tuple(data.classes)), config.init_run)
         distributed.barrier(ctx)
         budget = (budget_seconds, started) if budget_seconds is not None else None
-        return _fit(config, run, ctx, resume_from=None, progress=progress, budget=budget)
+        return _fit(config, run, ctx, resume_from=None, progress=progress, budget=budget, source=source)
 
 
 def _refuse_existing(run: RunDir) -> None:
@@ -109,15 +117,17 @@ def seed_epoch(config: Config, epoch: int) -> None:
 
 
 def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dict[str, Any] | None,
-         progress: bool, budget: tuple[float, float] | None = None) -> RunDir:
+         progress: bool, budget: tuple[float, float] | None = None, source: LoadedModel | None = None) -> RunDir:
+    """``source``: the model of ``config.init_run`` a new run starts from."""
     data = RunData.read(run)
     data.check_root()
     show = progress and ctx.is_main
     seed_epoch(config, -1)
     workers = _num_workers(config, ctx)
     steps_per_epoch = _steps_per_epoch(len(data.split.train), config, ctx)
-    state = TrainingState.create(config, len(data.classes), ctx, "none" if resume_from else config.weights,
-                                 steps_per_epoch)
+    # Resumed, the weights come from the checkpoint; started from another run, from that run.
+    weights = "none" if resume_from or source is not None else config.weights
+    state = TrainingState.create(config, len(data.classes), ctx, weights, steps_per_epoch)
     if ctx.is_main:  # a full disk is found now, not when the first epoch's checkpoint is written
         check_writable(run.path, CHECKPOINT_COPIES * _model_bytes(state.model))
     normalisation = data_config(state.model)
@@ -173,13 +183,17 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             if ctx.is_main and balanced:
                 print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
                       f"images of the smallest")
-            if config.head_init == "probe":
+            if source is not None or config.head_init == "probe":
                 started = time.perf_counter()
                 plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
                                                decode_size=config.image_size)
                 plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers,
                                           worker_init_fn=ignore_stop_signals)
-                fit_probe_head(state.model, plain_loader, ctx.device, show)
+                if source is not None:  # the grown head replaces the probe, which would refit the known rows
+                    plan = HeadPlan(tuple(source.classes), tuple(data.classes))
+                    grow_from_run(state.model, source, plan, plain_loader, ctx.device, show)
+                else:
+                    fit_probe_head(state.model, plain_loader, ctx.device, show)
                 state.sync_ema()
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
                 record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
@@ -212,7 +226,9 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
 
 
 def _epoch_name(epoch: int, config: Config) -> str:
-    return "probe head (epoch 0)" if epoch == PROBE_EPOCH else f"epoch {epoch + 1}/{config.epochs}"
+    if epoch == PROBE_EPOCH:
+        return f"{'grown' if config.init_run else 'probe'} head (epoch 0)"
+    return f"epoch {epoch + 1}/{config.epochs}"
 
 
 def _model_bytes(model: torch.nn.Module) -> int:
@@ -360,6 +376,13 @@ def _num_workers(config: Config, ctx: distributed.Context) -> int:
     if config.num_workers is not None:
         return config.num_workers
     return max(1, min(8, (os.cpu_count() or 1) // ctx.world_size))
+
+
+def _print_head_plan(plan: HeadPlan, init_run: str) -> None:
+    print(f"starting from {init_run}: {plan}")
+    if plan.dropped:
+        warnings.warn(f"classes of {init_run} that the data lacks are dropped from the new model: "
+                      f"{', '.join(plan.dropped)}", stacklevel=3)
 
 
 def _print_data_summary(data: RunData, run: RunDir) -> None:
