@@ -140,8 +140,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                             worker_init_fn=ignore_stop_signals)
 
     def validate(epoch_name: str) -> dict[str, float]:
-        logits, targets = predict(state.evaluated, val_loader, ctx.device, config.amp, config.channels_last, show,
-                                  desc="validating")
+        logits, targets = predict(state.evaluated, val_loader, ctx.device, amp=config.amp,
+                                  channels_last=config.channels_last, progress=show, desc="validating")
         scores = scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
         check_validation_loss(scores["loss"], epoch_name, config)
         return scores

@@ -46,17 +46,10 @@ def predict_outputs(
     return [torch.cat(column) for column in zip(*all_outputs)], torch.cat(all_targets)
 
 
-def predict(
-    model: nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    amp: str = "none",
-    channels_last: bool = False,
-    progress: bool = True,
-    desc: str = "predicting",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits N×C float32, targets N) of ``model`` in eval mode over ``loader``."""
-    (logits, *_), targets = predict_outputs(model, loader, device, amp, channels_last, progress, desc)
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits N×C float32, targets N) of ``model`` in eval mode over ``loader`` (``options``: those of
+    :func:`predict_outputs`)."""
+    (logits, *_), targets = predict_outputs(model, loader, device, **options)
     return logits, targets
 
 
