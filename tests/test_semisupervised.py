@@ -3,10 +3,10 @@ run reports, exact resume, and bad unlabelled folders."""
 
 import csv
 import os
-import signal
 
 import pytest
 import torch
+from interrupts import ctrl_c_at_step
 from synthetic import draw_character, make_dataset, tiny_config
 
 from simpsons_classifier import cli
@@ -125,17 +125,6 @@ def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):
     assert any(not torch.equal(runs[0.0]["model"][k], v) for k, v in runs[1.0]["model"].items())
 
 
-def _ctrl_c_at_step(monkeypatch, number: int) -> None:
-    real = trainer.train_step
-
-    def step(state, *args, **kwargs):
-        if state.step == number:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(state, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", step)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(tmp_path, monkeypatch, workers):
@@ -145,7 +134,7 @@ def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(t
                           pseudo_label_threshold=0.25)
     straight = trainer.train(config, data, tmp_path / "straight", progress=False)
 
-    _ctrl_c_at_step(monkeypatch, STEPS_PER_EPOCH + 1)  # during the second step of the second epoch
+    ctrl_c_at_step(monkeypatch, STEPS_PER_EPOCH + 1)  # during the second step of the second epoch
     with pytest.raises(KeyboardInterrupt):
         trainer.train(config, data, tmp_path / "stopped", progress=False)
     stopped = checkpoint.read(tmp_path / "stopped" / "last.pt")
