@@ -78,6 +78,7 @@ def test_the_unlabelled_draws_share_every_image_out_between_processes_and_epochs
     assert sorted(halves[0] + halves[1]) == list(range(10))
 
 
+@pytest.mark.slow  # the run is also evaluated and reported, as every train command ends
 def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_path, capsys):
     data = make_dataset(tmp_path / "data")
     unlabeled = _unlabeled_folder(tmp_path / "frames", unreadable=2)
