@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from interrupts import ctrl_c_at_step
 from synthetic import make_dataset, tiny_config
 from tiny_runs import train_tiny_run
 
@@ -176,7 +177,7 @@ def test_an_interrupted_run_whose_dataset_moved_resumes_with_data_root(tmp_path,
     data = make_dataset(tmp_path / "data", classes=3, per_source=1)  # 10 training images: 5 steps an epoch
     config = _config_file(tmp_path / "tiny.yaml", epochs=2, batch_size=2)
     run = RunDir(tmp_path / "run")
-    _ctrl_c_at_step(monkeypatch, 6)  # in epoch 2
+    ctrl_c_at_step(monkeypatch, 6)  # in epoch 2
     code, stderr = _cli(capsys, "train", "--data", data, "--out", run, "--config", config)
     assert code == 130 and "simpsons train --resume" in stderr
     monkeypatch.undo()
@@ -468,22 +469,10 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resume_continues_to_the_same_
         assert ([r["train_loss"] for r in csv.DictReader(one)] == [r["train_loss"] for r in csv.DictReader(other)])
 
 
-def _ctrl_c_at_step(monkeypatch, number: int) -> None:
-    """Training in this process gets SIGINT, as Ctrl-C sends it, during step ``number`` (counted from 0)."""
-    train_step = trainer.train_step
-
-    def step(state, *args, **kwargs):
-        if state.step == number:
-            os.kill(os.getpid(), signal.SIGINT)
-        return train_step(state, *args, **kwargs)
-
-    monkeypatch.setattr(trainer, "train_step", step)
-
-
 def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
     data = make_dataset(tmp_path / "data", classes=3, per_source=1)
     config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
-    _ctrl_c_at_step(monkeypatch, 1)
+    ctrl_c_at_step(monkeypatch, 1)
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background by a shell
     code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
     assert code == 130 and "Traceback" not in stderr

@@ -9,6 +9,8 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``split.csv``               which image is training and which validation
 ``heldout.csv``             images of the classes kept out (``holdout_classes``), for open-set figures
 ``skipped.csv``             files that could not be used, and why
+``unlabeled.csv``           the unlabelled images of a semi-supervised run (``unlabeled_dir``)
+``unlabeled_skipped.csv``   the unlabelled folder's files that could not be used, and why
 ``metrics.csv``             one row per epoch; ``curves.png`` draws it
 ``best.pt`` / ``last.pt``   the best (EMA) weights for inference / everything a resume needs
 ``openset.json``            the unknown-character rule (score and threshold)
@@ -125,6 +127,10 @@ class RunDir(Folder):
     """Images of the classes kept out (``holdout_classes``)."""
     skipped = File("skipped.csv")
     """Files that could not be used, and why."""
+    unlabeled = File("unlabeled.csv")
+    """The unlabelled images a semi-supervised run trains on (``unlabeled_dir``), relative to that folder."""
+    unlabeled_skipped = File("unlabeled_skipped.csv")
+    """The unlabelled folder's files that could not be used, and why."""
     metrics = File("metrics.csv")
     """One row per epoch (the probe or grown head first, as epoch -1)."""
     curves = File("curves.png")

@@ -97,3 +97,14 @@ class WeakOrStrong(Generic[Image]):
     def __call__(self, image: Image) -> torch.Tensor:
         pipeline = self.strong if draw_strong(self.p_strong) else self.weak
         return pipeline(image)
+
+
+class WeakAndStrong(Generic[Image]):
+    """Both views of a sample, FixMatch's pair for an unlabelled image: ``(weak(image), strong(image))``."""
+
+    def __init__(self, weak: Callable[[Image], torch.Tensor], strong: Callable[[Image], torch.Tensor]) -> None:
+        self.weak = weak
+        self.strong = strong
+
+    def __call__(self, image: Image) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.weak(image), self.strong(image)

@@ -22,6 +22,9 @@ def register(subcommands) -> None:
                         help="start from RUN's best model instead of ImageNet weights, to add characters: the "
                              "classes it knows keep their head rows, new ones are imprinted, missing ones dropped "
                              "(config key init_run)")
+    parser.add_argument("--unlabeled", metavar="DIR",
+                        help="also learn from the unlabelled images anywhere below DIR (semi-supervised, FixMatch; "
+                             "unknown characters welcome, they are not pseudo-labelled; config key unlabeled_dir)")
     parser.add_argument("--data-root", metavar="NEWROOT",
                         help="with --resume: the run's dataset moved to NEWROOT (the folder of class folders); "
                              "recorded in RUN/dataset.json")
@@ -44,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         if args.data:
             raise ConfigError("--resume RUN reads the run's own split; if its dataset moved, give the new folder "
                               "with --data-root NEWROOT")
-        if args.out or args.config or args.set or args.budget:
+        if args.out or args.config or args.set or args.budget or args.unlabeled:
             raise ConfigError("--resume RUN continues a run with its own data, config and epochs: give it alone "
                               "(or with --data-root NEWROOT when its dataset moved)")
         run_dir = resume(args.resume, data_root=args.data_root)
@@ -56,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         config = Config.load(args.config, args.set)
         if args.init:
             config = Config.from_dict({"init_run": os.path.abspath(args.init)}, source="--init", base=config)
+        if args.unlabeled:
+            config = Config.from_dict({"unlabeled_dir": os.path.abspath(args.unlabeled)}, source="--unlabeled",
+                                      base=config)
         budget = parse_budget(args.budget) if args.budget else None
         try:
             run_dir = train(config, args.data, args.out, budget_seconds=budget)

@@ -13,9 +13,13 @@ from torch.utils.data import Dataset
 from .images import UnreadableImage, load_rgb
 from .scan import DatasetError, Sample
 
+UNLABELED_TARGET = -1
+"""The class index of every image of a dataset without classes (an unlabelled folder)."""
+
 
 class ImageDataset(Dataset):
-    """(transformed image, class index) pairs. A file that stopped decoding after the scan is replaced by the
+    """(transformed image, class index) pairs (:data:`UNLABELED_TARGET` for every image when ``classes`` is None: an
+    unlabelled folder). A file that stopped decoding after the scan is replaced by the
     next sample, so an epoch never dies halfway. The first such file of a class is named in a warning, or, when
     none of the class's files is there any more (its folder deleted or moved during the run), the class is; the
     others are replaced without one (once per process: each DataLoader worker says it once)."""
@@ -23,16 +27,19 @@ class ImageDataset(Dataset):
     def __init__(
         self,
         samples: Sequence[Sample],
-        classes: Sequence[str],
+        classes: Sequence[str] | None,
         transform: Callable[[Image.Image], torch.Tensor],
         decode_size: int | None = None,
     ) -> None:
-        index = {name: i for i, name in enumerate(classes)}
-        unknown = sorted({s.label for s in samples} - index.keys())
-        if unknown:
-            raise ValueError(f"labels not among the model's classes: {unknown[:10]}")
         self.samples = list(samples)
-        self.targets = [index[s.label] for s in samples]
+        if classes is None:
+            self.targets = [UNLABELED_TARGET] * len(self.samples)
+        else:
+            index = {name: i for i, name in enumerate(classes)}
+            unknown = sorted({s.label for s in samples} - index.keys())
+            if unknown:
+                raise ValueError(f"labels not among the model's classes: {unknown[:10]}")
+            self.targets = [index[s.label] for s in samples]
         self.transform = transform
         # JPEGs decode at a reduced scale that still covers twice the output size: same pixels, less work.
         self.draft_size = (2 * decode_size, 2 * decode_size) if decode_size else None

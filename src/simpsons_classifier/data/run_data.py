@@ -21,9 +21,11 @@ import numpy as np
 from ..config import Config
 from ..run_dir import RunDir
 from ..storage import write_json_atomic
-from .scan import DatasetError, Sample, scan_dataset
+from .scan import DatasetError, Sample, scan_dataset, scan_unlabeled, write_skipped
 from .split import Split, make_split, read_samples, write_samples
 
+UNLABELED_SUBSET = "unlabeled"
+"""The subset of ``unlabeled.csv``'s rows."""
 RELATIVE_PATHS = "relative to root"
 """``dataset.json``'s ``sample_paths`` when split.csv and heldout.csv name files relative to ``root``."""
 
@@ -141,6 +143,10 @@ def prepare_run_data(
         scan.samples, config.split, config.val_fraction, config.seed, config.val_groups)
     split.write(run.split, scan.root)
     scan.write_skipped(run.skipped)
+    unlabeled = scan_unlabeled(config.unlabeled_dir, progress) if config.unlabeled_dir else None
+    if unlabeled is not None:
+        write_samples(run.unlabeled, {UNLABELED_SUBSET: unlabeled.samples}, unlabeled.root)
+        write_skipped(run.unlabeled_skipped, unlabeled.skipped)
     summary = {
         "data_dir": os.path.abspath(data_dir),
         "root": os.path.abspath(scan.root),
@@ -156,6 +162,9 @@ def prepare_run_data(
         "val_images": len(split.val),
         "heldout_classes": heldout_classes,
         "heldout_images": len(heldout),
+        "unlabeled_root": os.path.abspath(unlabeled.root) if unlabeled else None,
+        "unlabeled_images": len(unlabeled.samples) if unlabeled else 0,
+        "unlabeled_skipped": len(unlabeled.skipped) if unlabeled else 0,
     }
     write_json_atomic(run.dataset, summary)
     return RunData(scan.classes, split, summary)
@@ -175,3 +184,15 @@ def read_heldout(run_dir: str | Path | RunDir, root: str | Path | None = None) -
         return []
     summary = json.loads(run.dataset.read_text())
     return _read_samples(run, run.heldout, summary, root).get("heldout", [])
+
+
+def read_unlabeled(run_dir: str | Path | RunDir) -> list[Sample]:
+    """The unlabelled images of a semi-supervised run, as scanned when it started (a resumed run trains on the
+    same ones); empty for a run without them. A folder that is not there any more is refused naming it."""
+    run = RunDir(run_dir)
+    if not run.unlabeled.is_file():
+        return []
+    root = Path(json.loads(run.dataset.read_text())["unlabeled_root"])
+    if not root.is_dir():
+        raise DatasetError(f"the run's unlabelled folder {root} is not there any more")
+    return read_samples(run.unlabeled, root).get(UNLABELED_SUBSET, [])

@@ -38,6 +38,10 @@ class Sample:
     label: str
 
 
+UNLABELED = ""
+"""The label of an image of an unlabelled folder (semi-supervised training)."""
+
+
 @dataclass(frozen=True)
 class Skipped:
     path: str
@@ -136,6 +140,26 @@ def scan_dataset(
     if not samples:
         raise DatasetError(f"no readable image under {root} ({len(skipped)} files skipped)")
     return drop_small_classes(result, min_images_per_class)
+
+
+def scan_unlabeled(folder: str | Path, progress: bool = True) -> ScanResult:
+    """Every decodable image anywhere below ``folder``, labelled :data:`UNLABELED`; undecodable files go to
+    ``skipped``. A missing folder, or one without a readable image, is refused naming it."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"unlabelled folder {folder} does not exist or is not a folder")
+    candidates = [(path, UNLABELED) for path in files_below(root)]
+    if not candidates:
+        raise DatasetError(f"unlabelled folder {folder} holds no files")
+    reasons = _check_all(candidates, progress)
+    result = ScanResult(root=root, samples=[Sample(str(path), UNLABELED) for (path, _), reason
+                                            in zip(candidates, reasons) if reason is None],
+                        skipped=[Skipped(str(path), reason) for (path, _), reason in zip(candidates, reasons)
+                                 if reason is not None])
+    if not result.samples:
+        raise DatasetError(f"no readable image in the unlabelled folder {folder} ({len(result.skipped)} files "
+                           "skipped)")
+    return result
 
 
 def drop_small_classes(result: ScanResult, minimum: int) -> ScanResult:

@@ -14,6 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from ..storage import write_figure, write_text_atomic  # noqa: E402
 
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
+UNLABELED_COLUMNS = ("unlabeled_used", "unlabeled_rejected", "unlabeled_pending")
+"""A semi-supervised run's further columns: the epoch's unlabelled images pseudo-labelled (trained on), rejected as
+unknown characters, and below the confidence threshold. Its ``train_loss`` includes the weighted unlabelled loss."""
+COUNT_COLUMNS = ("epoch", *UNLABELED_COLUMNS)
 CURVES_DPI = 100
 PROBE_EPOCH = -1
 """The ``epoch`` of the row that scores the starting head before fine-tuning: the probe head, or the head grown
@@ -28,11 +32,13 @@ def read_metrics(path: str | Path) -> list[dict[str, float]]:
 
 
 def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
+    """The rows, with :data:`UNLABELED_COLUMNS` when every row has them (a semi-supervised run)."""
+    columns = COLUMNS + UNLABELED_COLUMNS if rows and all(UNLABELED_COLUMNS[0] in r for r in rows) else COLUMNS
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer = csv.DictWriter(text, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: int(row[k]) if k == "epoch" else f"{row[k]:.6g}" for k in COLUMNS})
+        writer.writerow({k: int(row[k]) if k in COUNT_COLUMNS else f"{row[k]:.6g}" for k in columns})
     write_text_atomic(path, text.getvalue())
 
 

@@ -61,6 +61,15 @@ def sum_across(values: list[float], ctx: Context) -> list[float]:
     return tensor.tolist()
 
 
+def gather_across(values: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """Every process's 1-D ``values`` (of any length) concatenated in rank order, in every process."""
+    if not ctx.distributed:
+        return values
+    gathered: list[torch.Tensor | None] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, values.cpu())
+    return torch.cat(gathered)
+
+
 def any_across(flag: bool, ctx: Context) -> bool:
     """True in every process when ``flag`` is true in any of them: a decision they all take together."""
     return sum_across([float(flag)], ctx)[0] > 0

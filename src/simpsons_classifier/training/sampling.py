@@ -59,3 +59,26 @@ class BalancedSampler(Sampler[int]):
         draws = torch.multinomial(self.weights, self.per_process * self.world_size, replacement=True,
                                   generator=generator)
         return iter(draws[self.rank :: self.world_size].tolist())
+
+
+class CyclingSampler(Sampler[int]):
+    """``draws`` indices per process from successive shuffles of ``size`` items (every item once per shuffle), the
+    same on every process for a given (seed, epoch), each of ``world_size`` processes taking its own share: the
+    unlabelled images of an epoch, which has as many steps as the labelled images give, whatever the size of the
+    unlabelled folder. ``DistributedSampler`` makes one pass over a set per epoch, too few or too many here."""
+
+    STREAM = 7_919
+    """Added to the epoch's seed so the draws differ from :class:`BalancedSampler`'s."""
+
+    def __init__(self, size: int, draws: int, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.draws = size, draws
+        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
+
+    def __len__(self) -> int:
+        return self.draws
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + self.STREAM)
+        needed = self.draws * self.world_size
+        shuffles = [torch.randperm(self.size, generator=generator) for _ in range(-(-needed // self.size))]
+        return iter(torch.cat(shuffles)[:needed][self.rank :: self.world_size].tolist())

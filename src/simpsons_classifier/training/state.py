@@ -29,6 +29,11 @@ class EpochProgress:
     non_finite: int = 0
     """Steps skipped this epoch for a non-finite loss or gradient."""
     non_finite_in_a_row: int = 0
+    unlabeled_used: int = 0
+    unlabeled_rejected: int = 0
+    unlabeled_pending: int = 0
+    """Unlabelled images this epoch (in this process) pseudo-labelled, rejected as unknown characters, and left
+    below the confidence threshold (``pseudo_labels.py``)."""
     rng: torch.Tensor | None = None
     cuda_rng: list[torch.Tensor] | None = None
 
@@ -46,6 +51,16 @@ class EpochProgress:
             self.non_finite_in_a_row = 0
             self.loss_sum += loss * images
             self.loss_count += images
+
+    def count_unlabeled(self, used: int, rejected: int, pending: int) -> None:
+        self.unlabeled_used += used
+        self.unlabeled_rejected += rejected
+        self.unlabeled_pending += pending
+
+    @property
+    def unlabeled_counts(self) -> list[int]:
+        """[used, rejected, pending]."""
+        return [self.unlabeled_used, self.unlabeled_rejected, self.unlabeled_pending]
 
     def keep_random_state(self) -> None:
         self.rng = torch.get_rng_state()
@@ -85,6 +100,9 @@ class TrainingState:
     """Run the forward pass through ``torch.compile`` (``config.compile``)."""
     progress: EpochProgress = field(default_factory=EpochProgress)
     """The unfinished epoch ``epoch``: empty between epochs."""
+    known_at: float | None = None
+    """Semi-supervised runs: the max-logit from which an unlabelled image counts as a known character, calibrated
+    on the last validation (``pseudo_labels.known_threshold``)."""
 
     @classmethod
     def create(cls, config: Config, num_classes: int, ctx: distributed.Context, weights: str,
@@ -138,6 +156,7 @@ class TrainingState:
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": self.progress.state_dict(),
+            "known_at": self.known_at,
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
@@ -149,3 +168,4 @@ class TrainingState:
         self.scaler.load_state_dict(payload["scaler"])
         self.epoch, self.step, self.best_top1 = payload["epoch"], payload["step"], payload["best_top1"]
         self.progress = EpochProgress.from_state_dict(payload.get("progress"))  # absent before mid-epoch saves
+        self.known_at = payload.get("known_at")

@@ -11,6 +11,10 @@ step boundary where it stopped: the checkpoint records the steps done in the epo
 torch's random state, and the resumed epoch loads its first steps' batches again and drops them (the workers'
 random streams, seeded per epoch, have to go through them) before it continues where the stop left it.
 
+With ``unlabeled_dir`` (semi-supervised, FixMatch), every step also draws ``unlabeled_ratio`` unlabelled images per
+labelled one, both views of each made by the batch pipeline; ``pseudo_labels.py`` picks which of them train. Their
+draws are reseeded per epoch like the labelled ones, and a resumed epoch drops their first batches the same way.
+
 A step whose loss or gradient is not finite is skipped and a run that keeps producing them stops
 (``divergence.py``); one process writes a run folder at a time (``run_lock.py``); a run checks it can write
 its checkpoints before it trains (``storage.check_writable``).
@@ -32,8 +36,9 @@ from tqdm.auto import tqdm
 
 from ..augment import BatchPipeline, build_eval_transform
 from ..config import Config
+from ..augment.pipeline import Views
 from ..data.dataset import ImageDataset
-from ..data.run_data import RunData, prepare_run_data, repoint_data
+from ..data.run_data import RunData, prepare_run_data, read_unlabeled, repoint_data
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
 from ..run_lock import hold_run
@@ -41,12 +46,13 @@ from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
 from .checkpoint import LoadedModel
-from .curves import PROBE_EPOCH, plot_curves, read_metrics, write_metrics
+from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
 from .grow import HeadPlan, grow_from_run, read_init_run
 from .interrupt import StopSignals, ignore_stop_signals
 from .probe import fit_probe_head
-from .sampling import BalancedSampler, imbalance_ratio, should_balance
+from .pseudo_labels import PseudoLabels, known_threshold, pseudo_label, unlabeled_loss
+from .sampling import BalancedSampler, CyclingSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
 from .state import EpochProgress, TrainingState
 from .validate import autocast, predict, score_sums, scores_from_sums
@@ -138,22 +144,39 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                            decode_size=config.image_size)
     val_loader = DataLoader(val_set, batch_size=config.batch_size * 2, num_workers=workers,
                             worker_init_fn=ignore_stop_signals)
+    unlabeled = read_unlabeled(run) if config.unlabeled_dir else []
+    unlabeled_set = (ImageDataset(unlabeled, None, pipeline.view_transform, decode_size=config.image_size)
+                     if unlabeled else None)
+
+    def validation_logits(desc: str = "validating") -> tuple[torch.Tensor, torch.Tensor]:
+        """The validated model's logits and targets; in a semi-supervised run, the known-character threshold
+        calibrated on them."""
+        logits, targets = predict(state.evaluated, val_loader, ctx.device, amp=config.amp,
+                                  channels_last=config.channels_last, progress=show, desc=desc)
+        if unlabeled_set is not None:
+            max_logits = logits.max(dim=1).values if len(logits) else torch.empty(0)
+            state.known_at = known_threshold(distributed.gather_across(max_logits, ctx))
+        return logits, targets
 
     def validate(epoch_name: str) -> dict[str, float]:
-        logits, targets = predict(state.evaluated, val_loader, ctx.device, amp=config.amp,
-                                  channels_last=config.channels_last, progress=show, desc="validating")
+        logits, targets = validation_logits()
         scores = scores_from_sums(distributed.sum_across(score_sums(logits, targets), ctx))
         check_validation_loss(scores["loss"], epoch_name, config)
         return scores
 
-    def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float, skipped: int = 0) -> None:
+    def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float, skipped: int = 0,
+               unlabeled_counts: list[int] | None = None) -> None:
         """Keep the best weights, the resume point, the metrics row and its line on the console (``skipped``: the
-        epoch's steps skipped for a non-finite loss or gradient)."""
+        epoch's steps skipped for a non-finite loss or gradient; ``unlabeled_counts``: its unlabelled images used,
+        rejected as unknown and pending, summed over the processes)."""
         improved = scores["top1"] > state.best_top1
         state.best_top1 = max(state.best_top1, scores["top1"])
         history.append({"epoch": epoch, "lr": state.optimizer.param_groups[0]["lr"], "train_loss": train_loss,
                         "val_loss": scores["loss"], "val_top1": scores["top1"], "val_top5": scores["top5"],
                         "seconds": seconds})
+        counts = unlabeled_counts or [0, 0, 0]
+        if unlabeled_set is not None:
+            history[-1].update(zip(UNLABELED_COLUMNS, counts))
         if not ctx.is_main:
             return
         if improved:
@@ -172,6 +195,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             left = f", about {format_duration(remaining)} left" if remaining else ""
         print(f"{heading}  val_loss {scores['loss']:.3f}  top1 {100 * scores['top1']:.1f}%  "
               f"top5 {100 * scores['top5']:.1f}%  ({seconds:.0f}s{left}){'  *best*' if improved else ''}"
+              + (f"  unlabelled: {_unlabeled_summary(*counts)}" if unlabeled_set is not None else "")
               + (f"  ({skipped} steps skipped: non-finite loss or gradient)" if skipped else ""), flush=True)
 
     balanced = should_balance(config.balance, train_set.targets)
@@ -198,15 +222,20 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
                 record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
                        time.perf_counter() - started)
+            if unlabeled_set is not None and state.known_at is None:  # no validation yet: calibrate on the start
+                validation_logits(desc="calibrating the known-character threshold")
             if budget is not None:
-                _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced)
+                _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced,
+                               unlabeled_set)
 
         for epoch in range(state.epoch, config.epochs):
             seed_epoch(config, epoch)
             state.train_stages(active_stages(config, epoch))
             started = time.perf_counter()
             loader = _train_loader(train_set, config, ctx, epoch, workers, pipeline.collate, balanced)
-            batches = pipeline.batches(_batches_left(loader, state.progress))
+            unlabeled_loader = (None if unlabeled_set is None else _unlabeled_loader(
+                unlabeled_set, config, ctx, epoch, workers, pipeline.collate_views, len(loader)))
+            batches = pipeline.batches(*_batches_left([loader, unlabeled_loader], state.progress))
             train_loss = train_one_epoch(state, batches, epoch, config, show, stop, steps=len(loader))
             if train_loss is None:
                 done = state.progress.batches
@@ -216,7 +245,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             state.schedule.after_epoch(scores["loss"])
             state.epoch = epoch + 1
             done, state.progress = state.progress, EpochProgress()
-            record(epoch, train_loss, scores, time.perf_counter() - started, skipped=done.non_finite)
+            record(epoch, train_loss, scores, time.perf_counter() - started, skipped=done.non_finite,
+                   unlabeled_counts=[int(n) for n in distributed.sum_across(done.unlabeled_counts, ctx)])
             distributed.barrier(ctx)
         if distributed.any_across(stop.requested, ctx):  # asked during the last validation: training is done
             raise stop.interrupted(f"stopped by {stop.name} after the last epoch, before the evaluation: "
@@ -235,17 +265,19 @@ def _model_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def _batches_left(loader: DataLoader, progress: EpochProgress) -> Iterable:
-    """``loader`` after the ``progress.batches`` batches a stopped run already trained on, torch's random state as
-    it was after them. The batches are loaded and dropped, not skipped by index: with workers, each worker's random
-    stream (augmentation) is seeded per epoch and has to go through them to reach the same state."""
+def _batches_left(loaders: list[DataLoader | None], progress: EpochProgress) -> list[Iterable | None]:
+    """Each of ``loaders`` (the labelled one, the unlabelled one or None) after the ``progress.batches`` batches a
+    stopped run already trained on, torch's random state as it was after them. The batches are loaded and dropped,
+    not skipped by index: with workers, each worker's random stream (augmentation) is seeded per epoch and has to
+    go through them to reach the same state."""
     if not progress.batches:
-        return loader
-    batches = iter(loader)
-    for _ in range(progress.batches):
-        next(batches)
+        return list(loaders)
+    left = [None if loader is None else iter(loader) for loader in loaders]
+    for batches in left:
+        for _ in range(progress.batches if batches is not None else 0):
+            next(batches)
     progress.restore_random_state()
-    return batches
+    return left
 
 
 def _save_and_stop(state: TrainingState, run: RunDir, ctx: distributed.Context, stop: StopSignals,
@@ -261,16 +293,19 @@ def _save_and_stop(state: TrainingState, run: RunDir, ctx: distributed.Context, 
 
 def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tuple[float, float],
                    pipeline: BatchPipeline, train_set: ImageDataset, val_loader: DataLoader,
-                   ctx: distributed.Context, workers: int, balanced: bool) -> None:
+                   ctx: distributed.Context, workers: int, balanced: bool,
+                   unlabeled_set: ImageDataset | None = None) -> None:
     """Time a few real steps and validation batches (the weights and optimiser put back afterwards), then set
     ``config.epochs`` to what fits in the budget, in the run's config too, and resize the schedule to it."""
     budget_seconds, started = budget
     seed_epoch(config, -1)
     state.train_stages(("head", config.unfreeze_stage))  # the costlier steps that most of a run takes
     loader = _train_loader(train_set, config, ctx, 0, workers, pipeline.collate, balanced)
+    unlabeled_loader = (None if unlabeled_set is None else _unlabeled_loader(
+        unlabeled_set, config, ctx, 0, workers, pipeline.collate_views, len(loader)))
     with Restored(state.model, state.optimizer):
-        step_seconds = time_per_item(pipeline.batches(loader), lambda batch: train_step(state, *batch, config),
-                                     TIMED_STEPS)
+        step_seconds = time_per_item(pipeline.batches(loader, unlabeled_loader),
+                                     lambda batch: train_on_batch(state, batch, config), TIMED_STEPS)
     with torch.no_grad():
         val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
     epoch_seconds = len(loader) * step_seconds + len(val_loader) * val_seconds
@@ -282,13 +317,31 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
               f"so {config.epochs} epoch{'s' if config.epochs > 1 else ''}", flush=True)
 
 
-def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config) -> float | None:
+def train_on_batch(state: TrainingState, batch: tuple, config: Config) -> tuple[float | None, PseudoLabels | None]:
+    """One step on a pipeline batch, ``(images, targets)`` or ``(images, targets, Views)``: the unlabelled views
+    pseudo-labelled first. Returns the step's loss (see :func:`train_step`) and the pseudo-labels, if any."""
+    images, targets, *unlabeled = batch
+    if not unlabeled:
+        return train_step(state, images, targets, config), None
+    views: Views = unlabeled[0]
+    if state.known_at is None:
+        raise RuntimeError("semi-supervised step before the known-character threshold was calibrated")
+    pseudo = pseudo_label(state.evaluated, state.model, views.weak, config, state.known_at)
+    return train_step(state, images, targets, config, views.strong, pseudo), pseudo
+
+
+def train_step(state: TrainingState, images: torch.Tensor, targets: torch.Tensor, config: Config,
+               strong: torch.Tensor | None = None, pseudo: PseudoLabels | None = None) -> float | None:
     """Forward, label-smoothed cross-entropy, backward and one optimiser step; returns the loss, or None when the
-    loss or a gradient was not finite and the step was skipped (see ``divergence.py``)."""
+    loss or a gradient was not finite and the step was skipped (see ``divergence.py``). With unlabelled images'
+    ``strong`` views and their ``pseudo`` labels, both batches go through one forward pass (one set of BatchNorm
+    statistics, as FixMatch) and ``unlabeled_weight`` times their loss is added."""
     norms = NormStatistics(state.model)
     with autocast(state.ctx.device, config.amp):
-        logits = state.net(images)
-    loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+        logits = state.net(images if strong is None else torch.cat([images, strong])).float()
+    loss = F.cross_entropy(logits[: len(images)], targets, label_smoothing=config.label_smoothing)
+    if pseudo is not None:
+        loss = loss + config.unlabeled_weight * unlabeled_loss(logits[len(images) :], pseudo)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     state.scaler.unscale_(state.optimizer)  # nothing to undo without fp16
@@ -323,18 +376,23 @@ def train_one_epoch(state: TrainingState, batches: Iterable, epoch: int, config:
             if stop is not None and distributed.any_across(stop.requested, state.ctx):
                 return None
             try:
-                images, targets = next(iterator)
+                batch = next(iterator)
             except StopIteration:
                 return progress.mean_loss
-            loss = train_step(state, images, targets, config)
+            loss, pseudo = train_on_batch(state, batch, config)
             state.schedule.after_step()
             if state.ema is not None:
                 state.ema.update(state.model, step=state.step)
             state.step += 1
-            progress.add(loss, len(images))
+            progress.add(loss, len(batch[0]))
             raise_if_diverged(progress.non_finite_in_a_row, epoch, progress.batches, steps or progress.batches, config)
             bar.update()
-            bar.set_postfix(loss=f"{progress.mean_loss:.3f}")
+            if pseudo is None:
+                bar.set_postfix(loss=f"{progress.mean_loss:.3f}")
+            else:
+                progress.count_unlabeled(*pseudo.counts())
+                used, rejected, pending = progress.unlabeled_counts
+                bar.set_postfix(loss=f"{progress.mean_loss:.3f}", used=used, unknown=rejected, pending=pending)
     finally:
         bar.close()
         if isinstance(iterator, Generator):
@@ -372,6 +430,21 @@ def _train_loader(
     return DataLoader(train_set, shuffle=True, generator=generator, **common)
 
 
+def _unlabeled_loader(unlabeled_set: ImageDataset, config: Config, ctx: distributed.Context, epoch: int, workers: int,
+                      collate, steps: int) -> DataLoader:
+    """``steps`` batches of ``unlabeled_ratio * batch_size`` unlabelled images, whose order and worker seeds depend
+    only on (seed, epoch), for every process count."""
+    per_step = config.unlabeled_ratio * config.batch_size
+    sampler = CyclingSampler(len(unlabeled_set), steps * per_step, config.seed, epoch, ctx.rank, ctx.world_size)
+    generator = torch.Generator().manual_seed(config.seed * _EPOCH_SEED_STRIDE + epoch + CyclingSampler.STREAM)
+    return DataLoader(unlabeled_set, batch_size=per_step, sampler=sampler, generator=generator, num_workers=workers,
+                      pin_memory=ctx.device.type == "cuda", collate_fn=collate, worker_init_fn=ignore_stop_signals)
+
+
+def _unlabeled_summary(used: int, rejected: int, pending: int) -> str:
+    return f"{used} pseudo-labelled, {rejected} rejected as unknown, {pending} pending"
+
+
 def _num_workers(config: Config, ctx: distributed.Context) -> int:
     if config.num_workers is not None:
         return config.num_workers
@@ -393,3 +466,6 @@ def _print_data_summary(data: RunData, run: RunDir) -> None:
         + (f"; dropped small classes {s['dropped_classes']}" if s["dropped_classes"] else "")
     )
     print(f"split: {s['split']}, {s['train_images']} train / {s['val_images']} validation images")
+    if s.get("unlabeled_root"):
+        print(f"unlabelled: {s['unlabeled_images']} images from {s['unlabeled_root']}; {s['unlabeled_skipped']} files "
+              f"skipped (see {run.unlabeled_skipped})")

@@ -1,0 +1,113 @@
+"""Few labels and many unlabelled images: how much of the gap to a fully labelled run does FixMatch close?
+
+    python benchmarks/semisupervised.py --data data/standin --out runs/semisup [--labels 2 4] [--epochs 8]
+
+The demo's recipe (``configs/demo.yaml``: EfficientNet-Lite0, the group split holding out the Dream World and
+Gen-7 box drawings) trains a fully labelled run first; its split is then reused file by file. For each number k of
+labels per character, k training images of each character (seeded) keep their label and the rest of the training
+images go, without labels and under neutral names, into an unlabelled folder. Two runs on exactly the same
+validation images and the same epochs: labelled-only (the k images a character) and semi-supervised (the same,
+``--unlabeled`` the rest). Printed: each run's best validation top-1 (what ``best.pt`` holds), its time, the share
+of the unlabelled draws pseudo-labelled in the last epoch, and the gap closed,
+``(semi - labelled-only) / (full - labelled-only)``. Runs are cached in ``--out``: a finished one is read back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from simpsons_classifier.config import Config
+from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.data.scan import Sample
+from simpsons_classifier.data.split import Split
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import train
+from simpsons_classifier.training.curves import UNLABELED_COLUMNS, read_metrics
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def run_once(config: Config, data: Path, out: Path, split_file: Path | None = None) -> tuple[float, float]:
+    """(best validation top-1, seconds) of the run in ``out``, trained now unless it finished before."""
+    timing = out / "seconds.json"
+    if not (out / "best.pt").is_file() or not timing.is_file():
+        started = time.perf_counter()
+        train(config, data, out, split_file=split_file)
+        timing.write_text(json.dumps(time.perf_counter() - started))
+    rows = read_metrics(RunDir(out).metrics)
+    return max(r["val_top1"] for r in rows), json.loads(timing.read_text())
+
+
+def few_labels(full_run: Path, labels: int, out: Path, seed: int) -> tuple[Path, Path]:
+    """(a split file keeping ``labels`` training images a character and the full run's validation images, a folder
+    of links to the other training images named ``NNNNN.png``, no label in sight)."""
+    data = RunData.read(full_run)
+    by_class: dict[str, list[Sample]] = defaultdict(list)
+    for sample in data.split.train:
+        by_class[sample.label].append(sample)
+    rng = random.Random(seed)
+    kept, rest = [], []
+    for label in sorted(by_class):
+        images = sorted(by_class[label], key=lambda s: s.path)
+        rng.shuffle(images)
+        kept += images[:labels]
+        rest += images[labels:]
+    split_dir, unlabeled = out / "split", out / "unlabeled"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    unlabeled.mkdir(exist_ok=True)
+    Split(kept, data.split.val).write(RunDir(split_dir).split, data.root)
+    summary = json.loads(RunDir(full_run).dataset.read_text())
+    RunDir(split_dir).dataset.write_text(json.dumps(summary))
+    rng.shuffle(rest)
+    for number, sample in enumerate(rest):
+        link = unlabeled / f"{number:05d}{Path(sample.path).suffix}"
+        if not link.exists():
+            os.symlink(os.path.abspath(sample.path), link)
+    return RunDir(split_dir).split, unlabeled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data/standin"))
+    parser.add_argument("--out", type=Path, default=Path("runs/semisup"))
+    parser.add_argument("--labels", type=int, nargs="+", default=[2, 4], help="labelled images per character")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the demo's)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides, all runs")
+    args = parser.parse_args()
+
+    overrides = [*args.set, *([f"epochs={args.epochs}"] if args.epochs else [])]
+    config = Config.load(DEMO_CONFIG, overrides)
+    full_top1, full_seconds = run_once(config, args.data, args.out / "full")
+    rows = [("fully labelled", full_top1, full_seconds, "")]
+    gaps = []
+    for labels in args.labels:
+        where = args.out / f"labels{labels}"
+        split_file, unlabeled = few_labels(args.out / "full", labels, where, config.seed)
+        only_top1, only_seconds = run_once(config, args.data, where / "labelled-only", split_file)
+        semi_config = Config.from_dict({"unlabeled_dir": str(unlabeled.resolve())}, base=config)
+        semi_top1, semi_seconds = run_once(semi_config, args.data, where / "semi", split_file)
+        last = read_metrics(RunDir(where / "semi").metrics)[-1]
+        used, rejected, pending = (int(last[c]) for c in UNLABELED_COLUMNS)
+        drawn = max(used + rejected + pending, 1)
+        share = f"{100 * used / drawn:.0f}% used, {100 * rejected / drawn:.0f}% unknown, {100 * pending / drawn:.0f}% pending"
+        gap = (semi_top1 - only_top1) / (full_top1 - only_top1) if full_top1 > only_top1 else float("nan")
+        gaps.append((labels, gap))
+        rows += [(f"labelled-only, {labels} a character", only_top1, only_seconds, ""),
+                 (f"semi-supervised, {labels} a character", semi_top1, semi_seconds, share)]
+
+    print(f"\n{config.backbone}, {config.epochs} epochs, validation: {config.val_groups or config.split}")
+    print(f"{'run':<34} {'top-1':>7} {'time':>8}  unlabelled draws (last epoch)")
+    for name, top1, seconds, share in rows:
+        print(f"{name:<34} {100 * top1:>6.1f}% {seconds:>7.0f}s  {share}")
+    for labels, gap in gaps:
+        print(f"gap closed with {labels} labels a character: {100 * gap:.0f}% (target >= 50%)")
+
+
+if __name__ == "__main__":
+    main()

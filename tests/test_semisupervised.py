@@ -1,0 +1,179 @@
+"""Semi-supervised training from an unlabelled folder (FixMatch): which images are pseudo-labelled, the counts a
+run reports, exact resume, and bad unlabelled folders."""
+
+import csv
+import os
+
+import pytest
+import torch
+from interrupts import ctrl_c_at_step
+from synthetic import draw_character, make_dataset, tiny_config
+
+from simpsons_classifier import cli
+from simpsons_classifier.data.scan import DatasetError
+from simpsons_classifier.evaluation.openset import TARGET_TPR, calibrate
+from simpsons_classifier.evaluation.run_model import ModelOutputs
+from simpsons_classifier.training import checkpoint, trainer
+from simpsons_classifier.training.curves import UNLABELED_COLUMNS
+from simpsons_classifier.training.pseudo_labels import KNOWN_SHARE, known_threshold, select_pseudo_labels
+from simpsons_classifier.training.sampling import CyclingSampler
+
+STEPS_PER_EPOCH = 3
+"""make_dataset's 4 classes x 10 images, 28 of them training, in batches of 8 (the last one dropped)."""
+
+
+def _unlabeled_folder(root, known=(0, 1, 2, 3), unknown=(6, 7), per_class=3, unreadable=1):
+    """Known characters' new drawings, drawings of characters the data lacks, and files that are not images, in
+    sub-folders and loose."""
+    root.mkdir(parents=True)
+    for c in (*known, *unknown):
+        for v in range(per_class):
+            folder = root / ("loose" if c % 2 else "")
+            folder.mkdir(exist_ok=True)
+            draw_character(c, 50 + v).save(folder / f"frame_{c}_{v}.png")
+    for i in range(unreadable):
+        (root / f"broken_{i}.jpg").write_bytes(b"not an image")
+    return root
+
+
+def _semi_config(**overrides):
+    return tiny_config(unlabeled_ratio=2, **overrides)
+
+
+def test_only_confident_images_accepted_as_known_are_pseudo_labelled_and_the_counts_add_up():
+    logits = torch.tensor([
+        [9.0, 0.0, 0.0],  # known (max-logit 9 >= 5) and confident: used, class 0
+        [0.0, 0.0, 6.0],  # known and confident: used, class 2
+        [5.5, 5.0, 0.0],  # known, not confident (softmax 0.62): pending
+        [4.0, -9.0, -9.0],  # confident (softmax ~1) but max-logit 4 < 5: rejected as unknown
+        [0.1, 0.0, 0.0],  # neither: rejected
+    ])
+    pseudo = select_pseudo_labels(logits, confidence=0.95, known_at=5.0)
+    assert pseudo.used.tolist() == [True, True, False, False, False]
+    assert pseudo.labels[pseudo.used].tolist() == [0, 2]
+    assert pseudo.rejected.tolist() == [False, False, False, True, True]
+    assert pseudo.pending.tolist() == [False, False, True, False, False]
+    assert pseudo.counts() == (2, 2, 1) and sum(pseudo.counts()) == len(logits)
+
+
+def test_an_unknown_character_below_the_open_set_threshold_is_never_pseudo_labelled():
+    torch.manual_seed(0)
+    val_logits = torch.randn(200, 5) + 6 * torch.nn.functional.one_hot(torch.randint(5, (200,)), 5)
+    threshold = known_threshold(val_logits.max(dim=1).values)
+    # the rule the run stores after training: same share of known validation images, same threshold
+    assert KNOWN_SHARE == TARGET_TPR
+    outputs = ModelOutputs(torch.zeros(200, 2), val_logits, torch.zeros(200, dtype=torch.long))
+    assert threshold == pytest.approx(calibrate(outputs, None).threshold)
+    unknown = torch.tensor([[threshold - 0.01, -50.0, -50.0, -50.0, -50.0]])  # softmax 1.0, yet below the rule
+    pseudo = select_pseudo_labels(unknown, confidence=0.5, known_at=threshold)
+    assert pseudo.rejected.all() and not pseudo.used.any()
+    assert select_pseudo_labels(unknown + 0.02, confidence=0.5, known_at=threshold).used.all()
+
+
+def test_the_unlabelled_draws_share_every_image_out_between_processes_and_epochs():
+    one = list(CyclingSampler(10, 25, seed=0, epoch=3))
+    assert len(one) == 25 and sorted(one[:10]) == list(range(10)) and sorted(one[10:20]) == list(range(10))
+    assert one == list(CyclingSampler(10, 25, seed=0, epoch=3)) != list(CyclingSampler(10, 25, seed=0, epoch=4))
+    halves = [list(CyclingSampler(10, 5, seed=0, epoch=3, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(halves[0] + halves[1]) == list(range(10))
+
+
+@pytest.mark.slow  # the run is also evaluated and reported, as every train command ends
+def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    unlabeled = _unlabeled_folder(tmp_path / "frames", unreadable=2)
+    config = tmp_path / "tiny.yaml"
+    _semi_config(epochs=2).save(config)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(data), "--out", str(run), "--unlabeled", str(unlabeled),
+                     "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert f"unlabelled: 18 images from {unlabeled}; 2 files skipped (see {run / 'unlabeled_skipped.csv'})" in printed
+    assert "pseudo-labelled" in printed and "rejected as unknown" in printed
+    with open(run / "unlabeled_skipped.csv") as handle:
+        assert sorted(os.path.basename(r["path"]) for r in csv.DictReader(handle)) == ["broken_0.jpg", "broken_1.jpg"]
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    for row in rows:
+        counts = [int(row[c]) for c in UNLABELED_COLUMNS]
+        assert sum(counts) == STEPS_PER_EPOCH * 2 * 8  # every image drawn is used, rejected or pending
+        assert counts[1] > 0  # a max-logit threshold accepting 95 % of validation images rejects some
+    import yaml
+
+    assert yaml.safe_load((run / "config.yaml").read_text())["unlabeled_dir"] == str(unlabeled)
+
+
+def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):
+    """With every image accepted as known used (4 classes: every softmax peaks at 0.25 or more), the unlabelled loss moves the weights: a run differs from the same
+    run with ``unlabeled_weight: 0``."""
+    data = make_dataset(tmp_path / "data")
+    unlabeled = _unlabeled_folder(tmp_path / "frames", unreadable=0)
+    used = []
+    real = trainer.train_step
+
+    def counting(state, images, targets, config, strong=None, pseudo=None):
+        used.append(int(pseudo.used.sum()))
+        return real(state, images, targets, config, strong, pseudo)
+
+    monkeypatch.setattr(trainer, "train_step", counting)
+    runs = {}
+    for weight in (0.0, 1.0):
+        config = _semi_config(epochs=1, unlabeled_dir=str(unlabeled), pseudo_label_threshold=0.25,
+                              unlabeled_weight=weight)
+        runs[weight] = checkpoint.read(trainer.train(config, data, tmp_path / f"w{weight}", progress=False) / "last.pt")
+    assert sum(used) > 0
+    assert any(not torch.equal(runs[0.0]["model"][k], v) for k, v in runs[1.0]["model"].items())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(tmp_path, monkeypatch, workers):
+    data = make_dataset(tmp_path / "data")
+    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    config = _semi_config(epochs=2, unlabeled_dir=str(unlabeled), num_workers=workers, mix_prob=1.0,
+                          pseudo_label_threshold=0.25)
+    straight = trainer.train(config, data, tmp_path / "straight", progress=False)
+
+    ctrl_c_at_step(monkeypatch, STEPS_PER_EPOCH + 1)  # during the second step of the second epoch
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(config, data, tmp_path / "stopped", progress=False)
+    stopped = checkpoint.read(tmp_path / "stopped" / "last.pt")
+    assert stopped["progress"]["batches"] == 2 and stopped["known_at"] is not None
+    monkeypatch.undo()
+    trainer.resume(tmp_path / "stopped", progress=False)
+
+    a, b = checkpoint.read(straight / "last.pt"), checkpoint.read(tmp_path / "stopped" / "last.pt")
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    with open(straight / "metrics.csv") as one, open(tmp_path / "stopped" / "metrics.csv") as other:
+        columns = ("train_loss", *UNLABELED_COLUMNS)
+        assert ([[r[c] for c in columns] for r in csv.DictReader(one)]
+                == [[r[c] for c in columns] for r in csv.DictReader(other)])
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda folder: None, "does not exist or is not a folder"),
+    (lambda folder: folder.mkdir(), "holds no files"),
+    (lambda folder: _unlabeled_folder(folder, known=(), unknown=(), unreadable=2), "no readable image"),
+])
+def test_a_missing_empty_or_unreadable_unlabelled_folder_is_one_error_naming_it(tmp_path, capsys, make, problem):
+    data = make_dataset(tmp_path / "data", classes=2, per_source=1)
+    folder = tmp_path / "frames"
+    make(folder)
+    assert cli.main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--unlabeled", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and f"unlabelled folder {folder}" in error and problem in error
+
+
+def test_the_unlabelled_keys_are_validated_by_name():
+    from simpsons_classifier.config import Config, ConfigError
+
+    for bad in ("unlabeled_ratio=0", "pseudo_label_threshold=1.5", "unlabeled_weight=-1"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            Config.load(overrides=[bad])
+    with pytest.raises(DatasetError, match="unlabelled folder"):
+        from simpsons_classifier.data.scan import scan_unlabeled
+
+        scan_unlabeled("/nonexistent/frames", progress=False)
