@@ -6,9 +6,9 @@ classifier reads), and some are first fitted on the features of the run's traini
 outputs computed once, and flips their sign (pytorch-ood's detectors return outlier scores):
 
 - ``max_logit`` and ``energy`` (logsumexp of the logits): the logits' size drops on unfamiliar inputs.
-- ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022). ``k`` is 1 % of the training
-  images, as the paper's ImageNet setting samples 1 % of the data and keeps k = 10 per 1,300 images, capped at
-  the paper's CIFAR value of 50 (few images a class: a larger k reaches into other classes).
+- ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022), with k = 1 % of the training
+  images, between 1 and the paper's CIFAR value of 50: a small set has a handful of images a character, and a k
+  above that reaches into other characters.
 - ``scale`` / ``ash``: energy after rescaling (SCALE, Xu et al., 2024) or pruning and rescaling (ASH-S, Djurisic
   et al., 2023) the penultimate activations, at pytorch-ood's default percentile. Both work on the pooled
   activations seen as 1x1 feature maps, where ASH's reference code applies them too.
