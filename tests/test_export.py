@@ -51,7 +51,7 @@ def _probabilities(predictor: Predictor, paths: list[str]) -> np.ndarray:
 def test_onnx_matches_pytorch_on_every_validation_image(exported):
     paths = [s.path for s in RunData.read(exported).split.val]
     eager, onnx = Predictor.from_run(exported, "torch"), Predictor.from_run(exported, ONNX)
-    assert onnx.classes == eager.classes and onnx.rule == eager.rule
+    assert onnx.classes == eager.classes and onnx.detector.rule == eager.detector.rule
     torch_probabilities, onnx_probabilities = _probabilities(eager, paths), _probabilities(onnx, paths)
     assert len(paths) > 10
     assert (torch_probabilities.argmax(1) == onnx_probabilities.argmax(1)).all()

@@ -4,9 +4,11 @@ that disappear during a run."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -21,13 +23,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 from synthetic import make_dataset, tiny_config
+from tiny_runs import train_tiny_run
 
 from simpsons_classifier import cli
 from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import scan_dataset
+from simpsons_classifier.evaluation import EvalResult
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, distributed, trainer
+from simpsons_classifier.training.curves import read_metrics
 from simpsons_classifier.training.divergence import MAX_NON_FINITE_IN_A_ROW, TrainingDiverged
 from simpsons_classifier.run_lock import hold_run
 from simpsons_classifier.training.state import TrainingState
@@ -166,6 +171,32 @@ def test_a_moved_dataset_is_refused_with_the_option_and_re_pointed_with_data_roo
     assert code == 2 and "holds none of the run's" in stderr
 
 
+@pytest.mark.slow
+def test_an_interrupted_run_whose_dataset_moved_resumes_with_data_root(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)  # 10 training images: 5 steps an epoch
+    config = _config_file(tmp_path / "tiny.yaml", epochs=2, batch_size=2)
+    run = RunDir(tmp_path / "run")
+    _ctrl_c_at_step(monkeypatch, 6)  # in epoch 2
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", run, "--config", config)
+    assert code == 130 and "simpsons train --resume" in stderr
+    monkeypatch.undo()
+    moved = data.rename(tmp_path / "moved-data")
+
+    code, stderr = _cli(capsys, "train", "--resume", run)
+    line = _error_line(stderr)
+    assert code == 2 and f"dataset folder {data} is not there any more" in line
+    assert "simpsons train --resume RUN --data-root NEWROOT" in line
+    assert checkpoint.read(run.last)["progress"]["batches"] == 2  # refused before it trained
+
+    code, stderr = _cli(capsys, "train", "--resume", run, "--data-root", moved)
+    assert code == 0, stderr
+    assert json.loads(run.dataset.read_text())["root"] == str(moved)
+    assert all(Path(s.path).is_file() and Path(s.path).is_relative_to(moved) for s in RunData.read(run).split.val)
+    assert checkpoint.read(run.last)["epoch"] == 2  # finished
+    assert [int(row["epoch"]) for row in read_metrics(run.metrics)][-2:] == [0, 1]
+    assert run.report.is_file() and EvalResult.read(run.eval_dir().metrics).num_images == 5
+
+
 def test_an_older_run_with_paths_relative_to_its_working_directory_still_reads(tmp_path, chdir_back):
     """Runs written before the paths were relative to the dataset folder: cwd-relative paths, absolute root."""
     data = make_dataset(tmp_path / "project" / "data", classes=3, per_source=1)
@@ -232,6 +263,169 @@ class DiskFullAfter:
     def flush(self) -> None:
         self.file.flush()
 
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> DiskFullAfter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+WRITE_MODES = set("wax+")
+
+
+def _opening_for_write(args, kwargs) -> Path | None:
+    """The file an ``open(...)`` call opens for writing, as an absolute path; None for a read or a descriptor."""
+    file = args[0] if args else kwargs.get("file")
+    mode = args[1] if len(args) > 1 else kwargs.get("mode", "r")
+    if isinstance(file, (str, os.PathLike)) and WRITE_MODES & set(mode):
+        return Path(os.path.abspath(file))
+    return None
+
+
+def fill_the_disk_when_writing(monkeypatch, name: str, room: int = 10) -> None:
+    """Every file named ``name`` (or its temporary twin ``.NAME.tmp``) takes ``room`` bytes, then fails as a full
+    disk does; any other file is written as usual. Both ``open`` and ``io.open`` (what ``Path.write_text`` calls)
+    are patched, so a write that does not go through ``storage.write_atomic`` fills the disk too."""
+    real_open = io.open
+
+    def open_on_a_full_disk(*args, **kwargs):
+        handle = real_open(*args, **kwargs)
+        path = _opening_for_write(args, kwargs)
+        return DiskFullAfter(handle, room) if path is not None and path.name in (name, f".{name}.tmp") else handle
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+    monkeypatch.setattr(io, "open", open_on_a_full_disk)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A trained, evaluated, explained and reported tiny run; tests that break it work on a copy."""
+    return train_tiny_run(tmp_path_factory.mktemp("finished"), classes=3)
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path) -> Path:
+    """A copy of the finished run (modification times kept, so its evaluation and pictures are as fresh)."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+@pytest.mark.parametrize("command, written", [
+    ("evaluate", "eval/metrics.json"),
+    ("evaluate", "eval/per_class.csv"),
+    ("evaluate", "eval/confusion_matrix.png"),
+    ("evaluate", "eval/predictions.csv"),
+    ("explain", "explain/kernels_3x3.png"),
+    ("explain", "explain/gradcam_classes.png"),
+    ("report", "report.html"),
+])
+def test_a_full_disk_while_writing_evaluation_explanation_or_report_names_the_file_and_keeps_the_old_one(
+        run_copy, capsys, monkeypatch, command, written):
+    target = run_copy / written
+    before = target.read_bytes()
+    fill_the_disk_when_writing(monkeypatch, target.name)
+    code, stderr = _cli(capsys, command, "--run", run_copy)
+    assert code == 2
+    line = _error_line(stderr)
+    assert f"cannot write {target}: No space left on device [ENOSPC]" in line
+    assert f"the previous {target.name} is unchanged" in line
+    assert target.read_bytes() == before
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith(".tmp")]
+
+
+
+# --- a folder that cannot be written ---------------------------------------------------------------------------
+
+def _inside(path: str | os.PathLike, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(folder)
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: the folder and everything in it made read-only (``chmod``), permissions put back
+    afterwards.
+
+    Root writes whatever the mode bits say, and these tests may run as root: then the calls the kernel would
+    refuse another user are refused with ``PermissionError(EACCES)`` for paths inside the folder (opening a file
+    to write, making a folder, removing or renaming an entry). The refusal is made at those system calls, below
+    ``storage``, so a write that bypasses ``storage`` is refused too, as it would be for another user."""
+    folders = []
+
+    def make(folder: Path) -> Path:
+        folder = Path(os.path.abspath(folder))
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        folders.append(folder)
+        if os.geteuid() == 0:
+            _refuse_writes_inside(monkeypatch, folder)
+        return folder
+
+    yield make
+    for folder in folders:
+        for path in [folder, *folder.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def _refuse_writes_inside(monkeypatch, folder: Path) -> None:
+    def refused(path) -> PermissionError:
+        return PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+    real_open = io.open
+
+    def open_(*args, **kwargs):
+        path = _opening_for_write(args, kwargs)
+        if path is not None and _inside(path, folder):
+            raise refused(path)
+        return real_open(*args, **kwargs)
+
+    def refuse_inside(real):
+        def call(path, *args, **kwargs):
+            if _inside(path, folder):
+                raise refused(path)
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    for name in ("mkdir", "unlink", "remove", "rmdir", "rename", "replace"):
+        monkeypatch.setattr(os, name, refuse_inside(getattr(os, name)))
+
+
+def _permission_denied(line: str, path: Path, folder: Path) -> bool:
+    return f"cannot write {path}: Permission denied [EACCES] (make {folder} writable for this user)" in line
+
+
+def test_training_into_a_folder_that_cannot_be_written_is_one_error_naming_it(tmp_path, capsys, read_only):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    (tmp_path / "locked").mkdir()
+    locked = read_only(tmp_path / "locked")
+    code, stderr = _cli(capsys, "train", "--data", data, "--out", locked / "run")
+    assert code == 2
+    assert _permission_denied(_error_line(stderr), locked / "run", locked)
+    assert not (locked / "run").exists()
+
+
+@pytest.mark.parametrize("command, refused", [
+    (["train", "--resume"], ".lock"),
+    (["evaluate", "--run"], "eval"),
+    (["explain", "--run"], "explain"),
+    (["report", "--run"], "report.html"),
+])
+def test_a_run_that_cannot_be_written_is_one_error_naming_the_file(run_copy, capsys, read_only, command, refused):
+    report = run_copy.joinpath("report.html").read_bytes()
+    read_only(run_copy)
+    code, stderr = _cli(capsys, *command, run_copy)
+    assert code == 2
+    path = run_copy / refused
+    assert _permission_denied(_error_line(stderr), path, path if path.is_dir() else run_copy)
+    assert run_copy.joinpath("report.html").read_bytes() == report
+    assert not [p for p in run_copy.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".write-check")]
+
 
 # --- a stop signal ---------------------------------------------------------------------------------------------
 
@@ -274,17 +468,22 @@ def test_sigterm_mid_epoch_saves_a_checkpoint_that_resume_continues_to_the_same_
         assert ([r["train_loss"] for r in csv.DictReader(one)] == [r["train_loss"] for r in csv.DictReader(other)])
 
 
-def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
-    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
-    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+def _ctrl_c_at_step(monkeypatch, number: int) -> None:
+    """Training in this process gets SIGINT, as Ctrl-C sends it, during step ``number`` (counted from 0)."""
     train_step = trainer.train_step
 
     def step(state, *args, **kwargs):
-        if state.step == 1:
+        if state.step == number:
             os.kill(os.getpid(), signal.SIGINT)
         return train_step(state, *args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_step", step)
+
+
+def test_ctrl_c_stops_at_the_end_of_the_step_with_status_130(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    config = _config_file(tmp_path / "tiny.yaml", epochs=1, batch_size=2)
+    _ctrl_c_at_step(monkeypatch, 1)
     handler_before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started in the background by a shell
     code, stderr = _cli(capsys, "train", "--data", data, "--out", tmp_path / "run", "--config", config)
     assert code == 130 and "Traceback" not in stderr

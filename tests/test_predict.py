@@ -14,9 +14,12 @@ from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, prepare_run_data, read_heldout
 from simpsons_classifier.data.scan import DatasetError
 from simpsons_classifier.evaluation import evaluate_run
-from simpsons_classifier.evaluation.openset import SCORES, OpenSetRule, calibrate, separation
+from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES
+from simpsons_classifier.evaluation.openset import OpenSetDetector
 from simpsons_classifier.inference.files import find_files, predict_files
 from simpsons_classifier.inference.predictor import UNKNOWN, Predictor
+from simpsons_classifier.models import FeaturesAndLogits
+from simpsons_classifier.run_dir import RunDir
 
 
 @pytest.fixture(scope="module")
@@ -51,38 +54,20 @@ def test_the_held_out_classes_depend_on_the_seed_and_at_least_two_stay_known(tmp
         prepare_run_data(Config(holdout_classes=3), dataset, tmp_path, progress=False)
 
 
-def test_separation_measures():
-    known, unknown = np.array([3.0, 4.0, 5.0, 6.0]), np.array([0.0, 1.0, 2.0])
-    assert separation(known, unknown) == {"auroc": 1.0, "fpr_at_95_tpr": 0.0}
-    assert separation(unknown + 10, unknown) == {"auroc": 1.0, "fpr_at_95_tpr": 0.0}
-    swapped = separation(unknown, known)
-    assert swapped["auroc"] == 0.0 and swapped["fpr_at_95_tpr"] == 1.0
-
-
-def test_calibration_keeps_the_better_score_and_accepts_95_percent_of_known_images():
-    generator = torch.Generator().manual_seed(0)
-    # Known images: every logit high (large energy, modest max); unknown: one spike (higher max, lower energy).
-    known = 5 + 0.3 * torch.randn(200, 10, generator=generator)
-    unknown = torch.zeros(100, 10)
-    unknown[:, 0] = 6 + 0.3 * torch.randn(100, generator=generator)
-    calibration = calibrate(known, unknown)
-    assert calibration.score == "energy"
-    assert calibration.candidates["energy"]["auroc"] > 0.99 > calibration.candidates["max_logit"]["auroc"]
-    accepted = (SCORES["energy"](known) >= calibration.threshold).float().mean().item()
-    assert 0.95 <= accepted <= 0.96 and calibration.val_accepted == pytest.approx(accepted)
-    assert calibrate(known).score == "max_logit"  # nothing unknown to judge by
-
-
 def test_training_stores_a_rule_and_evaluate_reports_known_against_held_out(run):
     stored = json.loads((run / "openset.json").read_text())
-    assert stored["score"] in SCORES and stored["val_accepted"] >= 0.95 and stored["heldout_images"] > 0
+    assert stored["score"] in SCORE_NAMES and stored["val_accepted"] >= 0.95
     metrics = evaluate_run(run, progress=False)
     report = json.loads((run / "eval" / "openset.json").read_text())
     assert dataclasses.asdict(metrics.openset) == report
-    assert report["score"] == stored["score"] and report["known_accepted"] == pytest.approx(stored["val_accepted"])
-    for numbers in report["scores"].values():
-        assert 0 <= numbers["auroc"] <= 1 and 0 <= numbers["fpr_at_95_tpr"] <= 1
-    assert report["heldout_images"] == len(read_heldout(run))
+    assert report["chosen"] == stored["score"] and report["known_accepted"] == pytest.approx(stored["val_accepted"])
+    for section in ("near", "far"):
+        assert set(report[section]) == set(SCORE_NAMES)
+        for numbers in report[section].values():
+            assert 0 <= numbers["auroc"] <= 1 and 0 <= numbers["fpr_at_95_tpr"] <= 1
+    assert report["near_images"] == len(read_heldout(run))
+    assert set(report["far_images"]) == {"photos", "noise"} and min(report["far_images"].values()) > 0
+    assert (run / "eval" / "openset_scores.png").is_file()
 
 
 def test_predict_command_lists_every_file_and_goes_on_past_unreadable_ones(run, tmp_path, capsys):
@@ -123,8 +108,8 @@ def test_unknown_follows_the_stored_rule_even_with_tta(run):
     predictor = Predictor.from_run(run)
     samples = RunData.read(run).split.val + read_heldout(run)
     batch = torch.stack([predictor.load(s.path) for s in samples])
-    logits = predictor.model(batch)
-    known = OpenSetRule.read(run / "openset.json").known(logits)
+    logits, features = FeaturesAndLogits(predictor.model)(batch)
+    known = OpenSetDetector.from_run(RunDir(run)).known(features, logits)
     plain = predictor.predict_batch(batch)
     assert [not p.unknown for p in plain] == known.tolist()
     assert all(p.label == UNKNOWN for p in plain if p.unknown)

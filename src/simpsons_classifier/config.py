@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from .storage import write_text_atomic
+
 
 class ConfigError(ValueError):
     """A config key or value that cannot be used; the message names the key and where it came from."""
@@ -214,7 +216,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     def differences(self, other: Config | None = None) -> dict[str, tuple[Any, Any]]:
         """Keys whose value differs from ``other`` (the defaults when omitted): key -> (mine, theirs)."""

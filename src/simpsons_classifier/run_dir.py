@@ -12,6 +12,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``metrics.csv``             one row per epoch; ``curves.png`` draws it
 ``best.pt`` / ``last.pt``   the best (EMA) weights for inference / everything a resume needs
 ``openset.json``            the unknown-character rule (score and threshold)
+``features.pt``             training images' features, which feature-based unknown-character scores fit on
 ``eval/``, ``eval-tta/``    evaluation files (:class:`EvalDir`)
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from .storage import make_folder
 
 
 class File:
@@ -42,8 +45,9 @@ class Folder:
     path: Path
 
     def make(self):
-        """Create the folder (and its parents) if missing; returns the same object."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Create the folder (and its parents) if missing; returns the same object. A folder that cannot be made
+        (no permission, full disk) is one ``StorageError`` naming it."""
+        make_folder(self.path)
         return self
 
 
@@ -59,7 +63,8 @@ class EvalDir(Folder):
     per_group = File("per_group.csv")
     skipped = File("skipped.csv")
     openset = File("openset.json")
-
+    openset_scores = File("openset_scores.png")
+    """The chosen score's histograms, known against near and far unknown images, with the threshold."""
 
 
 class ExplainDir(Folder):
@@ -156,6 +161,8 @@ class RunDir(Folder):
     # --- what follows training ---
     openset = File("openset.json")
     """The unknown-character rule."""
+    feature_bank = File("features.pt")
+    """Features of the training images, which feature-based unknown-character scores are fitted on."""
     report = File("report.html")
     """The self-contained report."""
 

@@ -22,6 +22,7 @@ from typing import IO
 
 from .errors import UserError
 from .run_dir import RunDir
+from .storage import writing
 
 
 class RunInUseError(UserError):
@@ -36,7 +37,9 @@ def hold_run(run: RunDir, enabled: bool = True) -> Iterator[None]:
         yield
         return
     run.make()
-    with open(run.lock, "a+") as handle:
+    with writing(run.lock):  # a read-only run folder is one error naming it
+        handle = open(run.lock, "a+")
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -46,8 +49,9 @@ def hold_run(run: RunDir, enabled: bool = True) -> Iterator[None]:
         if left:
             print(f"note: {run} was left locked by {_describe(left)}, which has ended; taking it over",
                   file=sys.stderr)
-        _write(handle, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                   "since": datetime.now().isoformat(timespec="seconds")}))
+        with writing(run.lock):
+            _write(handle, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                       "since": datetime.now().isoformat(timespec="seconds")}))
         try:
             yield
         finally:

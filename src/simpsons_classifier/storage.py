@@ -1,32 +1,38 @@
 """Writing a run's files so that a failed write leaves the previous version in place and says what happened.
 
-Every file a run rewrites while it trains (checkpoints, metrics, curves, the data description and split) goes
-through :func:`write_atomic`: the new content goes to a temporary file beside the target, is flushed to the disk,
-and only then renamed over it. When the disk is full or the folder is not writable, the temporary file is removed,
+Every file written into a run folder (checkpoints, metrics, curves, the config, the data description and split,
+evaluation tables and pictures, explanation pictures, the report) goes through :func:`write_atomic` (or its text,
+JSON and figure forms): the new content goes to a temporary file beside the target, is flushed to the disk, and
+only then renamed over it. When the disk is full or the folder is not writable, the temporary file is removed,
 the previous version of the file is untouched, and one :class:`StorageError` names the file and the cause
-(``ENOSPC``, ``EACCES``...), which the command line prints as one ``error:`` line.
+(``ENOSPC``, ``EACCES``...), which the command line prints as one ``error:`` line. Folders are made with
+:func:`make_folder`, which fails the same way.
 
-:func:`check_writable` is the cheap test a run makes before it trains, so that a full disk is found before an
-epoch's work, not after it.
+:func:`check_writable` is the cheap test a command makes before its long work (training, evaluating,
+explaining), so that a full disk or a read-only folder is found before that work, not after it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _ADVICE = {
     errno.ENOSPC: "free some space on that disk",
     errno.EDQUOT: "free some space within your disk quota",
-    errno.EACCES: "make the folder writable for this user",
-    errno.EPERM: "make the folder writable for this user",
+    errno.EACCES: "make {folder} writable for this user",
+    errno.EPERM: "make {folder} writable for this user",
     errno.EROFS: "the file system is mounted read-only; write the run somewhere else",
 }
 
@@ -44,7 +50,8 @@ class StorageError(UserError):
         code = errno.errorcode.get(error.errno or 0, "")
         cause = (error.strerror or str(error)) + (f" [{code}]" if code else "")
         kept = f"; the previous {self.path.name} is unchanged" if self.path.is_file() else ""
-        advice = f" ({_ADVICE[error.errno]})" if error.errno in _ADVICE else ""
+        folder = self.path if self.path.is_dir() else self.path.parent  # the one whose permissions refused
+        advice = f" ({_ADVICE[error.errno].format(folder=folder)})" if error.errno in _ADVICE else ""
         super().__init__(f"cannot write {self.path}: {cause}{advice}{kept}")
 
 
@@ -78,6 +85,40 @@ def _os_error(error: BaseException | None) -> OSError | None:
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode()))
+
+
+def write_json_atomic(path: str | Path, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2))
+
+
+def write_figure(fig: Figure, path: str | Path, dpi: int) -> None:
+    """A matplotlib figure as a PNG, written atomically; the figure is closed, written or not."""
+    import matplotlib.pyplot as plt
+
+    try:
+        write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn a failed write in the ``with`` block (full disk, no permission, read-only file system) into one
+    :class:`StorageError` naming the file (the one the system names, else ``path``); other errors pass."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in STORAGE_ERRNOS:
+            raise
+        raise StorageError(error.filename or path, error) from error
+
+
+def make_folder(path: str | Path) -> Path:
+    """``path`` and its parents, made when missing; a folder that cannot be made is a :class:`StorageError`."""
+    path = Path(path)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 PROBE_BYTES = 4096

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from .storage import write_text_atomic
+
 
 def write_rows(path: str | Path, header: Sequence, rows: Iterable[Sequence]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+    """Written atomically: a failed write (full disk, no permission) names the file and leaves no half of one."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def read_rows(path: str | Path) -> list[dict[str, str]]:

@@ -1,9 +1,9 @@
 """Everything that follows training, in one place: ``simpsons train``, ``--resume`` and ``simpsons ablate``
 all end with :func:`finish_run`.
 
-The best checkpoint's validation logits are computed once; the unknown-character rule is calibrated on them,
-the evaluation (with the robustness score on unseen backgrounds and, when classes were kept out, the open-set
-figures) is derived from them, and the report is written last.
+The best checkpoint's validation outputs are computed once; the unknown-character rule is calibrated on them
+(with the features of the training images), the evaluation (with the robustness score on unseen backgrounds and,
+when classes were kept out, the open-set figures) is derived from them, and the report is written last.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .data.run_data import RunData
 from .evaluation.evaluate import evaluate_logits, validation_openset
 from .evaluation.openset import Calibration
 from .evaluation.results import EvalResult
-from .evaluation.run_model import sample_logits
+from .evaluation.run_model import sample_outputs
 from .report import build_report
 from .run_dir import RunDir
 from .training import load_model
@@ -42,8 +42,8 @@ def finish_run(run_dir: str | Path | RunDir, progress: bool = True) -> FinishedR
         data = RunData.read(run)
         data.check_root()
         samples = data.split.val
-        logits, targets = sample_logits(loaded, samples, progress=progress, desc="evaluating")
-        calibration, openset = validation_openset(run, loaded, logits, progress, recalibrate=True)
-        evaluation = evaluate_logits(loaded, samples, logits, targets, run.eval_dir(), openset=openset,
-                                     robustness=True, progress=progress)
-        return FinishedRun(run, calibration, evaluation, build_report(run))
+        outputs = sample_outputs(loaded, samples, progress=progress, desc="evaluating")
+        openset = validation_openset(run, loaded, outputs, progress, recalibrate=True)
+        evaluation = evaluate_logits(loaded, samples, outputs.logits, outputs.targets, run.eval_dir(),
+                                     openset=openset, robustness=True, progress=progress)
+        return FinishedRun(run, openset.calibration, evaluation, build_report(run))

@@ -26,6 +26,9 @@ def register(subcommands) -> None:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--robustness", action="store_true",
                         help="also score the images pasted onto backgrounds never used in training")
+    parser.add_argument("--far", action="append", default=[], metavar="DIR",
+                        help="a folder of images of no known character (e.g. another cartoon), added to the "
+                             "built-in photos and noise as far-away unknowns in the open-set figures; repeatable")
     parser.set_defaults(handler=run)
 
 
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.data is None:
         RunData.read(run_dir).check_root()
     result = evaluate_run(run_dir, args.data, args.labels_from_filenames, args.out, tta=args.tta,
-                          robustness=args.robustness)
+                          robustness=args.robustness, far_dirs=args.far)
     out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta).path
     print_evaluation(result, run_dir, out_dir, f"{args.data or 'validation'}{' with TTA' if args.tta else ''}")
     return 0
@@ -55,11 +58,16 @@ def print_evaluation(result: EvalResult, run_dir: RunDir, out_dir: Path, title: 
     if result.robustness_top1 is not None:
         lines.append(f"  on unseen backgrounds: top-1 {100 * result.robustness_top1:.1f}%")
     if (openset := result.openset) is not None:
-        lines.append(f"  unknown characters ({openset.heldout_images} held-out images): the {openset.score} "
-                     f"threshold accepts {100 * openset.known_accepted:.1f}% of known and "
-                     f"{100 * openset.heldout_accepted:.1f}% of held-out images")
-        lines.append("    " + "   ".join(f"{name}: AUROC {s['auroc']:.3f}, FPR at 95% TPR {s['fpr_at_95_tpr']:.3f}"
-                                         for name, s in openset.scores.items()))
+        far_images = sum(openset.far_images.values())
+        lines.append(f"  unknown characters: the {openset.chosen} threshold accepts {100 * openset.known_accepted:.1f}% "
+                     f"of known images, {100 * openset.near_accepted:.1f}% of {openset.near_images} held-out "
+                     f"characters' images (near) and {100 * openset.far_accepted:.1f}% of {far_images} far-away "
+                     "images")
+        lines.append(f"    {'score':<12} {'near AUROC':>10} {'near FPR95':>10} {'far AUROC':>10} {'far FPR95':>10}")
+        for name, near in openset.near.items():
+            far = openset.far[name]
+            lines.append(f"    {name:<12} {near.auroc:>10.3f} {near.fpr_at_95_tpr:>10.3f} {far.auroc:>10.3f} "
+                         f"{far.fpr_at_95_tpr:>10.3f}{'   (chosen)' if name == openset.chosen else ''}")
     for group, (images, top1) in result.per_group_top1.items():
         lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}%")
     written = EvalDir(out_dir)

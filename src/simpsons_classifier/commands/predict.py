@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     if kaggle:
         write = partial(write_kaggle, fallback=most_common_class(args.run, predictor.classes))
     else:
-        if predictor.rule is None:
+        if predictor.detector is None:
             print(f"note: {args.run} has no unknown-character threshold, so no image is called unknown; "
                   f"`simpsons evaluate --run {args.run}` calibrates one", file=sys.stderr)
         write = partial(WRITERS[args.format], top_k=args.top_k,

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import Config
 from ..run_dir import RunDir
-from ..storage import write_text_atomic
+from ..storage import write_json_atomic
 from .scan import DatasetError, Sample, scan_dataset
 from .split import Split, make_split, read_samples, write_samples
 
@@ -118,7 +118,7 @@ def repoint_data(run_dir: str | Path | RunDir, new_root: str | Path) -> Repointe
         if heldout:
             write_samples(run.heldout, {"heldout": heldout}, root)
     summary = {**data.summary, "root": str(root), "sample_paths": RELATIVE_PATHS}
-    write_text_atomic(run.dataset, json.dumps(summary, indent=2))
+    write_json_atomic(run.dataset, summary)
     return Repointed(data.summary["root"], root, len(samples), len(samples) - found)
 
 
@@ -157,7 +157,7 @@ def prepare_run_data(
         "heldout_classes": heldout_classes,
         "heldout_images": len(heldout),
     }
-    write_text_atomic(run.dataset, json.dumps(summary, indent=2))
+    write_json_atomic(run.dataset, summary)
     return RunData(scan.classes, split, summary)
 
 

@@ -11,7 +11,6 @@ otherwise become one more class holding every image again.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import warnings
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ..tables import write_rows
 from .images import check_image
 from .kaggle import recognise_download
 
@@ -63,10 +63,7 @@ class ScanResult:
 
 
 def write_skipped(path: str | Path, skipped: list[Skipped]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows((s.path, s.reason) for s in skipped)
+    write_rows(path, ["path", "reason"], [(s.path, s.reason) for s in skipped])
 
 
 def label_from_filename(path: str | Path) -> str:

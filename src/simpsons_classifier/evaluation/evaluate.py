@@ -3,7 +3,9 @@ or on another labelled folder. The logits are computed once and every figure is 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,12 +14,16 @@ from torch import nn
 from ..data.run_data import RunData, read_heldout
 from ..data.scan import Sample, Skipped, scan_dataset, write_skipped
 from ..run_dir import EvalDir, RunDir
+from ..storage import check_writable
 from ..training import LoadedModel, load_model
-from .openset import Calibration, OpenSetRule, calibrate, heldout_logits, openset_figures
-from .report import write_evaluation
+from .far_ood import far_ood_sets, folder_set
+from .ood_scores import BANK_MAX_IMAGES, FeatureBank
+from .openset import (Calibration, OpenSetDetector, OpenSetRule, calibrate, openset_figures, split_heldout_classes,
+                      subset)
+from .report import plot_openset_scores, write_evaluation
 from .results import EvalResult, OpenSetFigures
 from .robustness import pasting_transform, seeded
-from .run_model import eval_transform, sample_logits
+from .run_model import ModelOutputs, eval_transform, sample_logits, sample_outputs
 from .tta import TTAModel
 
 
@@ -30,15 +36,18 @@ def evaluate_run(
     progress: bool = True,
     tta: bool = False,
     robustness: bool = False,
+    far_dirs: list[str | Path] = (),
 ) -> EvalResult:
     """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default ``RUN/eval``, ``RUN/eval-tta`` with ``tta``).
 
     ``tta`` averages flipped and zoomed views; ``robustness`` adds ``robustness_top1``: top-1 on the same
     images pasted onto backgrounds never used in training. On the validation split of a run that kept classes
-    out, the open-set figures come too (and the run's rule is calibrated first if it has none)."""
+    out, the open-set figures come too, against its held-out classes and far-away images (built-in photos and
+    noise, plus the folders ``far_dirs``); the run's rule is calibrated first if it has none."""
     run = RunDir(run_dir)
-    loaded = load_model(run)
     out = EvalDir(Path(out_dir)) if out_dir else run.eval_dir(tta)
+    check_writable(out.make().path)  # a full disk or a read-only folder: refused now, not after the model has run
+    loaded = load_model(run)
     skipped: list[Skipped] = []
     if data_dir is None:
         samples = RunData.read(run).split.val
@@ -50,31 +59,73 @@ def evaluate_run(
                                   for s in scan.samples if s.label not in known]
     if not samples:
         raise ValueError(f"nothing to evaluate: no image of a class the model knows ({len(skipped)} skipped)")
-    wrap = TTAModel if tta else None
-    logits, targets = sample_logits(loaded, samples, wrap=wrap, batch_size=batch_size, progress=progress,
-                                    desc="evaluating")
+    if tta:
+        logits, targets = sample_logits(loaded, samples, wrap=TTAModel, batch_size=batch_size, progress=progress,
+                                        desc="evaluating")
+        return evaluate_logits(loaded, samples, logits, targets, out, wrap=TTAModel, robustness=robustness,
+                               skipped=skipped, progress=progress)
+    outputs = sample_outputs(loaded, samples, batch_size=batch_size, progress=progress, desc="evaluating")
     openset = None
-    if data_dir is None and not tta:  # open-set figures are those of the plain model, as it is served
-        openset = validation_openset(run, loaded, logits, progress)[1]
-    return evaluate_logits(loaded, samples, logits, targets, out, openset=openset, wrap=wrap,
+    if data_dir is None:  # open-set figures are those of the plain model, as it is served
+        openset = validation_openset(run, loaded, outputs, progress, far_dirs=far_dirs)
+    return evaluate_logits(loaded, samples, outputs.logits, outputs.targets, out, openset=openset,
                            robustness=robustness, skipped=skipped, progress=progress)
 
 
+@dataclass(frozen=True)
+class OpenSetEvaluation:
+    calibration: Calibration | None
+    """The rule calibrated now (None when the run's stored rule was kept)."""
+    figures: OpenSetFigures | None
+    """None when the run kept no classes out: nothing unknown to measure against."""
+    score_values: dict[str, list[float]]
+    """The chosen score of known, near and far images, for the histograms."""
+
+
 def validation_openset(
-    run: RunDir, loaded: LoadedModel, known_logits: torch.Tensor, progress: bool = True, recalibrate: bool = False
-) -> tuple[Calibration | None, OpenSetFigures | None]:
-    """The unknown-character rule and its figures from the validation logits and one pass over the held-out
-    classes' images (when the run kept some out). The rule is calibrated and stored in ``RUN/openset.json`` when
-    ``recalibrate`` or when the run has none; the figures are None without held-out images."""
+    run: RunDir, loaded: LoadedModel, known: ModelOutputs, progress: bool = True, recalibrate: bool = False,
+    far_dirs: list[str | Path] = (),
+) -> OpenSetEvaluation:
+    """The unknown-character rule and its figures from the validation outputs, the run's feature bank (computed
+    when missing), and one pass over the held-out classes' images and the far-away sets (when the run kept
+    classes out). The rule is calibrated on the selection half of the held-out classes and stored in
+    ``RUN/openset.json`` when ``recalibrate`` or when the run has none; the figures come from the other half."""
+    bank = ensure_feature_bank(run, loaded, progress)
     heldout = read_heldout(run)
-    unknown_logits = heldout_logits(loaded, heldout, progress) if heldout else None
+    selection_classes, report_classes = split_heldout_classes(sorted({s.label for s in heldout}),
+                                                              loaded.config.seed)
+    unknown = sample_outputs(loaded, heldout, progress=progress, desc="held-out classes")
     calibration, rule = None, OpenSetRule.read(run.openset)
     if recalibrate or rule is None:
-        calibration = calibrate(known_logits, unknown_logits)
+        calibration = calibrate(known, bank, subset(unknown, heldout, selection_classes), selection_classes)
         calibration.write(run.openset)
         rule = calibration.rule
-    figures = openset_figures(rule, known_logits, unknown_logits, heldout) if heldout else None
-    return calibration, figures
+    detector = OpenSetDetector(rule, bank)
+    if not heldout:
+        return OpenSetEvaluation(calibration, None, {})
+    near = subset(unknown, heldout, report_classes)
+    far_samples = far_ood_sets() | {Path(d).name: folder_set(d) for d in far_dirs}
+    far = {name: sample_outputs(loaded, samples, progress=progress, desc=f"far-away: {name}")
+           for name, samples in far_samples.items()}
+    values = {name: detector.scores(o.features, o.logits).tolist()
+              for name, o in (("known", known), ("near", near), ("far", ModelOutputs.concat(list(far.values()))))}
+    return OpenSetEvaluation(calibration, openset_figures(detector, known, near, report_classes, far), values)
+
+
+def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True) -> FeatureBank:
+    """The run's feature bank, computed from (a stratified sample of) its training images when missing or older
+    than ``best.pt``."""
+    if run.is_newer_than_best(run.feature_bank):
+        return FeatureBank.read(run.feature_bank)
+    train = RunData.read(run).split.train
+    if len(train) > BANK_MAX_IMAGES:
+        train = [train[i] for i in sorted(random.Random(0).sample(range(len(train)), BANK_MAX_IMAGES))]
+    outputs = sample_outputs(loaded, train, progress=progress, desc="training features")
+    classifier = loaded.model.get_classifier()
+    bank = FeatureBank(outputs.features, outputs.targets, list(loaded.classes), classifier.weight.detach().clone(),
+                       classifier.bias.detach().clone())
+    bank.write(run.feature_bank)
+    return bank
 
 
 def evaluate_logits(
@@ -83,7 +134,7 @@ def evaluate_logits(
     logits: torch.Tensor,
     targets: torch.Tensor,
     out: EvalDir,
-    openset: OpenSetFigures | None = None,
+    openset: OpenSetEvaluation | None = None,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
     robustness: bool = False,
     skipped: list[Skipped] | None = None,
@@ -97,9 +148,10 @@ def evaluate_logits(
         pasted_logits, _ = sample_logits(loaded, samples, pasting_transform(eval_transform(loaded)), wrap,
                                          progress=progress, desc="robustness")
         extra["robustness_top1"] = float((pasted_logits.argmax(1) == targets).float().mean())
-    if openset is not None:
-        openset.write(out.make().openset)
-        extra["openset"] = openset
+    if openset is not None and openset.figures is not None:
+        openset.figures.write(out.make().openset)
+        plot_openset_scores(openset.score_values, openset.figures, out.openset_scores)
+        extra["openset"] = openset.figures
     if skipped:
         write_skipped(out.make().skipped, skipped)
     return write_evaluation(logits, targets, loaded.classes, out, paths=[s.path for s in samples], **extra)

@@ -1,18 +1,17 @@
-"""Rejecting characters the model was never trained on: a score per image, a threshold calibrated on the
-validation split, and how well the score tells known from held-out characters.
+"""Rejecting characters the model was never trained on: a score per image (``ood_scores``), a threshold, and how
+well the score tells known characters from unknown ones.
 
-Both scores read "higher means known": the largest logit, and the negative energy (logsumexp of the logits).
-Softmax confidence is not one of them: normalising throws away the logits' overall size, which is what drops
-on an unfamiliar input. The threshold accepts ``TARGET_TPR`` of the known validation images. The score kept is
-the one with the better AUROC, known validation images against held-out ones, when the run kept classes out
-(``holdout_classes``; the evaluation reports both scores, so the choice is in plain sight); without held-out
-images there is nothing unknown to judge by, and the simpler max-logit is kept.
+The threshold accepts ``TARGET_TPR`` of the known validation images. Which score a run keeps is decided on
+held-out characters (``holdout_classes``), honestly: the held-out classes are split in two disjoint halves, the
+score is chosen on the *selection* half and the figures are reported on the other, so a reported AUROC never
+comes from the classes the choice was made on. Far-away inputs (photos, noise, any folder given) are reported
+too. Without held-out classes there is nothing unknown to choose by, and the simple max-logit is kept.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,14 +20,11 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..data.scan import Sample
-from ..training import LoadedModel
-from .results import OpenSetFigures
-from .run_model import sample_logits
+from ..storage import write_json_atomic
+from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score, fit_scores
+from .results import OpenSetFigures, Separation
+from .run_model import ModelOutputs
 
-SCORES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "max_logit": lambda logits: logits.max(dim=1).values,
-    "energy": lambda logits: torch.logsumexp(logits, dim=1),
-}
 DEFAULT_SCORE = "max_logit"
 TARGET_TPR = 0.95
 """Share of known-character images the threshold accepts."""
@@ -36,13 +32,14 @@ TARGET_TPR = 0.95
 
 @dataclass(frozen=True)
 class OpenSetRule:
-    """An image is a known character when ``SCORES[score](logits) >= threshold``."""
+    """An image is a known character when its score ``score`` is ``>= threshold``."""
 
     score: str
     threshold: float
 
-    def known(self, logits: torch.Tensor) -> torch.Tensor:
-        return SCORES[self.score](logits) >= self.threshold
+    @property
+    def needs_features(self) -> bool:
+        return self.score not in LOGIT_SCORES
 
     @classmethod
     def read(cls, path: str | Path) -> OpenSetRule | None:
@@ -54,47 +51,91 @@ class OpenSetRule:
         return cls(stored["score"], float(stored["threshold"]))
 
 
-def separation(known: np.ndarray, unknown: np.ndarray) -> dict[str, float]:
+class OpenSetDetector:
+    """A run's rule with its score fitted: ``known(features, logits)`` says which images are known characters."""
+
+    def __init__(self, rule: OpenSetRule, bank: FeatureBank | None) -> None:
+        self.rule = rule
+        self.bank = bank
+        self.score: Score = fit_score(rule.score, bank)
+
+    @classmethod
+    def from_run(cls, run) -> OpenSetDetector | None:
+        """The detector of ``run`` (a RunDir), or None when the run has no rule."""
+        rule = OpenSetRule.read(run.openset)
+        if rule is None:
+            return None
+        return cls(rule, FeatureBank.read(run.feature_bank) if run.feature_bank.is_file() else None)
+
+    def scores(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return self.score(features, logits)
+
+    def known(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return self.scores(features, logits) >= self.rule.threshold
+
+
+def separation(known: np.ndarray, unknown: np.ndarray) -> Separation:
     """AUROC and the false-positive rate at ``TARGET_TPR`` of a score, known images being the positives."""
     truth = np.r_[np.ones(len(known)), np.zeros(len(unknown))]
     scores = np.r_[known, unknown]
     fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
-    return {"auroc": float(roc_auc_score(truth, scores)),
-            "fpr_at_95_tpr": float(fpr[np.searchsorted(tpr, TARGET_TPR)])}
+    return Separation(auroc=float(roc_auc_score(truth, scores)),
+                      fpr_at_95_tpr=float(fpr[np.searchsorted(tpr, TARGET_TPR)]))
 
 
-def compare_scores(known_logits: torch.Tensor, heldout_logits: torch.Tensor) -> dict[str, dict[str, float]]:
-    return {name: separation(score(known_logits).numpy(), score(heldout_logits).numpy())
-            for name, score in SCORES.items()}
+def compare_scores(scores: dict[str, Score], known: ModelOutputs, unknown: ModelOutputs) -> dict[str, Separation]:
+    return {name: separation(score(known.features, known.logits).numpy(),
+                             score(unknown.features, unknown.logits).numpy())
+            for name, score in scores.items()}
+
+
+def split_heldout_classes(classes: list[str], seed: int) -> tuple[list[str], list[str]]:
+    """(selection, report): disjoint halves of the held-out classes, drawn with ``seed``. With one held-out class
+    there is nothing to split: it is reported, and the score is not chosen on it."""
+    shuffled = sorted(classes)
+    random.Random(seed).shuffle(shuffled)
+    if len(shuffled) < 2:
+        return [], shuffled
+    half = len(shuffled) // 2
+    return sorted(shuffled[:half]), sorted(shuffled[half:])
+
+
+def subset(outputs: ModelOutputs, samples: list[Sample], classes: list[str]) -> ModelOutputs:
+    keep = torch.tensor([s.label in classes for s in samples], dtype=torch.bool)
+    return ModelOutputs(outputs.features[keep], outputs.logits[keep], outputs.targets[keep])
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """The rule a run stores in ``RUN/openset.json`` and what it was calibrated on."""
+    """The rule a run stores in ``RUN/openset.json`` and what it was chosen on."""
 
     score: str
     threshold: float
     target_tpr: float
     val_images: int
     val_accepted: float
-    heldout_images: int
-    candidates: dict[str, dict[str, float]]
-    """Each score's separation of known from held-out images, when the run kept classes out."""
+    selection_classes: list[str]
+    """Held-out classes the score was chosen on; never those the figures are reported on."""
+    selection_images: int
+    candidates: dict[str, Separation]
+    """Each score's separation of known validation images from the selection classes' images."""
 
     @property
     def rule(self) -> OpenSetRule:
         return OpenSetRule(self.score, self.threshold)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
 
-def calibrate(known_logits: torch.Tensor, heldout_logits: torch.Tensor | None = None) -> Calibration:
-    """The rule (score and threshold) that accepts ``TARGET_TPR`` of the known images; the score is the one that
-    separates known from held-out images best when there are held-out images."""
-    candidates = compare_scores(known_logits, heldout_logits) if heldout_logits is not None else {}
-    name = max(candidates, key=lambda n: candidates[n]["auroc"]) if candidates else DEFAULT_SCORE
-    values = SCORES[name](known_logits).numpy()
+def calibrate(known: ModelOutputs, bank: FeatureBank | None, selection: ModelOutputs | None = None,
+              selection_classes: list[str] | None = None) -> Calibration:
+    """The rule that accepts ``TARGET_TPR`` of the ``known`` validation images, with the score that separates
+    them best from ``selection`` (images of held-out classes) when given, else ``DEFAULT_SCORE``."""
+    scores = fit_scores(bank)
+    candidates = compare_scores(scores, known, selection) if selection is not None and len(selection.logits) else {}
+    name = max(candidates, key=lambda n: candidates[n].auroc) if candidates else DEFAULT_SCORE
+    values = scores[name](known.features, known.logits).numpy()
     threshold = float(np.quantile(values, 1 - TARGET_TPR, method="lower"))
     return Calibration(
         score=name,
@@ -102,31 +143,35 @@ def calibrate(known_logits: torch.Tensor, heldout_logits: torch.Tensor | None = 
         target_tpr=TARGET_TPR,
         val_images=len(values),
         val_accepted=float((values >= threshold).mean()),
-        heldout_images=0 if heldout_logits is None else len(heldout_logits),
+        selection_classes=list(selection_classes or []),
+        selection_images=0 if selection is None else len(selection.logits),
         candidates=candidates,
     )
 
 
-def heldout_logits(loaded: LoadedModel, heldout: list[Sample], progress: bool = True) -> torch.Tensor:
-    """Plain (no TTA) logits of ``loaded``'s model over images of classes it does not know."""
-    # Held-out labels are not among the model's classes; the targets are not used, so any known label will do.
-    relabelled = [Sample(s.path, loaded.classes[0]) for s in heldout]
-    logits, _ = sample_logits(loaded, relabelled, progress=progress, desc="open-set scores")
-    return logits
+def openset_figures(detector: OpenSetDetector, known: ModelOutputs, near: ModelOutputs, near_classes: list[str],
+                    far: dict[str, ModelOutputs]) -> OpenSetFigures:
+    """Known validation images against unknown ones, near (held-out characters of the report half) and far (each
+    set of ``far``, and all of them together): every score's AUROC and FPR at 95 % TPR, what the run's rule
+    accepts of each."""
+    scores = fit_scores(detector.bank)
+    far_all = ModelOutputs.concat(list(far.values())) if far else None
 
+    def accepted(outputs: ModelOutputs | None) -> float | None:
+        return None if outputs is None or not len(outputs.logits) else float(
+            detector.known(outputs.features, outputs.logits).float().mean())
 
-def openset_figures(
-    rule: OpenSetRule, known_logits: torch.Tensor, unknown_logits: torch.Tensor, heldout: list[Sample]
-) -> OpenSetFigures:
-    """Known validation images against held-out ones: AUROC and FPR at 95 % TPR of each score, and what
-    ``rule`` accepts of each."""
     return OpenSetFigures(
-        score=rule.score,
-        threshold=rule.threshold,
-        known_images=len(known_logits),
-        heldout_images=len(unknown_logits),
-        heldout_classes=sorted({s.label for s in heldout}),
-        known_accepted=float(rule.known(known_logits).float().mean()),
-        heldout_accepted=float(rule.known(unknown_logits).float().mean()),
-        scores=compare_scores(known_logits, unknown_logits),
+        chosen=detector.rule.score,
+        threshold=detector.rule.threshold,
+        known_images=len(known.logits),
+        near_images=len(near.logits),
+        near_classes=near_classes,
+        far_images={name: len(outputs.logits) for name, outputs in far.items()},
+        known_accepted=accepted(known),
+        near_accepted=accepted(near),
+        far_accepted=accepted(far_all),
+        near=compare_scores(scores, known, near) if len(near.logits) else {},
+        far=compare_scores(scores, known, far_all) if far_all is not None else {},
+        far_by_set={name: compare_scores(scores, known, outputs) for name, outputs in far.items()},
     )

@@ -11,14 +11,16 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ..data.split import source_group
 from ..run_dir import EvalDir
+from ..storage import write_figure
 from ..tables import write_rows
 from ..training.validate import score_sums, scores_from_sums
-from .results import EvalResult
+from .results import EvalResult, OpenSetFigures
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 MOST_CONFUSED_PAIRS = 20
+CONFUSION_DPI = 110
 
 
 def write_evaluation(
@@ -33,7 +35,10 @@ def write_evaluation(
     confused_pairs.csv to ``out``; ``extra`` are further :class:`EvalResult` fields (robustness, open-set...).
 
     With the images' ``paths``: also predictions.csv (one row per image) and, when file names carry a source
-    group (``SOURCE__i.png``), per_group.csv: accuracy per drawing source, which a pooled number hides."""
+    group (``SOURCE__i.png``), per_group.csv: accuracy per drawing source, which a pooled number hides.
+
+    Each file is written atomically, predictions.csv last: it is what ``ensure_evaluated`` dates the evaluation
+    by, so an evaluation stopped halfway by a full disk is not taken for a complete one."""
     out.make()
     y_true = targets.numpy()
     y_pred = logits.argmax(dim=1).numpy() if len(targets) else np.empty(0, dtype=int)
@@ -43,15 +48,10 @@ def write_evaluation(
     )
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     present = support > 0
-    if paths is not None:
-        probabilities = logits.softmax(dim=1)
-        write_rows(out.predictions, ["path", "true", "predicted", "probability", "true_probability"],
-                   [[p, classes[t], classes[y], f"{probabilities[i, y]:.4f}", f"{probabilities[i, t]:.4f}"]
-                    for i, (p, t, y) in enumerate(zip(paths, y_true, y_pred))])
-        if any("__" in Path(p).name for p in paths):
-            extra["per_group_top1"] = per_group_accuracy(paths, y_true == y_pred)
-            write_rows(out.per_group, ["group", "images", "top1"],
-                       [[g, n, f"{a:.4f}"] for g, (n, a) in extra["per_group_top1"].items()])
+    if paths is not None and any("__" in Path(p).name for p in paths):
+        extra["per_group_top1"] = per_group_accuracy(paths, y_true == y_pred)
+        write_rows(out.per_group, ["group", "images", "top1"],
+                   [[g, n, f"{a:.4f}"] for g, (n, a) in extra["per_group_top1"].items()])
     result = EvalResult(
         **scores_from_sums(score_sums(logits, targets)),
         num_images=int(len(targets)),
@@ -71,6 +71,11 @@ def write_evaluation(
     write_rows(out.confused_pairs, ["true", "predicted", "count", "fraction_of_true"],
                confused_pairs(matrix, classes))
     plot_confusion_matrix(matrix, classes, out.confusion_png)
+    if paths is not None:
+        probabilities = logits.softmax(dim=1)
+        write_rows(out.predictions, ["path", "true", "predicted", "probability", "true_probability"],
+                   [[p, classes[t], classes[y], f"{probabilities[i, y]:.4f}", f"{probabilities[i, t]:.4f}"]
+                    for i, (p, t, y) in enumerate(zip(paths, y_true, y_pred))])
     return result
 
 
@@ -113,5 +118,26 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: list[str], path: str | Pa
     fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02, label="fraction of the true class")
     ax.set_title(f"confusion matrix ({int(matrix.sum())} images)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    write_figure(fig, path, CONFUSION_DPI)
+
+
+def plot_openset_scores(values: dict[str, list[float]], figures: OpenSetFigures, path: str | Path) -> None:
+    """The chosen unknown-character score of known validation images against near (held-out characters) and far
+    (photos, noise...) images, with the threshold: how much of each side it lets through is read off the picture."""
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    present = {name: np.asarray(v) for name, v in values.items() if len(v)}
+    edges = np.histogram_bin_edges(np.concatenate(list(present.values())), bins=40)
+    colours = {"known": "tab:blue", "near": "tab:orange", "far": "tab:grey"}
+    auroc = {"near": figures.near, "far": figures.far}
+    for name, v in present.items():
+        label = f"{name} ({len(v)})"
+        if name in auroc and figures.chosen in auroc[name]:
+            label += f", AUROC {auroc[name][figures.chosen].auroc:.3f}"
+        ax.hist(v, bins=edges, alpha=0.5, density=True, color=colours.get(name), label=label)
+    ax.axvline(figures.threshold, color="black", linestyle="--", label=f"threshold {figures.threshold:.3g}")
+    ax.set_xlabel(f"{figures.chosen} (higher: more like a known character)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    ax.set_title("unknown-character score")
+    fig.tight_layout()
+    write_figure(fig, path, CONFUSION_DPI)

@@ -1,7 +1,7 @@
 """What an evaluation finds, as typed objects: computed once, then written to files, printed, or put in a report.
 
-``EvalResult`` is what ``metrics.json`` holds; ``OpenSetFigures`` how well the run's unknown-character rule
-separates known validation images from the held-out classes' images.
+``EvalResult`` is what ``metrics.json`` holds; ``OpenSetFigures`` (``eval/openset.json``) how well the run's
+unknown-character rule and every candidate score separate known validation images from unknown ones.
 """
 
 from __future__ import annotations
@@ -10,23 +10,51 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..storage import write_json_atomic
+
+
+@dataclass(frozen=True)
+class Separation:
+    """How well a score tells known images (the positives) from unknown ones."""
+
+    auroc: float
+    fpr_at_95_tpr: float
+    """Share of unknown images accepted when the threshold accepts 95 % of the known ones."""
+
+
+def _separations(values: dict) -> dict[str, Separation]:
+    return {name: Separation(**figures) for name, figures in values.items()}
+
 
 @dataclass(frozen=True)
 class OpenSetFigures:
-    score: str
+    chosen: str
+    """The score the run's rule uses (chosen on held-out classes other than ``near_classes``)."""
     threshold: float
     known_images: int
-    heldout_images: int
-    heldout_classes: list[str]
+    near_images: int
+    near_classes: list[str]
+    """Held-out characters the near figures are reported on."""
+    far_images: dict[str, int]
+    """Images of each far-away set (photos, noise, folders given to ``simpsons evaluate --far``)."""
     known_accepted: float
-    """Share of known validation images the stored rule accepts."""
-    heldout_accepted: float
-    """Share of held-out (unknown) images the stored rule lets through."""
-    scores: dict[str, dict[str, float]]
+    """Share of known validation images the rule accepts."""
+    near_accepted: float | None
+    """Share of held-out characters' images the rule lets through."""
+    far_accepted: float | None
+    near: dict[str, Separation]
     """Every candidate score: ``{name: {"auroc": ..., "fpr_at_95_tpr": ...}}``."""
+    far: dict[str, Separation]
+    """The same against all far-away images together."""
+    far_by_set: dict[str, dict[str, Separation]] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> OpenSetFigures:
+        return cls(**{**values, "near": _separations(values["near"]), "far": _separations(values["far"]),
+                      "far_by_set": {name: _separations(v) for name, v in values.get("far_by_set", {}).items()}})
 
 
 @dataclass(frozen=True)
@@ -47,11 +75,11 @@ class EvalResult:
     openset: OpenSetFigures | None = None
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def read(cls, path: Path) -> EvalResult:
         values = json.loads(Path(path).read_text())
         openset = values.pop("openset", None)
         groups = {g: (int(n), float(a)) for g, (n, a) in values.pop("per_group_top1", {}).items()}
-        return cls(**values, per_group_top1=groups, openset=OpenSetFigures(**openset) if openset else None)
+        return cls(**values, per_group_top1=groups, openset=OpenSetFigures.from_dict(openset) if openset else None)

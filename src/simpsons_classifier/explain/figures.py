@@ -11,6 +11,8 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..storage import write_figure  # noqa: E402
+
 DPI = 100
 TITLE_FONT_SIZE = 7
 
@@ -39,5 +41,4 @@ def tile_grid(
         ax.set_title(title, fontsize=TITLE_FONT_SIZE)
     fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    write_figure(fig, path, DPI)

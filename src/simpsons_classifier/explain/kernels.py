@@ -20,7 +20,8 @@ from .figures import DPI, tile_grid
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from ..run_dir import ExplainDir
+from ..run_dir import ExplainDir  # noqa: E402
+from ..storage import write_figure  # noqa: E402
 
 FILTERS_SHOWN = 64
 GRID_COLUMNS = 8
@@ -85,8 +86,7 @@ def plot_kernels_1x1(conv: nn.Conv2d, name: str, path: str | Path) -> None:
     ax.set_title(f"{name}: 1×1 filters as an output × input matrix")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label=f"weight (clipped at the {MATRIX_CLIP_PERCENTILE}th pct)")
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    write_figure(fig, path, DPI)
 
 
 def write_kernel_pictures(model: nn.Module, out: ExplainDir) -> list[Path]:

@@ -18,6 +18,7 @@ from ..data.images import check_image, load_rgb
 from ..data.run_data import RunData
 from ..evaluation import ensure_evaluated
 from ..run_dir import ExplainDir, RunDir
+from ..storage import check_writable
 from ..tables import read_rows
 from ..training import LoadedModel, load_model
 from .feature_maps import feature_maps, plot_feature_maps
@@ -32,9 +33,11 @@ CLASS_GRID_COLUMNS = 10
 
 
 def explain_run(run_dir: str | Path | RunDir, images: list[str] | None = None) -> list[Path]:
-    """Write the pictures; returns their paths."""
+    """Write the pictures; returns their paths. A folder that cannot take them (full disk, no permission) is
+    refused before the model runs."""
     run = RunDir(run_dir)
     out = run.explain_dir.make()
+    check_writable(out.path)
     loaded = load_model(run)
     written = write_kernel_pictures(loaded.model, out)
     if images:
@@ -77,6 +80,8 @@ def _explain_files(loaded: LoadedModel, paths: list[str], out: ExplainDir) -> li
 
 
 def _explain_validation(loaded: LoadedModel, run: RunDir, out: ExplainDir) -> list[Path]:
+    """The class grid is written last: the report dates the explanation by it, so pictures stopped halfway (a full
+    disk) are made again rather than taken for complete ones."""
     for stale in out.pairs():
         stale.unlink()
     first_per_class: dict[str, str] = {}
@@ -92,13 +97,14 @@ def _explain_validation(loaded: LoadedModel, run: RunDir, out: ExplainDir) -> li
         guess = int(probabilities[i].argmax())
         verdict = "right" if guess == target else f"→ {loaded.classes[guess]}"
         titles.append(f"{label}\n{verdict} ({probabilities[i, guess]:.2f})")
+    shown = np.linspace(0, len(labels) - 1, min(FEATURE_MAP_IMAGES, len(labels))).round().astype(int)
+    maps = _write_feature_maps(loaded, batch[shown], [pictures[i] for i in shown], [labels[i] for i in shown], out)
+    pairs = _write_confused_pairs(loaded, run, out)
     classes_path = out.gradcam_classes
     tile_grid([overlay(p, c) for p, c in zip(pictures, cams)], titles, CLASS_GRID_COLUMNS,
               "Grad-CAM of the true class, one validation image per class (title: the model's answer)",
               classes_path)
-    shown = np.linspace(0, len(labels) - 1, min(FEATURE_MAP_IMAGES, len(labels))).round().astype(int)
-    maps = _write_feature_maps(loaded, batch[shown], [pictures[i] for i in shown], [labels[i] for i in shown], out)
-    return [classes_path, *maps, *_write_confused_pairs(loaded, run, out)]
+    return [classes_path, *maps, *pairs]
 
 
 def _write_feature_maps(

@@ -19,18 +19,23 @@ from torch import nn
 
 from ..errors import UserError
 from ..evaluation.openset import OpenSetRule
+from ..models import FeaturesAndLogits
 from ..run_dir import RunDir
+from ..storage import make_folder, write_json_atomic
 from ..training import load_model
 from .options import CALIBRATION_IMAGES, ONNX, ONNX_INT8
 from .quantize import Quantisation, calibration_batches, quantize_model
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"
+"""The second output: the pooled penultimate features, which feature-based unknown-character scores read."""
 EXAMPLE_BATCH = 2
 """Batch size of the tracing example; above 1, so the exporter keeps the batch dimension dynamic."""
 PREPROCESSING = ("decode to RGB (transparency onto white); resize the shorter side to image_size (bilinear, "
                  "antialiased); centre-crop image_size x image_size; scale to [0, 1]; subtract mean and divide by "
-                 "std per channel; NCHW float32. Output: logits; softmax gives probabilities.")
+                 "std per channel; NCHW float32. Outputs: logits (softmax gives probabilities) and the pooled "
+                 "penultimate features.")
 HASH_CHUNK_BYTES = 1 << 20
 
 
@@ -64,9 +69,11 @@ class ExportMetadata:
     backbone: str
     checkpoint_sha256: str
     openset: dict | None
-    """``{"score": "max_logit" | "energy", "threshold": t}``: known when the score of the logits is >= t."""
+    """``{"score": name, "threshold": t}``: known when the score is >= t. Scores other than ``max_logit`` and
+    ``energy`` are fitted on the run's ``features.pt`` (see ``evaluation/ood_scores.py``)."""
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
+    features_name: str = FEATURES_NAME
     preprocessing: str = PREPROCESSING
     quantisation: Quantisation | None = None
     """For an int8 model, how it was quantised and calibrated; None for the float model."""
@@ -78,7 +85,7 @@ class ExportMetadata:
         return cls(**values, quantisation=Quantisation(**quantisation) if quantisation else None)
 
     def write(self, export_dir: Path, export: OnnxExport) -> None:
-        (export_dir / export.metadata_file).write_text(json.dumps(asdict(self), indent=2))
+        write_json_atomic(export_dir / export.metadata_file, asdict(self))
 
 
 def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None, int8: bool = False,
@@ -90,7 +97,7 @@ def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None,
         raise ValueError(f"calibration_images must be at least 1, got {calibration_images}")
     run_dir = RunDir(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir.export_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     loaded = load_model(run_dir)
     size = loaded.config.image_size
     export_model(loaded.model, size, out_dir / FP32.model_file)
@@ -113,16 +120,17 @@ def export_onnx(run_dir: str | Path | RunDir, out_dir: str | Path | None = None,
 
 
 def export_model(model: nn.Module, image_size: int, path: str | Path) -> None:
-    """``model`` (in eval mode) as one ONNX file: ``images`` N×3×S×S float32 in, ``logits`` out, any batch size."""
+    """``model`` (in eval mode) as one ONNX file: ``images`` N×3×S×S float32 in, ``logits`` and ``features`` out,
+    any batch size."""
     torch.onnx.export(
-        model,
+        FeaturesAndLogits(model),
         (torch.zeros(EXAMPLE_BATCH, 3, image_size, image_size),),
         path,
         dynamo=True,
         verbose=False,
         external_data=False,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=[OUTPUT_NAME, FEATURES_NAME],
         dynamic_shapes=({0: torch.export.Dim("batch", min=1)},),
     )
 

@@ -2,6 +2,7 @@
 toolkit addresses, and the stages the training schedule freezes by name."""
 
 from .factory import create_model, data_config
+from .features import FeaturesAndLogits
 from .families import ANY_TIMM_MODEL, FAMILIES, ModelFamily, family_of
 from .stages import freeze_frozen_norms, param_groups, set_trainable_stages, stage_modules
 from .weights import WeightsError
@@ -9,6 +10,7 @@ from .weights import WeightsError
 __all__ = [
     "ANY_TIMM_MODEL",
     "FAMILIES",
+    "FeaturesAndLogits",
     "ModelFamily",
     "WeightsError",
     "create_model",

@@ -1,5 +1,6 @@
 """``RUN/report.html``: one self-contained page (every image a data URI) that reads top to bottom: config,
-dataset, curves, metrics, per-class table, confusion, confused pairs, top losses, Grad-CAM, kernels, feature maps.
+dataset, curves, metrics, per-class table, confusion, unknown characters (when classes were held out), confused
+pairs, top losses, Grad-CAM, kernels, feature maps.
 
 Evaluation and explanation pictures are made again first when missing or older than ``best.pt``.
 """
@@ -66,6 +67,8 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
         groups=[(g, n, top1) for g, (n, top1) in result.per_group_top1.items()],
         per_class=[{**row, "train": train_counts[row["class"]]} for row in per_class],
         confusion=_file_uri(evaluated.confusion_png),
+        openset=result.openset,
+        openset_picture=_file_uri(evaluated.openset_scores),
         pairs=pairs,
         pair_pictures=[_file_uri(p) for p in pair_pictures if p.is_file()],
         top_losses=_top_losses(evaluated.predictions),

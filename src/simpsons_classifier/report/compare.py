@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config import Config
 from ..evaluation import EvalResult, ensure_evaluated
 from ..run_dir import EvalDir, RunDir
+from ..storage import make_folder, write_text_atomic
 from ..tables import read_rows
 from ..training.curves import read_metrics
 from .templates import template
@@ -86,10 +87,9 @@ def write_comparison(run_dirs: list[str | Path], out_dir: str | Path, name: str)
         markdown += f"\nAll runs: {comparison.shared}.\n"
     if comparison.classes.rows:
         markdown += "\nClasses whose accuracy differs most between the runs:\n\n" + comparison.classes.markdown() + "\n"
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folder(out_dir)
     md_path, html_path = out_dir / f"{name}.md", out_dir / f"{name}.html"
-    md_path.write_text(markdown)
-    html_path.write_text(TEMPLATE.render(title=name, comparison=comparison,
-                                         runs=[str(Path(r).resolve()) for r in run_dirs]))
+    write_text_atomic(md_path, markdown)
+    write_text_atomic(html_path, TEMPLATE.render(title=name, comparison=comparison,
+                                                 runs=[str(Path(r).resolve()) for r in run_dirs]))
     return md_path, html_path, markdown

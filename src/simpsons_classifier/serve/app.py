@@ -124,7 +124,7 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
 
     @app.get(HEALTH_PATH)
     def healthz() -> dict:
-        return {"status": "ok", "classes": num_classes, "unknown_threshold": predictor.rule is not None}
+        return {"status": "ok", "classes": num_classes, "unknown_threshold": predictor.detector is not None}
 
     @app.post("/predict", response_model=PredictResponse, responses=refusals, **upload_route)
     async def predict(image: Upload, top_k: Annotated[int, Query(ge=1, le=num_classes)] = DEFAULT_TOP_K):

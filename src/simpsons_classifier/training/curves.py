@@ -11,9 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..storage import write_atomic, write_text_atomic  # noqa: E402
+from ..storage import write_figure, write_text_atomic  # noqa: E402
 
 COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "seconds")
+CURVES_DPI = 100
 PROBE_EPOCH = -1
 """The ``epoch`` of the row that scores the probe head before fine-tuning (drawn as epoch 0; no training loss)."""
 
@@ -58,5 +59,4 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=100))
-    plt.close(fig)
+    write_figure(fig, path, CURVES_DPI)

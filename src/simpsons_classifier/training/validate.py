@@ -19,6 +19,33 @@ def autocast(device: torch.device, amp: str):
 
 
 @torch.no_grad()
+def predict_outputs(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp: str = "none",
+    channels_last: bool = False,
+    progress: bool = True,
+    desc: str = "predicting",
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(each output of ``model`` — a tensor or a tuple of tensors — as float32 over the whole ``loader``, targets)
+    with ``model`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    all_outputs, all_targets = [], []
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        with autocast(device, amp):
+            outputs = model(images)
+        all_outputs.append([o.float().cpu() for o in (outputs if isinstance(outputs, tuple) else (outputs,))])
+        all_targets.append(targets)
+    model.train(was_training)
+    if not all_outputs:
+        return [torch.empty(0, 0)], torch.empty(0, dtype=torch.long)
+    return [torch.cat(column) for column in zip(*all_outputs)], torch.cat(all_targets)
+
+
 def predict(
     model: nn.Module,
     loader: DataLoader,
@@ -29,20 +56,8 @@ def predict(
     desc: str = "predicting",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits N×C float32, targets N) of ``model`` in eval mode over ``loader``."""
-    was_training = model.training
-    model.eval()
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    all_logits, all_targets = [], []
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=not progress):
-        images = images.to(device, non_blocking=True, memory_format=memory_format)
-        with autocast(device, amp):
-            logits = model(images)
-        all_logits.append(logits.float().cpu())
-        all_targets.append(targets)
-    model.train(was_training)
-    if not all_logits:
-        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
-    return torch.cat(all_logits), torch.cat(all_targets)
+    (logits, *_), targets = predict_outputs(model, loader, device, amp, channels_last, progress, desc)
+    return logits, targets
 
 
 def score_sums(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:

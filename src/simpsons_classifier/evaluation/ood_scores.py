@@ -1,0 +1,149 @@
+"""Post-hoc scores of "is this a character the model knows?", all read as *higher means known*.
+
+Each score reads the model's outputs for an image: its logits and its pooled penultimate features (what the
+classifier reads), and some are first fitted on the features of the run's training images (a
+:class:`FeatureBank`). The detectors come from pytorch-ood; this module only adapts them to one call on
+outputs computed once, and flips their sign (pytorch-ood's detectors return outlier scores):
+
+- ``max_logit`` and ``energy`` (logsumexp of the logits): the logits' size drops on unfamiliar inputs.
+- ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022). ``k`` is 1 % of the training
+  images, as the paper's ImageNet setting samples 1 % of the data and keeps k = 10 per 1,300 images, capped at
+  the paper's CIFAR value of 50 (few images a class: a larger k reaches into other classes).
+- ``scale`` / ``ash``: energy after rescaling (SCALE, Xu et al., 2024) or pruning and rescaling (ASH-S, Djurisic
+  et al., 2023) the penultimate activations, at pytorch-ood's default percentile. Both work on the pooled
+  activations seen as 1x1 feature maps, where ASH's reference code applies them too.
+- ``vim``: energy minus the norm of the feature's residual outside the training features' principal subspace
+  (Wang et al., 2022), with half the feature dimensions as the principal subspace.
+- ``mahalanobis``: distance to the nearest class mean under the shared class covariance (Lee et al., 2018).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..storage import write_atomic
+
+KNN_SHARE = 0.01
+KNN_MAX_K = 50
+BANK_MAX_IMAGES = 20_000
+"""Training images whose features a run keeps (a stratified sample when there are more): enough for the
+nearest-neighbour and class-statistics scores, and at most ~100 MB for a 2048-feature backbone in float16."""
+
+
+@dataclass(frozen=True)
+class FeatureBank:
+    """Features of (a sample of) a run's training images, with the classifier that reads them: what the scores
+    that need fitting are fitted on. Kept in the run (``RUN/features.pt``) so that serving needs no data."""
+
+    features: torch.Tensor
+    """N×D float32."""
+    labels: torch.Tensor
+    """N long, indices into ``classes``."""
+    classes: list[str]
+    head_weight: torch.Tensor
+    """C×D: the classifier's weight, for the scores that recompute logits from changed features."""
+    head_bias: torch.Tensor
+
+    def write(self, path: Path) -> None:
+        payload = {"features": self.features.half(), "labels": self.labels, "classes": json.dumps(self.classes),
+                   "head_weight": self.head_weight, "head_bias": self.head_bias}
+        write_atomic(path, lambda handle: torch.save(payload, handle))
+
+    @classmethod
+    def read(cls, path: str | Path) -> FeatureBank:
+        stored = torch.load(Path(path), map_location="cpu", weights_only=True)
+        return cls(stored["features"].float(), stored["labels"], json.loads(stored["classes"]),
+                   stored["head_weight"], stored["head_bias"])
+
+    def head(self) -> nn.Module:
+        """The classifier as a module taking N×D×1×1 activations (pytorch-ood's feature-map detectors)."""
+        linear = nn.Linear(self.head_weight.shape[1], self.head_weight.shape[0])
+        linear.weight.data.copy_(self.head_weight)
+        linear.bias.data.copy_(self.head_bias)
+        return nn.Sequential(nn.Flatten(), linear).eval()
+
+
+Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(features N×D, logits N×C) -> N scores, higher means known."""
+
+
+def _logit_score(detector) -> Callable[[FeatureBank | None], Score]:
+    return lambda bank: (lambda features, logits: -detector.score(logits))
+
+
+def _feature_map_score(make_detector) -> Callable[[FeatureBank | None], Score]:
+    def fit(bank: FeatureBank | None) -> Score:
+        detector = make_detector(backbone=None, head=_require(bank).head())
+        return lambda features, logits: -detector.predict_feature_maps(features[:, :, None, None].float())
+    return fit
+
+
+def _fitted_feature_score(make_detector) -> Callable[[FeatureBank | None], Score]:
+    def fit(bank: FeatureBank | None) -> Score:
+        bank = _require(bank)
+        detector = make_detector(bank).fit_features(bank.features, bank.labels)
+        return lambda features, logits: -detector.predict_features(features.float()).float()
+    return fit
+
+
+def _knn(bank: FeatureBank):
+    from pytorch_ood.detector import KNN
+
+    k = max(1, min(KNN_MAX_K, round(KNN_SHARE * len(bank.features))))
+    return KNN(None, k=k, algorithm="brute")
+
+
+def _vim(bank: FeatureBank):
+    from pytorch_ood.detector import ViM
+
+    return ViM(None, d=bank.features.shape[1] // 2, w=bank.head_weight, b=bank.head_bias)
+
+
+def _mahalanobis(bank: FeatureBank):
+    from pytorch_ood.detector import Mahalanobis
+
+    return Mahalanobis(None)
+
+
+def _require(bank: FeatureBank | None) -> FeatureBank:
+    if bank is None:
+        raise ValueError("this score is fitted on the run's training features (RUN/features.pt), which the run "
+                         "lacks: run `simpsons evaluate --run RUN` to compute them")
+    return bank
+
+
+def _detectors():
+    from pytorch_ood.detector import ASH, SCALE, EnergyBased, MaxLogit
+
+    return {
+        "max_logit": _logit_score(MaxLogit),
+        "energy": _logit_score(EnergyBased),
+        "knn": _fitted_feature_score(_knn),
+        "scale": _feature_map_score(SCALE),
+        "ash": _feature_map_score(ASH),
+        "vim": _fitted_feature_score(_vim),
+        "mahalanobis": _fitted_feature_score(_mahalanobis),
+    }
+
+
+SCORE_NAMES = ("max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis")
+LOGIT_SCORES = ("max_logit", "energy")
+"""The scores that need nothing but the logits (no feature bank)."""
+
+
+def fit_score(name: str, bank: FeatureBank | None) -> Score:
+    """The score ``name``, fitted on ``bank`` when it needs fitting."""
+    if name not in SCORE_NAMES:
+        raise ValueError(f"unknown open-set score {name!r}: use one of {', '.join(SCORE_NAMES)}")
+    return _detectors()[name](bank)
+
+
+def fit_scores(bank: FeatureBank | None) -> dict[str, Score]:
+    """Every score that ``bank`` allows (only the logit scores without one)."""
+    return {name: fit_score(name, bank) for name in (SCORE_NAMES if bank is not None else LOGIT_SCORES)}

@@ -1,0 +1,131 @@
+"""Unknown-character scores, the honest choice among them, and the far-away sets."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tiny_runs import train_tiny_run
+
+from simpsons_classifier.augment.background import BUILTIN_PHOTOS
+from simpsons_classifier.data.run_data import read_heldout
+from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, folder_set
+from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES, FeatureBank, fit_score, fit_scores
+from simpsons_classifier.evaluation.openset import calibrate, separation, split_heldout_classes
+from simpsons_classifier.evaluation.results import EvalResult, Separation
+from simpsons_classifier.evaluation.run_model import ModelOutputs
+
+CLASSES, DIMS, PER_CLASS = 6, 48, 40
+"""Class c fires feature dimensions 4c..4c+3; the dimensions from 4 * CLASSES up are silent in training."""
+
+
+def planted_bank(generator: torch.Generator) -> FeatureBank:
+    labels = torch.arange(CLASSES).repeat_interleave(PER_CLASS)
+    features = 0.05 * torch.rand(len(labels), DIMS, generator=generator)
+    for c in range(CLASSES):
+        features[labels == c, 4 * c:4 * c + 4] += 1 + 0.2 * torch.rand(PER_CLASS, 4, generator=generator)
+    means = torch.stack([features[labels == c].mean(0) for c in range(CLASSES)])
+    return FeatureBank(features, labels, [f"c{c}" for c in range(CLASSES)], 4 * means, torch.zeros(CLASSES))
+
+
+def outputs(bank: FeatureBank, features: torch.Tensor) -> ModelOutputs:
+    logits = features @ bank.head_weight.T + bank.head_bias
+    return ModelOutputs(features, logits, torch.full((len(features),), -1))
+
+
+def test_every_score_ranks_a_planted_outlier_below_known_images():
+    generator = torch.Generator().manual_seed(0)
+    bank = planted_bank(generator)
+    known = planted_bank(generator).features[::4]  # fresh images of the known classes
+    outlier = 0.05 * torch.rand(3, DIMS, generator=generator)
+    outlier[:, 4 * CLASSES:] += 1 + 0.2 * torch.rand(3, DIMS - 4 * CLASSES, generator=generator)  # unseen features
+    for name in SCORE_NAMES:
+        score = fit_score(name, bank)
+        known_scores, outlier_scores = (score(f, outputs(bank, f).logits) for f in (known, outlier))
+        assert outlier_scores.max() < known_scores.min(), name
+
+
+def test_feature_scores_need_the_bank_and_say_how_to_get_it():
+    assert set(fit_scores(None)) == {"max_logit", "energy"}
+    with pytest.raises(ValueError, match="simpsons evaluate"):
+        fit_score("knn", None)
+    with pytest.raises(ValueError, match="unknown open-set score 'nope'"):
+        fit_score("nope", None)
+
+
+def test_the_bank_survives_a_round_trip(tmp_path):
+    bank = planted_bank(torch.Generator().manual_seed(1))
+    bank.write(tmp_path / "features.pt")
+    read = FeatureBank.read(tmp_path / "features.pt")
+    assert read.classes == bank.classes and torch.equal(read.labels, bank.labels)
+    assert torch.allclose(read.features, bank.features, atol=1e-3) and torch.equal(read.head_weight, bank.head_weight)
+
+
+def test_separation_measures():
+    known, unknown = np.array([3.0, 4.0, 5.0, 6.0]), np.array([0.0, 1.0, 2.0])
+    assert separation(known, unknown) == Separation(1.0, 0.0)
+    swapped = separation(unknown, known)
+    assert swapped.auroc == 0.0 and swapped.fpr_at_95_tpr == 1.0
+
+
+def test_the_score_is_chosen_on_the_selection_classes_alone():
+    """Selection images that only energy separates: energy is chosen, whatever other classes would say."""
+    generator = torch.Generator().manual_seed(0)
+    known_logits = 5 + 0.3 * torch.randn(200, 10, generator=generator)  # every logit high: large energy
+    spike = torch.zeros(100, 10)
+    spike[:, 0] = 6 + 0.3 * torch.randn(100, generator=generator)  # one logit higher, energy lower
+    known = ModelOutputs(torch.zeros(200, DIMS), known_logits, torch.zeros(200, dtype=torch.long))
+    selection = ModelOutputs(torch.zeros(100, DIMS), spike, torch.full((100,), -1))
+    calibration = calibrate(known, None, selection, ["held_a"])
+    assert calibration.score == "energy" and calibration.selection_classes == ["held_a"]
+    assert calibration.candidates["energy"].auroc > 0.99 > calibration.candidates["max_logit"].auroc
+    accepted = (torch.logsumexp(known_logits, 1) >= calibration.threshold).float().mean().item()
+    assert 0.95 <= accepted <= 0.96 and calibration.val_accepted == pytest.approx(accepted)
+    assert calibrate(known, None).score == "max_logit"  # nothing unknown to choose by
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 10])
+def test_held_out_classes_split_into_disjoint_halves(count):
+    classes = [f"k{i}" for i in range(count)]
+    selection, report = split_heldout_classes(classes, seed=3)
+    assert not set(selection) & set(report) and sorted(selection + report) == classes
+    assert len(report) >= len(selection) and (count < 2 or selection)
+    assert split_heldout_classes(classes, seed=3) == (selection, report)
+
+
+def test_far_away_photos_are_never_training_backgrounds_and_the_sets_are_cached(tmp_path):
+    assert not set(FAR_PHOTOS) & set(BUILTIN_PHOTOS)
+    sets = far_ood_sets(tmp_path)
+    assert set(sets) == {"photos", "noise"} and all(len(samples) >= 50 for samples in sets.values())
+    first = {name: [s.path for s in samples] for name, samples in sets.items()}
+    assert {name: [s.path for s in samples] for name, samples in far_ood_sets(tmp_path).items()} == first
+
+
+def test_a_far_folder_keeps_its_readable_images_and_an_empty_one_is_refused(tmp_path):
+    folder = tmp_path / "cartoons"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="no readable image"):
+        folder_set(folder)
+    (folder / "broken.png").write_bytes(b"not a png")
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    assert [s.path for s in folder_set(folder)] == [str(folder / "a.png")]
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        folder_set(tmp_path / "missing")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Six synthetic characters, two held out: one to choose the score on, one to report."""
+    return train_tiny_run(tmp_path_factory.mktemp("openset"), classes=6, holdout_classes=2)
+
+
+def test_the_reported_classes_are_never_those_the_score_was_chosen_on(run):
+    stored = json.loads((run / "openset.json").read_text())
+    figures = EvalResult.read(run / "eval" / "metrics.json").openset
+    heldout = {s.label for s in read_heldout(run)}
+    assert len(stored["selection_classes"]) == 1 and len(figures.near_classes) == 1
+    assert set(stored["selection_classes"]) | set(figures.near_classes) == heldout
+    assert not set(stored["selection_classes"]) & set(figures.near_classes)
+    assert set(stored["candidates"]) == set(SCORE_NAMES) and stored["score"] == figures.chosen
+    assert figures.near_images == sum(s.label in figures.near_classes for s in read_heldout(run))
