@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
 import pytest
+from synthetic import draw_character
+from tiny_runs import train_tiny_run
+
+from simpsons_classifier.cli import main
 
 from simpsons_classifier.discovery.clustering import (
     clustering_accuracy,
@@ -11,6 +20,7 @@ from simpsons_classifier.discovery.clustering import (
     l2_normalise,
     semi_supervised_kmeans,
 )
+from simpsons_classifier.run_dir import RunDir
 
 DIMENSIONS = 32
 
@@ -75,3 +85,111 @@ def test_a_cluster_left_unmatched_counts_as_wrong():
     truth = np.array([0, 0, 1, 1])
     accuracy = clustering_accuracy(truth, np.array([0, 1, 2, 3]), old=np.array([True, True, False, False]))
     assert accuracy.all == pytest.approx(0.5)
+
+
+# --- the command, end to end, on a tiny trained run ---
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> RunDir:
+    return RunDir(train_tiny_run(tmp_path_factory.mktemp("discover"), classes=4))
+
+
+def set_threshold(run: RunDir, threshold: float) -> None:
+    """Make the run's rule reject every image (a huge threshold) or accept every one (a very low one)."""
+    stored = json.loads(run.openset.read_text())
+    run.openset.write_text(json.dumps({**stored, "threshold": threshold}))
+
+
+def new_characters(folder: Path) -> Path:
+    """Three characters the run never saw (four images each, one in a sub-folder), a text file and an empty
+    "image"."""
+    for character in (20, 21, 22):
+        for variant in range(4):
+            where = folder / "more" if variant == 3 else folder
+            where.mkdir(parents=True, exist_ok=True)
+            draw_character(character, variant).save(where / f"c{character}_{variant}.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def discover_cli(run: RunDir, images: Path, out: Path, capsys) -> tuple[int, str, str]:
+    status = main(["discover", "--run", str(run), "--images", str(images), "--out", str(out)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(run, tmp_path, capsys):
+    set_threshold(run, 1e9)
+    images = new_characters(tmp_path / "images")
+    before = snapshot(images)
+    out = tmp_path / "out"
+    status, printed, errors = discover_cli(run, images, out, capsys)
+    assert status == 0
+    assert snapshot(images) == before
+    assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
+    assert "2 of 14 files could not be read" in errors
+    with open(out / "clusters.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["path", "cluster"]
+    assert sorted(path for path, _ in rows[1:]) == sorted(str(p) for p in images.rglob("c*.png"))
+    clusters = Counter(cluster for _, cluster in rows[1:])
+    for name, size in clusters.items():
+        copies = sorted(p.name for p in (out / name).iterdir())
+        assert copies == sorted(Path(path).name for path, cluster in rows[1:] if cluster == name)
+        assert f"{name}/" in printed
+    new = [clusters[name] for name in sorted(clusters) if name.startswith("new-")]
+    assert new and new == sorted(new, reverse=True)  # new-01 is the largest
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == len(clusters)
+    assert all(f'id="{name}"' in page for name in clusters)
+    assert "notes.txt" in page and "--init" in page
+    assert (out / "skipped.csv").is_file()
+
+    # A second run replaces the first one's output, but never a folder discover did not write.
+    status, _, _ = discover_cli(run, images, out, capsys)
+    assert status == 0
+    (out / next(iter(clusters))).rename(out / "homer")
+    status, _, errors = discover_cli(run, images, out, capsys)
+    assert status == 2 and "homer" in errors and (out / "homer").is_dir()
+
+
+def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    set_threshold(run, -1e9)
+    status, printed, _ = discover_cli(run, images, tmp_path / "all-known", capsys)
+    assert status == 0 and "all 12 readable images" in printed and "look like characters the run knows" in printed
+    assert (tmp_path / "all-known" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+
+    set_threshold(run, 1e9)
+    (tmp_path / "empty").mkdir()
+    status, printed, _ = discover_cli(run, tmp_path / "empty", tmp_path / "none", capsys)
+    assert status == 0 and "holds no files: nothing to discover" in printed
+    assert (tmp_path / "none" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (broken / "b.txt").write_text("hello")
+    before = snapshot(broken)
+    status, printed, errors = discover_cli(run, broken, tmp_path / "unreadable", capsys)
+    assert status == 0 and "none of the 2 files" in printed and "a.jpg" in errors and "b.txt" in errors
+    assert (tmp_path / "unreadable" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+    assert snapshot(broken) == before
+
+
+def test_an_output_folder_that_is_not_a_discover_output_is_refused(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    status, _, errors = discover_cli(run, images, out, capsys)
+    assert status == 2 and f"--out {out} exists and is not a discover output" in errors
+    assert snapshot(out) == {"thesis.tex": b"precious"}
+    status, _, errors = discover_cli(run, images, images / "out", capsys)
+    assert status == 2 and "overlap" in errors and not (images / "out").exists()

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..data.images import check_image
 from ..data.scan import Sample, Skipped, write_skipped
-from ..evaluation.openset import FeatureBank, OpenSetDetector
+from ..evaluation.ood_scores import FeatureBank
+from ..evaluation.openset import OpenSetDetector
 from ..evaluation.run_model import sample_outputs
 from ..inference.files import find_files
 from ..run_dir import DiscoverDir, RunDir
