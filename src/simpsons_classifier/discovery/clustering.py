@@ -3,6 +3,10 @@ anchored: semi-supervised k-means as in Generalized Category Discovery (Vaze et 
 Discovery", CVPR), on L2-normalised features, so that the Euclidean distance k-means uses orders points as the
 cosine similarity does.
 
+- The features are first whitened by the labelled classes' within-class covariance (:func:`within_class_whitening`)
+  so that the ways one character's images differ (pose, colouring, drawing style) count less than the ways
+  characters differ.
+
 - The labelled points (the run's training images) always belong to their class; each known class's centroid
   starts at its class mean and, as in GCD, is the mean of its labelled points and the unlabelled ones that fall to
   it. The labelled points far outnumber what falls to a known class, so the known centroids stay where the
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from sklearn.covariance import LedoitWolf
 from sklearn.metrics import silhouette_samples
 from sklearn.metrics.cluster import contingency_matrix
 
@@ -26,6 +31,8 @@ MAX_ITER = 100
 RESTARTS = 5
 """k-means runs from different k-means++ seeds; the one of lowest inertia is kept (scikit-learn's
 ``KMeans(n_init=...)`` does the same; it cannot keep labelled points in their class, hence this loop)."""
+MAX_NEW_CLUSTERS = 60
+"""The most new clusters the estimate tries: every number up to it is one k-means per restart."""
 SILHOUETTE_LABELLED_PER_CLASS = 20
 """Labelled points per known class that the silhouette compares against: enough to place each class, few enough
 that the estimate costs the same on a 20 000-image training set as on a 500-image one."""
@@ -34,6 +41,19 @@ that the estimate costs the same on a 20 000-image training set as on a 500-imag
 def l2_normalise(features: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
+
+
+def within_class_whitening(labelled: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, matrix) that whiten features by the labelled classes' pooled within-class covariance (WCCN, Hatch
+    et al., 2006): ``(x - mean) @ matrix``. The directions along which images of one character vary (the ones
+    training already showed: pose, colouring, drawing style) shrink; those along which characters differ grow, for
+    new characters too, since they vary in the same ways. The covariance comes from scikit-learn's Ledoit-Wolf
+    estimator: there are fewer images than feature dimensions, and the shrinkage keeps every direction's variance
+    above zero. On the stand-in benchmark it lifts clustering accuracy by 5-9 points (benchmarks/discover.py)."""
+    class_means = np.stack([labelled[labels == c].mean(axis=0) for c in np.unique(labels)])
+    centred = labelled - class_means[np.searchsorted(np.unique(labels), labels)]
+    eigenvalues, eigenvectors = np.linalg.eigh(LedoitWolf().fit(centred).covariance_)
+    return labelled.mean(axis=0), (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
 
 
 @dataclass(frozen=True)
@@ -124,7 +144,8 @@ def estimate_new_clusters(
     max_new: int | None = None,
     seed: int = 0,
 ) -> tuple[int, dict[int, float]]:
-    """The number of new clusters (0 .. ``max_new``, by default half the unlabelled points) whose clustering gives
+    """The number of new clusters (0 .. ``max_new``, by default half the unlabelled points, at most
+    ``MAX_NEW_CLUSTERS``) whose clustering gives
     the unlabelled points the highest mean silhouette, and the silhouette of every number tried.
 
     GCD picks the number of classes that maximises plain k-means' clustering accuracy on the labelled subset,
@@ -137,7 +158,7 @@ def estimate_new_clusters(
     range is tried: the silhouette is not unimodal enough for Brent's method on small sets, and each try is a
     k-means of a few hundred points.
     """
-    max_new = max(1, len(unlabelled) // 2) if max_new is None else max_new
+    max_new = min(max(1, len(unlabelled) // 2), MAX_NEW_CLUSTERS) if max_new is None else max_new
     reference, reference_labels = _per_class_sample(labelled, labels, SILHOUETTE_LABELLED_PER_CLASS, seed)
     points = np.vstack([reference, unlabelled])
     scores = {}
@@ -154,13 +175,21 @@ def _per_class_sample(points: np.ndarray, labels: np.ndarray, per_class: int, se
     return points[keep], labels[keep]
 
 
+def clustering_space(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(labelled, unlabelled) as they are clustered: L2-normalised, whitened by the labelled classes' spread,
+    normalised again."""
+    labelled, unlabelled = l2_normalise(labelled), l2_normalise(unlabelled)
+    mean, whitening = within_class_whitening(labelled, labels)
+    return tuple(l2_normalise((x - mean) @ whitening) for x in (labelled, unlabelled))
+
+
 def discover_clusters(
     labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, known: int, max_new: int | None = None,
     seed: int = 0,
 ) -> Clusters:
-    """Semi-supervised k-means of ``unlabelled`` with the estimated number of new clusters; features are
-    L2-normalised here."""
-    labelled, unlabelled = l2_normalise(labelled), l2_normalise(unlabelled)
+    """Semi-supervised k-means of ``unlabelled`` in the :func:`clustering_space`, with the estimated number of
+    new clusters."""
+    labelled, unlabelled = clustering_space(labelled, labels, unlabelled)
     new, _ = estimate_new_clusters(labelled, labels, unlabelled, known, max_new, seed)
     return semi_supervised_kmeans(labelled, labels, unlabelled, known, new, seed)
 
