@@ -126,11 +126,13 @@ def discover_cli(run: RunDir, images: Path, out: Path, capsys) -> tuple[int, str
 
 def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(run, tmp_path, capsys):
     set_threshold(run, 1e9)
+    run.feature_bank.unlink()  # a run evaluated before runs kept their training features
     images = new_characters(tmp_path / "images")
     before = snapshot(images)
     out = tmp_path / "out"
     status, printed, errors = discover_cli(run, images, out, capsys)
     assert status == 0
+    assert run.feature_bank.is_file()
     assert snapshot(images) == before
     assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
     assert "2 of 14 files could not be read" in errors
@@ -193,3 +195,14 @@ def test_an_output_folder_that_is_not_a_discover_output_is_refused(run, tmp_path
     assert snapshot(out) == {"thesis.tex": b"precious"}
     status, _, errors = discover_cli(run, images, images / "out", capsys)
     assert status == 2 and "overlap" in errors and not (images / "out").exists()
+
+
+def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    rule = run.openset.read_bytes()
+    run.openset.unlink()
+    try:
+        status, _, errors = discover_cli(run, images, tmp_path / "out", capsys)
+    finally:
+        run.openset.write_bytes(rule)
+    assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors

@@ -19,6 +19,7 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..discovery.results import counted
     from ..discovery.run import discover
 
     found = discover(args.run, args.images, args.out)
@@ -28,6 +29,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(found.skipped)} of {found.files} files could not be read", file=sys.stderr)
     print(found.summary())
     for cluster in found.clusters:
-        print(f"  {cluster.name + '/':<28} {cluster.size:>5} images  tightness {cluster.tightness:.2f}")
+        print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}")
     print(f"wrote {found.out.clusters} and {found.out.page}")
     return 0

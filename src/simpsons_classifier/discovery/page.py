@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 
 from ..data.images import load_rgb
 from ..storage import write_text_atomic
-from .results import Discovery
+from .results import Discovery, counted
 
 THUMBNAIL_PX = 96
 SHEET_COLUMNS = 10
@@ -54,6 +54,7 @@ def write_page(discovery: Discovery) -> Path:
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         sheets=[(cluster, png_data_uri(contact_sheet(cluster.paths))) for cluster in discovery.clusters],
         shown=SHEET_MAX_IMAGES,
+        counted=counted,
     )
     write_text_atomic(discovery.out.page, html)
     return discovery.out.page

@@ -10,6 +10,11 @@ from ..run_dir import DiscoverDir
 NEW_CLUSTER_PREFIX = "new-"
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def new_cluster_name(rank: int) -> str:
     """``new-01`` for the largest new cluster, ``new-02`` for the next..."""
     return f"{NEW_CLUSTER_PREFIX}{rank:02d}"
@@ -64,5 +69,6 @@ class Discovery:
             return (f"all {readable} readable images in {self.images} look like characters the run knows: "
                     "nothing to discover")
         fallen = self.unknown - sum(c.size for c in self.new_clusters)
-        return (f"{self.unknown} of {readable} readable images taken as unknown: {len(self.new_clusters)} candidate "
-                f"new characters" + (f", {fallen} images nearest a known character" if fallen else ""))
+        return (f"{self.unknown} of {readable} readable images taken as unknown: "
+                f"{counted(len(self.new_clusters), 'candidate new character')}"
+                + (f", {counted(fallen, 'image')} nearest a known character" if fallen else ""))

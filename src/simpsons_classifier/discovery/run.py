@@ -19,8 +19,9 @@ import numpy as np
 
 from ..data.images import check_image
 from ..data.scan import Sample, Skipped, write_skipped
+from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
-from ..evaluation.openset import OpenSetDetector
+from ..evaluation.openset import OpenSetDetector, OpenSetRule
 from ..evaluation.run_model import sample_outputs
 from ..inference.files import find_files
 from ..run_dir import DiscoverDir, RunDir
@@ -31,6 +32,8 @@ from .page import write_page
 from .results import Cluster, Discovery, new_cluster_name
 
 CLUSTERS_HEADER = ("path", "cluster")
+UNKNOWN = ""
+"""The label of an image to score: none of the model's classes."""
 MAX_CHECK_THREADS = 8
 
 
@@ -44,27 +47,23 @@ def discover(
         raise FileNotFoundError(f"--images {images}: not a folder")
     out = DiscoverDir(Path(out_dir)) if out_dir is not None else run.discover_dir
     previous = _previous_output(out, images)
-    detector = OpenSetDetector.from_run(run)
-    if detector is None:
+    rule = OpenSetRule.read(run.openset)
+    if rule is None:
         raise ValueError(f"{run} has no unknown-character rule, so no image would be rejected: "
                          f"`simpsons evaluate --run {run}` calibrates one")
-    if detector.bank is None:
-        raise ValueError(f"{run} has no training features ({run.feature_bank.name}) to place the known characters "
-                         f"by: `simpsons evaluate --run {run}` computes them")
     files = find_files([images])
     readable, skipped = _check_images(files, progress)
-    unknown_paths: list[str] = []
     clusters: list[Cluster] = []
     known = 0
     if readable:
         loaded = load_model(run)
-        outputs = sample_outputs(loaded, [Sample(p, loaded.classes[0]) for p in readable], progress=progress,
-                                 desc="scoring")
-        is_known = detector.known(outputs.features, outputs.logits).numpy()
+        bank = ensure_feature_bank(run, loaded, progress)
+        outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
+        is_known = OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            clusters = _clusters(detector.bank, outputs.features.numpy()[~is_known], unknown_paths)
+            clusters = _clusters(bank, outputs.features.numpy()[~is_known], unknown_paths)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped)
     _write(discovery, previous)
     return discovery
