@@ -111,7 +111,8 @@ def _previous_output(out: DiscoverDir, images: Path) -> list[Path]:
     if not out.clusters.is_file():
         raise FileExistsError(f"--out {out.path} exists and is not a discover output (no {out.clusters.name}): "
                               "give a new or empty folder")
-    ours = {out.clusters.name, out.page.name, out.skipped.name} | {row["cluster"] for row in read_rows(out.clusters)}
+    written = {row.get("cluster", "") for row in read_rows(out.clusters)}
+    ours = {out.clusters.name, out.page.name, out.skipped.name} | written
     foreign = sorted(set(entries) - ours)
     if foreign:
         raise FileExistsError(f"--out {out.path} holds {', '.join(foreign[:5])}, which simpsons discover did not "
