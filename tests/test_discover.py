@@ -87,7 +87,7 @@ def test_a_cluster_left_unmatched_counts_as_wrong():
     assert accuracy.all == pytest.approx(0.5)
 
 
-# --- the command, end to end, on a tiny trained run ---
+# --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,7 @@ def discover_cli(run: RunDir, images: Path, out: Path, capsys) -> tuple[int, str
     return status, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(run, tmp_path, capsys):
     set_threshold(run, 1e9)
     run.feature_bank.unlink()  # a run evaluated before runs kept their training features
@@ -161,6 +162,7 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     assert status == 2 and "homer" in errors and (out / "homer").is_dir()
 
 
+@pytest.mark.slow
 def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, capsys):
     images = new_characters(tmp_path / "images")
     set_threshold(run, -1e9)
@@ -185,6 +187,7 @@ def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, 
     assert snapshot(broken) == before
 
 
+@pytest.mark.slow
 def test_an_output_folder_that_is_not_a_discover_output_is_refused(run, tmp_path, capsys):
     images = new_characters(tmp_path / "images")
     out = tmp_path / "mine"
@@ -197,6 +200,7 @@ def test_an_output_folder_that_is_not_a_discover_output_is_refused(run, tmp_path
     assert status == 2 and "overlap" in errors and not (images / "out").exists()
 
 
+@pytest.mark.slow
 def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tmp_path, capsys):
     images = new_characters(tmp_path / "images")
     rule = run.openset.read_bytes()
