@@ -210,3 +210,5 @@ def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tm
     finally:
         run.openset.write_bytes(rule)
     assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors
+    status, _, errors = discover_cli(RunDir(tmp_path / "no-run"), images, tmp_path / "out", capsys)
+    assert status == 2 and "no trained run there (best.pt is missing)" in errors
