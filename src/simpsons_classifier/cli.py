@@ -10,12 +10,13 @@ import argparse
 import errno
 import sys
 
-from .commands import ablate, compare, data, evaluate, explain, export, predict, report, serve, show_config, train
+from .commands import ablate, compare, data, discover, evaluate, explain, export, predict, report, serve, show_config
+from .commands import train
 from .commands import augment_preview
 from .errors import Interrupted, UserError
 
-COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, export, serve, data, augment_preview,
-            show_config)
+COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, discover, export, serve, data,
+            augment_preview, show_config)
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, ValueError)
 """What a user can cause (ConfigError and the data errors are ValueErrors): one ``error:`` line, exit 2. Anything
 else is a bug and keeps its traceback, but for an OSError whose cause is the machine's state (a full disk, no

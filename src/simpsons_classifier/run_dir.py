@@ -18,6 +18,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``eval/``, ``eval-tta/``    evaluation files (:class:`EvalDir`)
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
+``discover/``               candidate new characters among images it rejects (:class:`DiscoverDir`)
 ``report.html``             the self-contained report
 ``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
@@ -97,6 +98,20 @@ class ExplainDir(Folder):
 
 
 
+class DiscoverDir(Folder):
+    """What ``simpsons discover`` writes (``RUN/discover`` by default): the images taken as unknown characters,
+    copied into one folder per cluster, the table of which image went where, and the page that shows them."""
+
+    clusters = File("clusters.csv")
+    page = File("index.html")
+    skipped = File("skipped.csv")
+
+    def cluster(self, name: str) -> Path:
+        """The folder of the copies of one cluster's images."""
+        return self.path / name
+
+
+
 class RunDir(Folder):
     """A run folder; ``RunDir(path)`` names its files without touching the disk."""
 
@@ -162,6 +177,10 @@ class RunDir(Folder):
         return ExplainDir(self.path / "explain")
 
     export_dir = File("export")
+
+    @property
+    def discover_dir(self) -> DiscoverDir:
+        return DiscoverDir(self.path / "discover")
 
     def eval_dir(self, tta: bool = False) -> EvalDir:
         return EvalDir(self.path / ("eval-tta" if tta else "eval"))

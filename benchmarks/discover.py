@@ -1,0 +1,150 @@
+"""Discovering new characters, by the Generalized Category Discovery protocol (Vaze et al., 2022).
+
+    python benchmarks/discover.py [--data data/standin] [--out runs/discover-bench] [--new 25] [--epochs 4]
+
+A run is trained on the stand-in (``simpsons data standin --out data/standin --classes 50``) with
+``configs/demo.yaml``'s settings, ``--new`` characters kept out of it entirely (``holdout_classes``). The
+unlabelled pool is every image of those characters plus the known characters' validation images; the labelled set
+is the run's training images. The whole pool is clustered, the known characters anchored, by the clustering
+``simpsons discover`` uses (``discovery/clustering.py``), and scored as GCD does: one Hungarian matching of clusters
+to characters over the whole pool, then the share matched right over all of it (All), over the known characters'
+images (Old) and over the new characters' (New).
+
+Rows: the features ``discover`` uses (the fine-tuned model's penultimate features), and those concatenated with the
+frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters against the true
+one and the accuracy with it; the accuracy with the true number (the clustering's quality apart from the count);
+that without the within-class whitening; the purity of the clustering with the estimated number (1 when no
+cluster mixes characters, however split); and the number GCD's own criterion (plain k-means' accuracy on the
+labelled images, the smallest count at its maximum) picks on the same features.
+
+The trained run and the features are kept in ``--out`` and reused while ``best.pt`` is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics.cluster import contingency_matrix
+
+from simpsons_classifier.config import Config
+from simpsons_classifier.data.run_data import RunData, read_heldout
+from simpsons_classifier.discovery.clustering import (
+    clustering_accuracy,
+    clustering_space,
+    discover_clusters,
+    l2_normalise,
+    semi_supervised_kmeans,
+)
+from simpsons_classifier.evaluation.run_model import sample_outputs
+from simpsons_classifier.models import create_model, data_config
+from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import LoadedModel, load_model, train
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+GCD_COUNTS = range(0, 61, 2)
+"""New-cluster counts GCD's criterion is evaluated at (each a plain k-means of the whole set)."""
+
+
+def trained_run(data: Path, out: Path, new: int, epochs: int) -> RunDir:
+    """The run of ``--out``, trained again when missing or trained with other settings."""
+    config = Config.load(DEMO_CONFIG, [f"holdout_classes={new}", f"epochs={epochs}"])
+    run = RunDir(out / "run")
+    if run.best.is_file() and Config.load(run.config) == config:
+        return run
+    shutil.rmtree(run.path, ignore_errors=True)
+    started = time.perf_counter()
+    train(config, data, run)
+    print(f"trained in {time.perf_counter() - started:.0f} s")
+    return run
+
+
+def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
+    """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, and their
+    classes; kept in ``cache`` while ``best.pt`` is unchanged."""
+    if run.is_newer_than_best(cache):
+        return dict(np.load(cache))
+    loaded, data, heldout = load_model(run), RunData.read(run), read_heldout(run)
+    subsets = {"train": data.split.train, "val": data.split.val, "heldout": heldout}
+    frozen = create_model(loaded.config.backbone, len(loaded.classes), "imagenet").eval()
+    norm = data_config(frozen)
+    models = {"finetuned": loaded, "imagenet": LoadedModel(frozen, loaded.classes, loaded.config,
+                                                           tuple(norm["mean"]), tuple(norm["std"]))}
+    found = {f"{name}_{subset}": sample_outputs(model, samples, desc=f"{name} {subset}").features.numpy()
+             for name, model in models.items() for subset, samples in subsets.items()}
+    found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
+    np.savez(cache, **found)
+    return found
+
+
+def gcd_estimate(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, known: int) -> int:
+    """GCD's criterion: the number of new clusters whose plain k-means of everything best recovers the labelled
+    classes (the smallest such number)."""
+    points = np.vstack([labelled, unlabelled])
+    accuracy = {}
+    for new in GCD_COUNTS:
+        clusters = KMeans(known + new, n_init=3, random_state=0).fit_predict(points)[: len(labelled)]
+        accuracy[new] = clustering_accuracy(labels, clusters, np.ones(len(labels), dtype=bool)).all
+    return min(n for n in accuracy if accuracy[n] == max(accuracy.values()))
+
+
+def purity(truth: np.ndarray, clusters: np.ndarray) -> float:
+    """Share of the images whose cluster's most common character is theirs: 1 when no cluster mixes characters,
+    however many clusters a character is split into (what a user sorting folders by hand cares about)."""
+    return float(contingency_matrix(truth, clusters).max(axis=0).sum() / len(truth))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/standin", type=Path)
+    parser.add_argument("--out", default="runs/discover-bench", type=Path)
+    parser.add_argument("--new", type=int, default=25, help="characters kept out of training (default 25 of 50)")
+    parser.add_argument("--epochs", type=int, default=4)
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data} is missing: simpsons data standin --out {args.data} --classes 50")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    run = trained_run(args.data, args.out, args.new, args.epochs)
+    found = features(run, args.out / "features.npz")
+    classes = RunData.read(run).classes
+    labels = np.searchsorted(classes, found["class_train"])
+    truth = np.concatenate([found["class_val"], found["class_heldout"]])
+    old = np.isin(truth, classes)
+    true_new = len(set(found["class_heldout"]))
+    print(f"labelled: {len(labels)} training images of {len(classes)} characters; unlabelled pool: {len(truth)} "
+          f"images ({old.sum()} validation images of known characters, {(~old).sum()} of {true_new} new ones)")
+
+    spaces = {
+        "fine-tuned": lambda subset: found[f"finetuned_{subset}"],
+        "fine-tuned + ImageNet": lambda subset: np.hstack([l2_normalise(found[f"finetuned_{subset}"]),
+                                                           l2_normalise(found[f"imagenet_{subset}"])]),
+    }
+
+    def scored(clusters) -> str:
+        accuracy = clustering_accuracy(truth, clusters.assignments, old)
+        return f"{accuracy.all:.3f} {accuracy.old:.3f} {accuracy.new:.3f}"
+
+    print(f"\n{'features':<22} {'new clusters':>12}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
+          f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
+    for name, of in spaces.items():
+        labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
+        started = time.perf_counter()
+        estimated = discover_clusters(labelled, labels, unlabelled, known=len(classes))
+        seconds = time.perf_counter() - started
+        labelled_space, unlabelled_space = clustering_space(labelled, labels, unlabelled)
+        at_true = semi_supervised_kmeans(labelled_space, labels, unlabelled_space, len(classes), true_new)
+        unwhitened = semi_supervised_kmeans(l2_normalise(labelled), labels, l2_normalise(unlabelled), len(classes),
+                                            true_new)
+        gcd = gcd_estimate(labelled_space, labels, unlabelled_space, len(classes))
+        print(f"{name:<22} {f'{estimated.new} of {true_new}':>12}  {scored(estimated):>24}  {scored(at_true):>19}  "
+              f"{scored(unwhitened):>17}  {purity(truth, estimated.assignments):>6.3f}  {gcd:>13}   "
+              f"({seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

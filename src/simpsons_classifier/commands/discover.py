@@ -1,0 +1,34 @@
+"""``simpsons discover --run RUN --images DIR``: images the run rejects as unknown characters, grouped into
+candidate new characters (``discovery/``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser("discover", help="group images a run rejects as unknown into candidate new "
+                                                     "characters")
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--images", required=True, metavar="DIR", help="a folder of images, searched recursively "
+                                                                       "(only read)")
+    parser.add_argument("--out", metavar="OUT", help="where the clusters go (default: RUN/discover); replaced when "
+                                                     "it holds a previous discover output and nothing else")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..discovery.results import counted
+    from ..discovery.run import discover
+
+    found = discover(args.run, args.images, args.out)
+    for skipped in found.skipped:
+        print(f"{skipped.path}: {skipped.reason}; skipped", file=sys.stderr)
+    if found.skipped:
+        print(f"{len(found.skipped)} of {found.files} files could not be read", file=sys.stderr)
+    print(found.summary())
+    for cluster in found.clusters:
+        print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}")
+    print(f"wrote {found.out.clusters} and {found.out.page}")
+    return 0

@@ -1,0 +1,151 @@
+"""``simpsons discover``: the images of a folder that a run rejects as unknown characters, grouped into candidate
+new characters beside the characters it knows, copied one folder per group, listed in ``clusters.csv`` and shown
+on ``index.html`` (all in ``RUN/discover/`` by default).
+
+Every file below the folder is read once to see whether it is an image; those that are not are counted and listed
+with the reason (as ``simpsons predict`` does) and the rest go on. The folder given is only read. The output
+folder is replaced only when it holds a previous discover output and nothing else (a renamed cluster folder is
+refused rather than deleted).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..data.images import check_image
+from ..data.scan import Sample, Skipped, write_skipped
+from ..evaluation.evaluate import ensure_feature_bank
+from ..evaluation.ood_scores import FeatureBank
+from ..evaluation.openset import OpenSetDetector, OpenSetRule
+from ..evaluation.run_model import sample_outputs
+from ..inference.files import find_files
+from ..run_dir import DiscoverDir, RunDir
+from ..tables import read_rows, write_rows
+from ..training import load_model
+from .clustering import Clusters, discover_clusters
+from .page import write_page
+from .results import Cluster, Discovery, new_cluster_name
+
+CLUSTERS_HEADER = ("path", "cluster")
+UNKNOWN = ""
+"""The label of an image to score: none of the model's classes."""
+MAX_CHECK_THREADS = 8
+
+
+def discover(
+    run_dir: str | Path | RunDir, images: str | Path, out_dir: str | Path | None = None, progress: bool = True
+) -> Discovery:
+    """Score every image below ``images`` with the run's model, cluster those its open-set rule rejects, and write
+    the clusters to ``out_dir`` (default ``RUN/discover``)."""
+    run, images = RunDir(run_dir), Path(images)
+    if not run.best.is_file():
+        raise FileNotFoundError(f"--run {run}: no trained run there ({run.best.name} is missing)")
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images {images}: not a folder")
+    out = DiscoverDir(Path(out_dir)) if out_dir is not None else run.discover_dir
+    previous = _previous_output(out, images)
+    rule = OpenSetRule.read(run.openset)
+    if rule is None:
+        raise ValueError(f"{run} has no unknown-character rule, so no image would be rejected: "
+                         f"`simpsons evaluate --run {run}` calibrates one")
+    files = find_files([images])
+    readable, skipped = _check_images(files, progress)
+    clusters: list[Cluster] = []
+    known = 0
+    if readable:
+        loaded = load_model(run)
+        bank = ensure_feature_bank(run, loaded, progress)
+        outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
+        is_known = OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
+        known = int(is_known.sum())
+        unknown_paths = [p for p, k in zip(readable, is_known) if not k]
+        if unknown_paths:
+            clusters = _clusters(bank, outputs.features.numpy()[~is_known], unknown_paths)
+    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped)
+    _write(discovery, previous)
+    return discovery
+
+
+def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Skipped]]:
+    """(readable images, unreadable files with the reason), in the order given."""
+    with ThreadPoolExecutor(max_workers=min(MAX_CHECK_THREADS, os.cpu_count() or 1)) as pool:
+        reasons = list(pool.map(check_image, files))
+    readable = [str(f) for f, reason in zip(files, reasons) if reason is None]
+    return readable, [Skipped(str(f), reason) for f, reason in zip(files, reasons) if reason is not None]
+
+
+def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str]) -> list[Cluster]:
+    """The rejected images' clusters, named: a known class's name, or ``new-NN`` by decreasing size."""
+    present = np.unique(bank.labels.numpy())  # a class without training features cannot anchor a cluster
+    labels = np.searchsorted(present, bank.labels.numpy())
+    found: Clusters = discover_clusters(bank.features.numpy(), labels, features, known=len(present))
+    groups = []
+    for index in np.unique(found.assignments):
+        members = np.flatnonzero(found.assignments == index)
+        name = bank.classes[present[index]] if index < found.known else None
+        groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean())))
+    new = sorted((g for g in groups if g[0] is None), key=lambda g: -len(g[1]))
+    known = sorted((g for g in groups if g[0] is not None), key=lambda g: -len(g[1]))
+    return ([Cluster(new_cluster_name(rank), paths, tight, True) for rank, (_, paths, tight) in enumerate(new, 1)]
+            + [Cluster(name, paths, tight, False) for name, paths, tight in known])
+
+
+def _previous_output(out: DiscoverDir, images: Path) -> list[Path]:
+    """What ``out`` holds of an earlier discover output, to be replaced; refuses an ``out`` that holds anything
+    else, or that lies inside the images folder (a second run would find the first one's copies)."""
+    resolved_out, resolved_images = out.path.resolve(), images.resolve()
+    if resolved_out == resolved_images or resolved_images in resolved_out.parents \
+            or resolved_out in resolved_images.parents:
+        raise ValueError(f"--out {out.path} and --images {images} overlap: write the clusters outside the folder "
+                         "of images")
+    if not out.path.exists():
+        return []
+    if not out.path.is_dir():
+        raise FileExistsError(f"--out {out.path} exists and is not a folder")
+    entries = {e.name: e for e in out.path.iterdir()}
+    if not entries:
+        return []
+    if not out.clusters.is_file():
+        raise FileExistsError(f"--out {out.path} exists and is not a discover output (no {out.clusters.name}): "
+                              "give a new or empty folder")
+    written = {row.get("cluster", "") for row in read_rows(out.clusters)}
+    ours = {out.clusters.name, out.page.name, out.skipped.name} | written
+    foreign = sorted(set(entries) - ours)
+    if foreign:
+        raise FileExistsError(f"--out {out.path} holds {', '.join(foreign[:5])}, which simpsons discover did not "
+                              "write (a renamed cluster folder?): move it out first, or give another folder")
+    return list(entries.values())
+
+
+def _write(discovery: Discovery, previous: list[Path]) -> None:
+    for entry in previous:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    out = discovery.out.make()
+    rows = []
+    for cluster in discovery.clusters:
+        folder = out.cluster(cluster.name)
+        folder.mkdir()
+        for path in cluster.paths:
+            shutil.copy2(path, _free_name(folder, Path(path).name))
+            rows.append((path, cluster.name))
+    write_rows(out.clusters, CLUSTERS_HEADER, rows)
+    if discovery.skipped:
+        write_skipped(out.skipped, discovery.skipped)
+    write_page(discovery)
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/stem-2.ext`` ... when images of the same name came from different folders."""
+    candidate, number = folder / name, 1
+    while candidate.exists():
+        number += 1
+        candidate = folder / f"{Path(name).stem}-{number}{Path(name).suffix}"
+    return candidate

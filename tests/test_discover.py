@@ -1,0 +1,214 @@
+"""``simpsons discover``: clustering rejected images into candidate new characters, known characters anchored."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import draw_character
+from tiny_runs import train_tiny_run
+
+from simpsons_classifier.cli import main
+
+from simpsons_classifier.discovery.clustering import (
+    clustering_accuracy,
+    discover_clusters,
+    l2_normalise,
+    semi_supervised_kmeans,
+)
+from simpsons_classifier.run_dir import RunDir
+
+DIMENSIONS = 32
+
+
+def planted(known: int, new_sizes: list[int], labelled_per_class: int = 20, unlabelled_per_known: int = 3,
+            spread: float = 0.25, seed: int = 0):
+    """Labelled points of ``known`` classes and unlabelled points of those classes and of ``len(new_sizes)``
+    new ones, each class a tight blob around its own random direction."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalise(rng.normal(size=(known + len(new_sizes), DIMENSIONS)))
+
+    def blob(c: int, n: int) -> np.ndarray:
+        return centres[c] + spread * rng.normal(size=(n, DIMENSIONS)) / np.sqrt(DIMENSIONS)
+
+    labels = np.repeat(np.arange(known), labelled_per_class)
+    truth = np.r_[np.repeat(np.arange(known), unlabelled_per_known),
+                  np.repeat(np.arange(known, known + len(new_sizes)), new_sizes)]
+    labelled = np.vstack([blob(c, labelled_per_class) for c in range(known)])
+    unlabelled = np.vstack([blob(c, 1) for c in truth])
+    return labelled, labels, unlabelled, truth
+
+
+def test_planted_new_characters_are_found_and_counted():
+    labelled, labels, unlabelled, truth = planted(known=6, new_sizes=[12, 9, 7, 5])
+    clusters = discover_clusters(labelled, labels, unlabelled, known=6)
+    assert clusters.new == 4
+    accuracy = clustering_accuracy(truth, clusters.assignments, old=truth < 6)
+    assert (accuracy.all, accuracy.old, accuracy.new) == (1.0, 1.0, 1.0)
+    # the unlabelled images of known classes fall to their own class's cluster, not merely to some cluster
+    assert np.array_equal(clusters.assignments[truth < 6], truth[truth < 6])
+
+
+def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():
+    labelled, labels, unlabelled, truth = planted(known=5, new_sizes=[], unlabelled_per_known=4)
+    clusters = discover_clusters(labelled, labels, unlabelled, known=5)
+    assert clusters.new == 0
+    assert np.array_equal(clusters.assignments, truth)
+
+
+def test_labelled_points_anchor_their_class_against_a_crowd_of_unlabelled_points():
+    """Many unlabelled points between two known classes form a new cluster instead of dragging a known centroid
+    over: the known centroids stay at their labelled points."""
+    labelled, labels, unlabelled, _ = planted(known=3, new_sizes=[40])
+    clusters = semi_supervised_kmeans(l2_normalise(labelled), labels, l2_normalise(unlabelled), known=3, new=1)
+    class_means = l2_normalise(np.stack([l2_normalise(labelled)[labels == c].mean(axis=0) for c in range(3)]))
+    assert np.all(np.einsum("kd,kd->k", clusters.centroids[:3], class_means) > 0.99)
+    assert np.all(clusters.assignments[-40:] == 3)
+    assert np.all((clusters.similarities > 0) & (clusters.similarities <= 1 + 1e-6))
+
+
+def test_clustering_accuracy_matches_once_over_all_then_scores_old_and_new():
+    truth = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    clusters = np.array([5, 5, 7, 7, 7, 9, 9, 9])
+    # the one matching over all: 5->0 (2 hits), 7->1 (2 hits), 9->2 (3 hits); 7 cannot be 0 as well
+    accuracy = clustering_accuracy(truth, clusters, old=truth == 0)
+    assert accuracy.all == pytest.approx(7 / 8)
+    assert accuracy.old == pytest.approx(2 / 3)
+    assert accuracy.new == pytest.approx(5 / 5)
+
+
+def test_a_cluster_left_unmatched_counts_as_wrong():
+    truth = np.array([0, 0, 1, 1])
+    accuracy = clustering_accuracy(truth, np.array([0, 1, 2, 3]), old=np.array([True, True, False, False]))
+    assert accuracy.all == pytest.approx(0.5)
+
+
+# --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> RunDir:
+    return RunDir(train_tiny_run(tmp_path_factory.mktemp("discover"), classes=4))
+
+
+def set_threshold(run: RunDir, threshold: float) -> None:
+    """Make the run's rule reject every image (a huge threshold) or accept every one (a very low one)."""
+    stored = json.loads(run.openset.read_text())
+    run.openset.write_text(json.dumps({**stored, "threshold": threshold}))
+
+
+def new_characters(folder: Path) -> Path:
+    """Three characters the run never saw (four images each, one in a sub-folder), a text file and an empty
+    "image"."""
+    for character in (20, 21, 22):
+        for variant in range(4):
+            where = folder / "more" if variant == 3 else folder
+            where.mkdir(parents=True, exist_ok=True)
+            draw_character(character, variant).save(where / f"c{character}_{variant}.png")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.png").write_bytes(b"")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def discover_cli(run: RunDir, images: Path, out: Path, capsys) -> tuple[int, str, str]:
+    status = main(["discover", "--run", str(run), "--images", str(images), "--out", str(out)])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.slow
+def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(run, tmp_path, capsys):
+    set_threshold(run, 1e9)
+    run.feature_bank.unlink()  # a run evaluated before runs kept their training features
+    images = new_characters(tmp_path / "images")
+    before = snapshot(images)
+    out = tmp_path / "out"
+    status, printed, errors = discover_cli(run, images, out, capsys)
+    assert status == 0
+    assert run.feature_bank.is_file()
+    assert snapshot(images) == before
+    assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
+    assert "2 of 14 files could not be read" in errors
+    with open(out / "clusters.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["path", "cluster"]
+    assert sorted(path for path, _ in rows[1:]) == sorted(str(p) for p in images.rglob("c*.png"))
+    clusters = Counter(cluster for _, cluster in rows[1:])
+    for name, size in clusters.items():
+        copies = sorted(p.name for p in (out / name).iterdir())
+        assert copies == sorted(Path(path).name for path, cluster in rows[1:] if cluster == name)
+        assert f"{name}/" in printed
+    new = [clusters[name] for name in sorted(clusters) if name.startswith("new-")]
+    assert new and new == sorted(new, reverse=True)  # new-01 is the largest
+    page = (out / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == len(clusters)
+    assert all(f'id="{name}"' in page for name in clusters)
+    assert "notes.txt" in page and "--init" in page
+    assert (out / "skipped.csv").is_file()
+
+    # A second run replaces the first one's output, but never a folder discover did not write.
+    status, _, _ = discover_cli(run, images, out, capsys)
+    assert status == 0
+    (out / next(iter(clusters))).rename(out / "homer")
+    status, _, errors = discover_cli(run, images, out, capsys)
+    assert status == 2 and "homer" in errors and (out / "homer").is_dir()
+
+
+@pytest.mark.slow
+def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    set_threshold(run, -1e9)
+    status, printed, _ = discover_cli(run, images, tmp_path / "all-known", capsys)
+    assert status == 0 and "all 12 readable images" in printed and "look like characters the run knows" in printed
+    assert (tmp_path / "all-known" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+
+    set_threshold(run, 1e9)
+    (tmp_path / "empty").mkdir()
+    status, printed, _ = discover_cli(run, tmp_path / "empty", tmp_path / "none", capsys)
+    assert status == 0 and "holds no files: nothing to discover" in printed
+    assert (tmp_path / "none" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (broken / "b.txt").write_text("hello")
+    before = snapshot(broken)
+    status, printed, errors = discover_cli(run, broken, tmp_path / "unreadable", capsys)
+    assert status == 0 and "none of the 2 files" in printed and "a.jpg" in errors and "b.txt" in errors
+    assert (tmp_path / "unreadable" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
+    assert snapshot(broken) == before
+
+
+@pytest.mark.slow
+def test_an_output_folder_that_is_not_a_discover_output_is_refused(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    status, _, errors = discover_cli(run, images, out, capsys)
+    assert status == 2 and f"--out {out} exists and is not a discover output" in errors
+    assert snapshot(out) == {"thesis.tex": b"precious"}
+    status, _, errors = discover_cli(run, images, images / "out", capsys)
+    assert status == 2 and "overlap" in errors and not (images / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    rule = run.openset.read_bytes()
+    run.openset.unlink()
+    try:
+        status, _, errors = discover_cli(run, images, tmp_path / "out", capsys)
+    finally:
+        run.openset.write_bytes(rule)
+    assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors
+    status, _, errors = discover_cli(RunDir(tmp_path / "no-run"), images, tmp_path / "out", capsys)
+    assert status == 2 and "no trained run there (best.pt is missing)" in errors
