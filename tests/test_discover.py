@@ -212,3 +212,12 @@ def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tm
     assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors
     status, _, errors = discover_cli(RunDir(tmp_path / "no-run"), images, tmp_path / "out", capsys)
     assert status == 2 and "no trained run there (best.pt is missing)" in errors
+
+
+@pytest.mark.slow
+def test_discovering_into_the_run_links_the_page_from_the_report(run, tmp_path):
+    set_threshold(run, 1e9)
+    images = new_characters(tmp_path / "images")
+    assert main(["discover", "--run", str(run), "--images", str(images)]) == 0
+    assert (run / "discover" / "index.html").is_file()
+    assert 'href="discover/index.html"' in (run / "report.html").read_text()

@@ -21,6 +21,8 @@ def register(subcommands) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..discovery.results import counted
     from ..discovery.run import discover
+    from ..report import build_report
+    from ..run_dir import RunDir
 
     found = discover(args.run, args.images, args.out)
     for skipped in found.skipped:
@@ -31,4 +33,7 @@ def run(args: argparse.Namespace) -> int:
     for cluster in found.clusters:
         print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}")
     print(f"wrote {found.out.clusters} and {found.out.page}")
+    run_dir = RunDir(args.run)
+    if found.out.path.resolve() == run_dir.discover_dir.path.resolve() and run_dir.report.is_file():
+        print(f"report: {build_report(run_dir)} (links the page)")
     return 0

@@ -69,6 +69,8 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
         confusion=_file_uri(evaluated.confusion_png),
         openset=result.openset,
         openset_picture=_file_uri(evaluated.openset_scores),
+        discover_page=(run.discover_dir.page.relative_to(run.path).as_posix() if run.discover_dir.page.is_file()
+                       else None),
         pairs=pairs,
         pair_pictures=[_file_uri(p) for p in pair_pictures if p.is_file()],
         top_losses=_top_losses(evaluated.predictions),
