@@ -20,6 +20,7 @@ import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..data.scan import Sample
+from ..run_dir import RunDir
 from ..storage import write_json_atomic
 from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score, fit_scores
 from .results import OpenSetFigures, Separation
@@ -60,8 +61,8 @@ class OpenSetDetector:
         self.score: Score = fit_score(rule.score, bank)
 
     @classmethod
-    def from_run(cls, run) -> OpenSetDetector | None:
-        """The detector of ``run`` (a RunDir), or None when the run has no rule."""
+    def from_run(cls, run: RunDir) -> OpenSetDetector | None:
+        """The detector of ``run``, or None when the run has no rule."""
         rule = OpenSetRule.read(run.openset)
         if rule is None:
             return None
