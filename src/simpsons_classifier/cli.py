@@ -10,12 +10,13 @@ import argparse
 import errno
 import sys
 
-from .commands import ablate, compare, data, discover, evaluate, explain, export, predict, report, serve, show_config
+from .commands import ablate, compare, data, detect, discover, evaluate, explain, export, predict, report, serve
+from .commands import show_config
 from .commands import train
 from .commands import augment_preview
 from .errors import Interrupted, UserError
 
-COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, discover, export, serve, data,
+COMMANDS = (train, evaluate, explain, report, ablate, compare, predict, discover, detect, export, serve, data,
             augment_preview, show_config)
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FileExistsError, ValueError)
 """What a user can cause (ConfigError and the data errors are ValueErrors): one ``error:`` line, exit 2. Anything

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
@@ -43,8 +44,58 @@ LR_PER_256_IMAGES = 1.6e-3
 """The head's learning rate for a batch of 256 when ``lr`` is not given; a batch of B gets ``B / 256`` of it
 (linear scaling, Goyal et al. 2017): 2e-4 for the default batch of 32."""
 
+class Settings:
+    """What every typed config shares: built in layers (defaults, a YAML file, ``key=value`` overrides), each key
+    and value checked by name, saved as YAML. A subclass is a dataclass that lists its keys and :meth:`checks`."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        """(key, whether its value is acceptable, what it must be) for each key with a rule."""
+        return []
+
+    def validate(self, source: str = "config") -> None:
+        for key, ok, why in self.checks():
+            if not ok:
+                raise ConfigError(f"{source}: {key}={getattr(self, key)!r} {why}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config", base: Settings | None = None) -> Self:
+        """A config from ``values`` laid over ``base`` (or the defaults); keys and types are checked by name."""
+        merged = dataclasses.asdict(base) if base is not None else {}
+        for key, value in values.items():
+            merged[key] = _coerce(_field_types(cls), key, value, source)
+        try:
+            config = cls(**merged)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}".replace(f"{source}: config: ", f"{source}: ")) from None
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Self:
+        """The defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
+        config = cls()
+        if path is not None:
+            config = cls.from_dict(read_yaml(path), source=str(path), base=config)
+        if overrides:
+            config = cls.from_dict(parse_overrides(overrides), source="--set", base=config)
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def differences(self, other: Settings | None = None) -> dict[str, tuple[Any, Any]]:
+        """Keys whose value differs from ``other`` (the defaults when omitted): key -> (mine, theirs)."""
+        theirs = (other or type(self)()).to_dict()
+        return {k: (v, theirs[k]) for k, v in self.to_dict().items() if v != theirs[k]}
+
+
 @dataclass
-class Config:
+class Config(Settings):
     # --- model ---
     backbone: str = "resnet101"
     """``resnet101`` (reference), ``efficientnet_lite0`` (offline default) or any timm model name."""
@@ -162,11 +213,8 @@ class Config:
     (``benchmarks/train_step.py``): a gain on runs of many minutes per phase, a loss on the demo's 8 short epochs,
     so it is off by default."""
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self, source: str = "config") -> None:
-        checks: list[tuple[str, bool, str]] = [
+    def checks(self) -> list[tuple[str, bool, str]]:
+        return [
             ("init_run", self.init_run is None or self.init_run.strip() != "", "must be a run folder or null"),
             ("image_size", self.image_size >= 16, "must be at least 16"),
             ("epochs", self.epochs >= 1, "must be at least 1"),
@@ -205,9 +253,6 @@ class Config:
             ("num_workers", self.num_workers is None or self.num_workers >= 0, "must be >= 0 or null"),
             ("compile", isinstance(self.compile, bool), "must be true or false"),
         ]
-        for key, ok, why in checks:
-            if not ok:
-                raise ConfigError(f"{source}: {key}={getattr(self, key)!r} {why}")
 
     # --- derived ---
     @property
@@ -220,40 +265,6 @@ class Config:
         if self.ema_decay is not None:
             return self.ema_decay
         return min(0.9998, max(0.9, 1 - 10 / max(total_steps, 1)))
-
-    # --- building ---
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], source: str = "config", base: Config | None = None) -> Config:
-        """Config from ``values`` laid over ``base`` (or the defaults); keys and types are checked by name."""
-        merged = dataclasses.asdict(base) if base is not None else {}
-        for key, value in values.items():
-            merged[key] = _coerce(key, value, source)
-        try:
-            config = cls(**merged)
-        except ConfigError as error:
-            raise ConfigError(f"{source}: {error}".replace(f"{source}: config: ", f"{source}: ")) from None
-        return config
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-        """The defaults, then the YAML file at ``path``, then ``key=value`` overrides."""
-        config = cls()
-        if path is not None:
-            config = cls.from_dict(read_yaml(path), source=str(path), base=config)
-        if overrides:
-            config = cls.from_dict(parse_overrides(overrides), source="--set", base=config)
-        return config
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        write_text_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-    def differences(self, other: Config | None = None) -> dict[str, tuple[Any, Any]]:
-        """Keys whose value differs from ``other`` (the defaults when omitted): key -> (mine, theirs)."""
-        theirs = (other or Config()).to_dict()
-        return {k: (v, theirs[k]) for k, v in self.to_dict().items() if v != theirs[k]}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -284,15 +295,17 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
-_FIELD_TYPES = typing.get_type_hints(Config)
+@functools.cache
+def _field_types(cls: type[Settings]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    if key not in _FIELD_TYPES:
-        close = difflib.get_close_matches(key, _FIELD_TYPES, n=1)
+def _coerce(field_types: dict[str, Any], key: str, value: Any, source: str) -> Any:
+    if key not in field_types:
+        close = difflib.get_close_matches(key, field_types, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"{source}: unknown config key {key!r}{hint}")
-    expected = _FIELD_TYPES[key]
+    expected = field_types[key]
     allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
     if value is None:
         if type(None) in allowed:
@@ -318,7 +331,3 @@ def _coerce(key: str, value: Any, source: str) -> Any:
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
     raise ConfigError(f"{source}: {key} must be {names}, got {value!r}")
 
-
-def field_docs() -> dict[str, str]:
-    """Each key's default, for ``simpsons config``."""
-    return {f.name: repr(getattr(Config(), f.name)) for f in fields(Config)}

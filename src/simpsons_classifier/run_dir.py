@@ -19,6 +19,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
 ``discover/``               candidate new characters among images it rejects (:class:`DiscoverDir`)
+``detector/``               a multi-character detector (:class:`DetectorDir`)
 ``report.html``             the self-contained report
 ``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
@@ -67,6 +68,11 @@ class EvalDir(Folder):
     openset = File("openset.json")
     openset_scores = File("openset_scores.png")
     """The chosen score's histograms, known against near and far unknown images, with the threshold."""
+    detection = File("detection.json")
+    """The detector's scores on held-out scenes: COCO mAP, per-class AP, scene tags."""
+    detection_per_class = File("detection_per_class.csv")
+    detections = File("detections.png")
+    """Held-out scenes with the detector's boxes and the true ones."""
 
 
 class ExplainDir(Folder):
@@ -110,6 +116,18 @@ class DiscoverDir(Folder):
         """The folder of the copies of one cluster's images."""
         return self.path / name
 
+
+
+class DetectorDir(Folder):
+    """A run's detector (``RUN/detector``, written by ``simpsons detect train``)."""
+
+    config = File("config.yaml")
+    metrics = File("metrics.csv")
+    """One row per epoch: learning rate, the three FCOS losses, seconds."""
+    best = File("best.pt")
+    """The weights, classes and config inference loads."""
+    last = File("last.pt")
+    """Everything a resume needs."""
 
 
 class RunDir(Folder):
@@ -177,6 +195,10 @@ class RunDir(Folder):
         return ExplainDir(self.path / "explain")
 
     export_dir = File("export")
+
+    @property
+    def detector(self) -> DetectorDir:
+        return DetectorDir(self.path / "detector")
 
     @property
     def discover_dir(self) -> DiscoverDir:

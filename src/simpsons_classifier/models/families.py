@@ -4,7 +4,8 @@ timm already answers two questions the same way for every architecture: ``pretra
 the classifier and ``feature_info[-1]["module"]`` the last feature stage (ResNet ``layer4``, EfficientNet
 ``blocks.6``). A :class:`ModelFamily` keeps only what timm does not say: modules that feed the classifier alone,
 the Grad-CAM target layer where it is not the last feature stage (pytorch-grad-cam's docs name ``layer4[-1]``
-for ResNet), and which convolutions the kernel pictures show.
+for ResNet), and which convolutions the kernel pictures show. A detector's feature pyramid reads the stages at
+strides 8, 16 and 32 from timm's ``feature_info`` too (``pyramid_stages``).
 
 Module paths are dotted names as in ``named_modules()`` whose numbers may count from the end, so that one path
 fits every depth of a family: ``layer4.-1`` is the last block of resnet18 and of resnet101 alike.
@@ -17,6 +18,9 @@ from dataclasses import dataclass
 
 from timm.models import EfficientNet, MobileNetV3, ResNet
 from torch import nn
+
+
+PYRAMID_STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class ModelFamily:
 
     def last_stage(self, model: nn.Module) -> nn.Module:
         return submodule(model, model.feature_info[-1]["module"])
+
+    def pyramid_stages(self, model: nn.Module) -> list[int]:
+        """The feature stages a detector's feature pyramid reads: those at strides 8, 16 and 32 (FPN's C3-C5),
+        as indices of timm's ``feature_info``, which ``forward_intermediates`` takes."""
+        reductions = [info["reduction"] for info in model.feature_info]
+        missing = [r for r in PYRAMID_STRIDES if r not in reductions]
+        if missing:
+            raise ValueError(f"{self.name}: no feature stage at stride {missing[0]}; a detector needs strides "
+                             f"{PYRAMID_STRIDES} (its stages are at {reductions})")
+        return [reductions.index(r) for r in PYRAMID_STRIDES]
 
     def gradcam_target(self, model: nn.Module) -> nn.Module:
         """The layer whose activations and gradients Grad-CAM weighs: the last spatial map before pooling."""
