@@ -20,7 +20,7 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset
 
-from simpsons_classifier.augment.background import foreground_mask, sample_background_crop
+from simpsons_classifier.augment.background import MASK_DILATION_PX, foreground_mask, sample_background_crop
 from simpsons_classifier.augment.colour import Colour
 from simpsons_classifier.augment.recipe import BACKGROUND_FLIP_PROB, BACKGROUND_JITTER
 from simpsons_classifier.data.images import UnreadableImage, load_rgb
@@ -28,8 +28,9 @@ from simpsons_classifier.data.images import UnreadableImage, load_rgb
 log = logging.getLogger(__name__)
 
 BOX_ALPHA_THRESHOLD = 0.5
-"""A pixel belongs to a character's box when its visible opacity is above this: the exact cut-out's outline (the
-mask's feathered edge), the central ellipse of radius 0.75 for a full-scene image's soft mask."""
+"""A pixel belongs to a character's box when its visible opacity, in the mask shrunk back by the margin
+:func:`foreground_mask` grows it by, is above this: the character's outline for an exact cut-out, the central
+ellipse of radius 0.75 for a full-scene image's soft mask."""
 CUTOUT_CACHE_SIZE = 512
 """Cut-outs kept in memory per process (each at most ``size`` pixels high: about 100-300 kB)."""
 MAX_UNREADABLE_DRAWS = 100
@@ -91,20 +92,42 @@ class SceneRecipe:
 
 @dataclass(frozen=True)
 class Cutout:
-    """A character cropped to its mask's bounding box: RGBA uint8, the alpha being :func:`foreground_mask`'s."""
+    """A character cropped to its mask's bounding box."""
 
-    rgba: np.ndarray
+    rgb: np.ndarray
+    """H x W x 3 uint8."""
+    masks: np.ndarray
+    """H x W x 2 uint8: the opacity it is pasted with (:func:`foreground_mask`) and the character's core (that mask
+    eroded by :data:`MASK_DILATION_PX`, undoing the margin the mask keeps around an exact cut-out's outline), from
+    which its box is measured."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one character goes: sample number ``sample``'s cut-out, resized to width x height pixels, its top-left
+    corner at scene pixel (left, top) (negative or past the scene's side where it sticks out), mirrored if
+    ``flip``."""
+
+    sample: int
+    top: int
+    left: int
+    width: int
+    height: int
+    flip: bool
 
 
 @dataclass
 class _Pasted:
-    """A character on the scene: ``alpha`` (float32, opacity still visible) covers scene rows ``top:top+h`` and
-    columns ``left:left+w``; ``area`` is its whole cut-out's opacity, inside the scene or not."""
+    """A character on the scene, its arrays covering scene rows ``top:top+h`` and columns ``left:left+w``:
+    ``alpha`` and ``core`` as pasted (Cutout), ``cover`` the fraction of each pixel not hidden by later characters
+    (float32 each); ``area`` is its whole cut-out's opacity, inside the scene or not."""
 
     label: int
     top: int
     left: int
     alpha: np.ndarray
+    core: np.ndarray
+    cover: np.ndarray
     area: float
 
 
@@ -151,13 +174,21 @@ class SceneComposer:
         self._unreadable: set[Path] = set()
 
     def scene(self, index: int) -> Scene:
+        """Scene ``index``: its draws come from (seed, index) alone."""
         rng = np.random.default_rng([self.seed, index])
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(int(rng.integers(2**63)))
-            canvas = self._background(rng).astype(np.float32)
-            pasted: list[_Pasted] = []
-            for _ in range(int(rng.integers(1, self.recipe.max_characters + 1))):
-                self._paste(canvas, pasted, rng)
+            background = self._background(rng)
+            count = int(rng.integers(1, self.recipe.max_characters + 1))
+            return self.compose(background, [self._placement(rng) for _ in range(count)])
+
+    def compose(self, background: np.ndarray, placements: Sequence[Placement]) -> Scene:
+        """Paste ``placements``, in order, onto ``background`` (size x size x 3 uint8); each character is
+        colour-jittered with torch's RNG. :meth:`scene` draws both; tests place characters by hand."""
+        canvas = background.astype(np.float32)
+        pasted: list[_Pasted] = []
+        for placement in placements:
+            self._paste(canvas, pasted, placement)
         boxes, labels = [], []
         for character in pasted:
             box = self._visible_box(character)
@@ -179,42 +210,54 @@ class SceneComposer:
             crop = cv2.flip(crop, 1)
         return self._background_jitter(crop)
 
-    def _paste(self, canvas: np.ndarray, pasted: list[_Pasted], rng: np.random.Generator) -> None:
-        """Paste a random character onto ``canvas`` (float32), hiding the ``pasted`` ones under it; append it."""
-        label, cutout = self._draw_cutout(rng)
+    def _placement(self, rng: np.random.Generator) -> Placement:
+        sample = self._draw_readable_sample(rng)
         recipe, size = self.recipe, self.recipe.size
-        source_height, source_width = cutout.rgba.shape[:2]
+        source_height, source_width = self._cutout(sample).rgb.shape[:2]
         height = rng.uniform(*recipe.scale) * size
         width = min(size, height * source_width / source_height)
         height = width * source_height / source_width
         width, height = max(1, round(width)), max(1, round(height))
-        shrinking = height < source_height
-        rgba = cv2.resize(cutout.rgba, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        if rng.random() < recipe.flip_prob:
-            rgba = cv2.flip(rgba, 1)
-        rgb = self._character_jitter(np.ascontiguousarray(rgba[..., :3])).astype(np.float32)
-        alpha = rgba[..., 3].astype(np.float32) / 255
         top = int(rng.integers(-round(recipe.max_outside * height), size - round((1 - recipe.max_outside) * height) + 1))
         left = int(rng.integers(-round(recipe.max_outside * width), size - round((1 - recipe.max_outside) * width) + 1))
-        # the part of the character inside the scene
-        y0, y1, x0, x1 = max(top, 0), min(top + height, size), max(left, 0), min(left + width, size)
-        inside = (slice(y0 - top, y1 - top), slice(x0 - left, x1 - left))
-        visible = alpha[inside].copy()
-        region = canvas[y0:y1, x0:x1]
-        region += (rgb[inside] - region) * visible[..., None]
-        for earlier in pasted:
-            _hide(earlier, visible, y0, x0)
-        pasted.append(_Pasted(label, y0, x0, visible, float(alpha.sum())))
+        return Placement(sample, top, left, width, height, bool(rng.random() < recipe.flip_prob))
 
-    def _draw_cutout(self, rng: np.random.Generator) -> tuple[int, Cutout]:
-        """A random sample's cut-out; an unreadable image is skipped for another draw (the same draws whatever has
-        been read before, so scenes stay reproducible)."""
+    def _paste(self, canvas: np.ndarray, pasted: list[_Pasted], placement: Placement) -> None:
+        """Paste a character onto ``canvas`` (float32), hiding the ``pasted`` ones under it; append it."""
+        cutout = self._cutout(placement.sample)
+        width, height, top, left = placement.width, placement.height, placement.top, placement.left
+        interpolation = cv2.INTER_AREA if height < cutout.rgb.shape[0] else cv2.INTER_LINEAR
+        rgb, masks = (cv2.resize(image, (width, height), interpolation=interpolation).reshape(height, width, -1)
+                      for image in (cutout.rgb, cutout.masks))  # reshape: cv2 drops the channels of a 1 x 1 result
+        if placement.flip:
+            rgb, masks = cv2.flip(rgb, 1), cv2.flip(masks, 1).reshape(height, width, -1)
+        rgb = self._character_jitter(rgb).astype(np.float32)
+        alpha, core = np.moveaxis(masks.astype(np.float32) / 255, -1, 0)
+        size = self.recipe.size
+        y0, y1, x0, x1 = max(top, 0), min(top + height, size), max(left, 0), min(left + width, size)
+        inside = (slice(y0 - top, max(y0, y1) - top), slice(x0 - left, max(x0, x1) - left))  # of the character
+        region = canvas[y0 : max(y0, y1), x0 : max(x0, x1)]
+        region += (rgb[inside] - region) * alpha[inside][..., None]
+        for earlier in pasted:
+            _hide(earlier, alpha[inside], y0, x0)
+        label = self.samples[placement.sample][1]
+        cover = np.ones_like(alpha[inside])
+        pasted.append(_Pasted(label, y0, x0, alpha[inside], core[inside], cover, float(alpha.sum())))
+
+    def _cutout(self, sample: int) -> Cutout:
+        return load_cutout(self.samples[sample][0], self.recipe.size)
+
+    def _draw_readable_sample(self, rng: np.random.Generator) -> int:
+        """A random sample whose cut-out loads; an unreadable image is skipped for another draw (the same draws
+        whatever has been read before, so scenes stay reproducible)."""
         for _ in range(MAX_UNREADABLE_DRAWS):
-            path, label = self.samples[int(rng.integers(len(self.samples)))]
+            sample = int(rng.integers(len(self.samples)))
+            path = self.samples[sample][0]
             if path in self._unreadable:
                 continue
             try:
-                return label, load_cutout(path, self.recipe.size)
+                self._cutout(sample)
+                return sample
             except (UnreadableImage, OSError) as error:
                 self._unreadable.add(path)
                 log.warning("scenes: skipped unreadable image %s (%s)", path, error)
@@ -222,9 +265,10 @@ class SceneComposer:
 
     def _visible_box(self, character: _Pasted) -> list[float] | None:
         """The box of what is visible of ``character``, or None when too little of it is (recipe.min_visible)."""
-        if character.area <= 0 or character.alpha.sum() < self.recipe.min_visible * character.area:
+        visible_area = float((character.alpha * character.cover).sum())
+        if character.area <= 0 or visible_area < self.recipe.min_visible * character.area:
             return None
-        opaque = character.alpha > BOX_ALPHA_THRESHOLD
+        opaque = character.core * character.cover > BOX_ALPHA_THRESHOLD
         rows, columns = np.flatnonzero(opaque.any(axis=1)), np.flatnonzero(opaque.any(axis=0))
         if not len(rows):
             return None
@@ -233,14 +277,14 @@ class SceneComposer:
 
 
 def _hide(character: _Pasted, cover: np.ndarray, top: int, left: int) -> None:
-    """Scale ``character``'s visible opacity by (1 - ``cover``), an opacity at scene rows/columns from top/left."""
-    height, width = character.alpha.shape
+    """Hide ``character`` under ``cover``, an opacity at scene rows/columns from top/left."""
+    height, width = character.cover.shape
     y0, x0 = max(top, character.top), max(left, character.left)
     y1 = min(top + cover.shape[0], character.top + height)
     x1 = min(left + cover.shape[1], character.left + width)
     if y0 < y1 and x0 < x1:
         covered = cover[y0 - top : y1 - top, x0 - left : x1 - left]
-        character.alpha[y0 - character.top : y1 - character.top, x0 - character.left : x1 - character.left] *= (
+        character.cover[y0 - character.top : y1 - character.top, x0 - character.left : x1 - character.left] *= (
             1 - covered
         )
 
@@ -254,10 +298,13 @@ def load_cutout(path: Path, max_height: int) -> Cutout:
         width = max(1, round(image.shape[1] * max_height / image.shape[0]))
         image = cv2.resize(image, (width, max_height), interpolation=cv2.INTER_AREA)
     mask = foreground_mask(image)
+    core = cv2.erode(mask, np.ones((2 * MASK_DILATION_PX + 1,) * 2, np.uint8))
     left, top, width, height = cv2.boundingRect(mask)
-    rgba = np.dstack([image, mask])[top : top + height, left : left + width]
-    rgba.setflags(write=False)  # cached: shared by every scene
-    return Cutout(rgba)
+    crop = (slice(top, top + height), slice(left, left + width))
+    cutout = Cutout(np.ascontiguousarray(image[crop]), np.ascontiguousarray(np.dstack([mask, core])[crop]))
+    for array in (cutout.rgb, cutout.masks):
+        array.setflags(write=False)  # cached: shared by every scene
+    return cutout
 
 
 class SceneDataset(Dataset[tuple[torch.Tensor, Target]]):
