@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
 from simpsons_classifier.detection.annotations import read_boxes, real_scenes
 from simpsons_classifier.detection.scenes import (
@@ -179,6 +180,16 @@ def test_dataset_yields_torchvision_detection_targets(composer: SceneComposer) -
     assert targets[2]["labels"].dtype == torch.int64 and targets[2]["labels"].tolist() == scene.labels.tolist()
     with pytest.raises(IndexError):
         dataset[4]
+
+
+def test_worker_processes_compose_the_same_scenes(composer: SceneComposer) -> None:
+    dataset = SceneDataset(composer, length=3)
+    loader = DataLoader(dataset, batch_size=3, num_workers=1, collate_fn=collate_scenes)
+    images, targets = next(iter(loader))
+    for index in range(3):
+        image, target = dataset[index]
+        assert torch.equal(images[index], image)
+        assert torch.equal(targets[index]["boxes"], target["boxes"])
 
 
 def test_held_out_backgrounds_are_disjoint_from_training_ones() -> None:

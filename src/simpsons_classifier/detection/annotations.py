@@ -143,13 +143,12 @@ def read_boxes(path: str | Path, data_root: str | Path) -> Annotations:
     checker = _BoxChecker(data_root)
     if text.lstrip().startswith("{"):
         return _read_coco(path, text, checker)
-    lines = text.splitlines()
-    if not any(_parse_kaggle_line(line)[0] is not None for line in lines):
+    lines = [_parse_kaggle_line(line) for line in text.splitlines()]
+    if all(parsed is None for parsed, _ in lines):
         raise ValueError(f"annotation file {path} has no box in either format: {_FORMATS}")
     annotations = Annotations()
-    for number, line in enumerate(lines, start=1):
+    for number, (parsed, problem) in enumerate(lines, start=1):
         where = f"{path.name}:{number}"
-        parsed, problem = _parse_kaggle_line(line)
         if parsed is None:
             annotations.rejected.append(Rejected(where, problem))
             continue

@@ -142,8 +142,9 @@ class SceneComposer:
     * **Each character**: scaled to a height drawn from ``recipe.scale``, maybe mirrored, colour-jittered, placed
       uniformly with up to ``recipe.max_outside`` of it outside the scene, pasted over what is there
       (``out = alpha * character + (1 - alpha) * scene``).
-    * **Boxes** come from what stays visible after every paste (each later character hides the earlier ones in
-      proportion to its opacity), clipped to the scene; a character left with less than ``recipe.min_visible`` of
+    * **Boxes** come from what stays visible of each character's core (its mask less the margin an exact cut-out
+      keeps around the outline) after every paste (each later character hides the earlier ones in proportion to
+      its opacity), clipped to the scene; a character left with less than ``recipe.min_visible`` of
       its area is dropped from the boxes and labels, though its pixels stay in the image.
     * **Background**: a random crop (:func:`~simpsons_classifier.augment.background.sample_background_crop`) of
       a random background, resized to the scene, maybe mirrored and colour-jittered as background mixing does.
@@ -184,7 +185,10 @@ class SceneComposer:
 
     def compose(self, background: np.ndarray, placements: Sequence[Placement]) -> Scene:
         """Paste ``placements``, in order, onto ``background`` (size x size x 3 uint8); each character is
-        colour-jittered with torch's RNG. :meth:`scene` draws both; tests place characters by hand."""
+        colour-jittered with torch's RNG. :meth:`scene` draws both; a caller that chooses them (a test) calls this."""
+        size = self.recipe.size
+        if background.shape != (size, size, 3):
+            raise ValueError(f"compose: background of shape {background.shape}, expected ({size}, {size}, 3)")
         canvas = background.astype(np.float32)
         pasted: list[_Pasted] = []
         for placement in placements:
@@ -205,7 +209,8 @@ class SceneComposer:
         pixels = self._backgrounds[int(rng.integers(len(self._backgrounds)))]
         size = self.recipe.size
         top, left, height, width = sample_background_crop(*pixels.shape[:2], size, size)
-        crop = cv2.resize(pixels[top : top + height, left : left + width], (size, size), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(pixels[top : top + height, left : left + width], (size, size),
+                          interpolation=_interpolation(height, size))
         if rng.random() < BACKGROUND_FLIP_PROB:
             crop = cv2.flip(crop, 1)
         return self._background_jitter(crop)
@@ -226,7 +231,7 @@ class SceneComposer:
         """Paste a character onto ``canvas`` (float32), hiding the ``pasted`` ones under it; append it."""
         cutout = self._cutout(placement.sample)
         width, height, top, left = placement.width, placement.height, placement.top, placement.left
-        interpolation = cv2.INTER_AREA if height < cutout.rgb.shape[0] else cv2.INTER_LINEAR
+        interpolation = _interpolation(cutout.rgb.shape[0], height)
         rgb, masks = (cv2.resize(image, (width, height), interpolation=interpolation).reshape(height, width, -1)
                       for image in (cutout.rgb, cutout.masks))  # reshape: cv2 drops the channels of a 1 x 1 result
         if placement.flip:
@@ -274,6 +279,11 @@ class SceneComposer:
             return None
         top, left = character.top, character.left
         return [left + columns[0], top + rows[0], left + columns[-1] + 1, top + rows[-1] + 1]
+
+
+def _interpolation(source_height: int, height: int) -> int:
+    """OpenCV's area averaging to shrink (no aliasing), bilinear to enlarge (area would be nearest-neighbour)."""
+    return cv2.INTER_AREA if height < source_height else cv2.INTER_LINEAR
 
 
 def _hide(character: _Pasted, cover: np.ndarray, top: int, left: int) -> None:
