@@ -26,7 +26,7 @@ import PIL.Image
 import torch
 from torch.utils.data import Dataset
 
-from simpsons_classifier.data.images import load_rgb
+from simpsons_classifier.data.images import UnreadableImage, load_rgb
 from simpsons_classifier.detection.scenes import SceneRecipe, Target, detection_item
 
 KAGGLE_FIELDS = 6
@@ -215,7 +215,8 @@ class RealScenes(Dataset[tuple[torch.Tensor, Target]]):
     Each image is resized so its longer side is ``size`` and padded with black at the right and bottom to
     size x size (the scenes' shape; the aspect ratio is kept, so characters are not distorted); its boxes are
     scaled with it. Labels are the indices of the box's class in ``classes``; a box of another class is not
-    kept and is listed in :attr:`rejected`, and so is an image whose every box was.
+    kept and is listed in :attr:`rejected` (an image left with no box is no item). An image that no longer decodes
+raises ValueError naming it.
     """
 
     def __init__(self, annotations: Annotations, classes: Sequence[str], size: int = SceneRecipe.size) -> None:
@@ -243,7 +244,10 @@ class RealScenes(Dataset[tuple[torch.Tensor, Target]]):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, Target]:
         path, boxes, labels = self.images[item]
-        image = load_rgb(path)
+        try:
+            image = load_rgb(path)
+        except UnreadableImage as error:
+            raise ValueError(f"annotated image {path} cannot be read: {error}") from None
         scale = self.size / max(image.size)
         width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
         canvas = np.zeros((self.size, self.size, 3), dtype=np.uint8)
