@@ -216,7 +216,7 @@ class RealScenes(Dataset[tuple[torch.Tensor, Target]]):
     size x size (the scenes' shape; the aspect ratio is kept, so characters are not distorted); its boxes are
     scaled with it. Labels are the indices of the box's class in ``classes``; a box of another class is not
     kept and is listed in :attr:`rejected` (an image left with no box is no item). An image that no longer decodes
-raises ValueError naming it.
+    raises ValueError naming it.
     """
 
     def __init__(self, annotations: Annotations, classes: Sequence[str], size: int = SceneRecipe.size) -> None:
