@@ -19,6 +19,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
 ``discover/``               candidate new characters among images it rejects (:class:`DiscoverDir`)
+``detector/``               the multi-character detector of ``simpsons detect train`` (:class:`DetectorDir`)
 ``report.html``             the self-contained report
 ``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
@@ -112,6 +113,17 @@ class DiscoverDir(Folder):
 
 
 
+class DetectorDir(Folder):
+    """The character detector trained into a run (``RUN/detector``); ``simpsons serve`` offers ``/detect`` when its
+    weights are there."""
+
+    best = File("best.pt")
+
+    def holds_detector(self) -> bool:
+        return self.best.is_file()
+
+
+
 class RunDir(Folder):
     """A run folder; ``RunDir(path)`` names its files without touching the disk."""
 
@@ -181,6 +193,10 @@ class RunDir(Folder):
     @property
     def discover_dir(self) -> DiscoverDir:
         return DiscoverDir(self.path / "discover")
+
+    @property
+    def detector(self) -> DetectorDir:
+        return DetectorDir(self.path / "detector")
 
     def eval_dir(self, tta: bool = False) -> EvalDir:
         return EvalDir(self.path / ("eval-tta" if tta else "eval"))
