@@ -1,13 +1,16 @@
 """``POST /detect`` and the web page's "Find characters", with a stand-in detector: the service's part (uploads,
 limits, the answer's shape, the drawing) is tested here, the detector's own in the detection tests."""
 
+import asyncio
 import io
 import shutil
+import threading
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_support import png, serving_in_thread, shared_run
+from serve_support import png, run_in_fresh_loop, serving_in_thread, shared_run
 
 from simpsons_classifier.cli import main
 from simpsons_classifier.detection.predictor import Detection, DetectionPredictor
@@ -124,6 +127,34 @@ def test_bad_input_gets_the_same_4xx_as_predict_and_never_reaches_the_detector(c
 
 def test_a_request_that_is_not_a_multipart_upload_gets_415(client):
     assert client.post("/detect", json={"image": "family.png"}).status_code == 415
+
+
+def test_a_detection_in_progress_leaves_the_service_answering(run, predictor):
+    """The detector runs off the event loop: while it works, a classification is answered."""
+    entered, released = threading.Event(), threading.Event()
+    upload = {"image": ("family.png", png(Image.new("RGB", (64, 48))), "image/png")}
+
+    class HeldDetector(FixedDetector):
+        def detect(self, images, min_score=0.3):
+            entered.set()
+            if not released.wait(timeout=10):
+                raise TimeoutError("nothing else was answered while the detector ran")
+            return super().detect(images, min_score)
+
+    async def scenario():
+        app = create_app(predictor, run, SETTINGS, HeldDetector())
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+                detecting = asyncio.create_task(http.post("/detect", files=upload))
+                while not entered.is_set():
+                    await asyncio.sleep(0.01)
+                classified = await http.post("/predict", files=upload)
+                released.set()
+                return classified, await detecting
+
+    classified, detected = run_in_fresh_loop(scenario())
+    assert classified.status_code == 200 and detected.status_code == 200
+    assert len(detected.json()["detections"]) == 2
 
 
 def test_detection_is_announced_and_documented_only_with_a_detector(client, run, predictor):
