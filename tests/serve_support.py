@@ -1,5 +1,5 @@
-"""What the serve tests share: one tiny trained run per test session, and ``simpsons serve`` in a process of its
-own, on 127.0.0.1 only, whose memory the tests can read."""
+"""What the serve tests share: one tiny trained run per test session, an app under uvicorn in a thread, and
+``simpsons serve`` in a process of its own, on 127.0.0.1 only, whose memory the tests can read."""
 
 from __future__ import annotations
 
@@ -11,14 +11,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from PIL import Image
 from tiny_runs import train_tiny_run
+
+from simpsons_classifier.serve.server import server_config
+from simpsons_classifier.serve.settings import ServeSettings
 
 SERVER_START_TIMEOUT_S = 120
 """Generous: starting means importing torch and loading the model, on a machine shared with other work."""
@@ -98,3 +105,19 @@ class ServerProcess:
             self.process.wait()
         self.log.seek(0)
         return self.process.returncode, self.log.read()
+
+
+def serving_in_thread(app: FastAPI, settings: ServeSettings) -> Iterator[str]:
+    """``app`` under uvicorn on 127.0.0.1 in a background thread, for as long as the generator is not closed."""
+    port = free_port()
+    server = uvicorn.Server(server_config(app, settings, LOOPBACK, port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://{LOOPBACK}:{port}"
+    server.should_exit = True
+    thread.join()

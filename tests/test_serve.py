@@ -9,11 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Error as BrowserError
-from serve_support import LOOPBACK, free_port, png, run_in_fresh_loop, shared_run
+from serve_support import png, run_in_fresh_loop, serving_in_thread, shared_run
 
 from simpsons_classifier.cli import main
 from simpsons_classifier.data.run_data import RunData
@@ -22,7 +21,6 @@ from simpsons_classifier.inference.predictor import Predictor
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.serve.app import create_app
 from simpsons_classifier.serve.batcher import MicroBatcher
-from simpsons_classifier.serve.server import server_config
 from simpsons_classifier.serve.settings import ServeSettings
 
 UPLOAD_LIMIT = 200_000
@@ -30,7 +28,6 @@ PIXEL_LIMIT = 512 * 512
 SETTINGS = ServeSettings(max_upload_bytes=UPLOAD_LIMIT, max_batch=8, max_wait_ms=50, max_pixels=PIXEL_LIMIT)
 API_KEY = "s3cret-key"
 ORIGIN = "https://classifier.example"
-SERVER_START_TIMEOUT_S = 20
 PAGE_TIMEOUT_MS = 30_000
 
 
@@ -76,7 +73,8 @@ def test_predict_answers_top_k_and_unknown(client, predictor, image):
 
 
 def test_health_docs_and_page(client):
-    assert client.get("/healthz").json() == {"status": "ok", "classes": 4, "unknown_threshold": True}
+    assert client.get("/healthz").json() == {"status": "ok", "classes": 4, "unknown_threshold": True,
+                                             "detection": False}
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/gradcam", "/healthz"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
@@ -98,7 +96,7 @@ def _bomb() -> bytes:
     ("empty.png", b"", "image/png", 422, "empty"),
     ("wide.png", png(Image.new("RGB", (600, 500))), "image/png", 413, f"over the limit of {PIXEL_LIMIT} pixels"),
 ])
-def test_bad_uploads_get_a_4xx_with_a_message_and_the_server_keeps_serving(client, image, name, data, content_type,
+def test_bad_uploads_get_a_4xx_with_a_message_and_the_server_keepsserving_in_thread(client, image, name, data, content_type,
                                                                           status, message):
     if name == "truncated.png":
         data = image[1][: len(image[1]) // 2]
@@ -356,31 +354,15 @@ def test_the_batcher_keeps_order_caps_the_batch_survives_a_failing_batch_and_ski
     assert 100 not in seen
 
 
-def _serving(app, settings: ServeSettings):
-    """``app`` under uvicorn on 127.0.0.1 in a background thread, for as long as the generator is not closed."""
-    port = free_port()
-    server = uvicorn.Server(server_config(app, settings, LOOPBACK, port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not server.started:
-        if time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://{LOOPBACK}:{port}"
-    server.should_exit = True
-    thread.join()
-
-
 @pytest.fixture(scope="module")
 def server(run, predictor):
-    yield from _serving(create_app(predictor, run, SETTINGS), SETTINGS)
+    yield from serving_in_thread(create_app(predictor, run, SETTINGS), SETTINGS)
 
 
 @pytest.fixture(scope="module")
 def keyed_server(run, predictor):
     settings = replace(SETTINGS, api_key=API_KEY)
-    yield from _serving(create_app(predictor, run, settings), settings)
+    yield from serving_in_thread(create_app(predictor, run, settings), settings)
 
 
 @pytest.mark.parametrize("path, rendered", [

@@ -19,7 +19,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``explain/``                explanation pictures
 ``export/``                 the ONNX export
 ``discover/``               candidate new characters among images it rejects (:class:`DiscoverDir`)
-``detector/``               a multi-character detector (:class:`DetectorDir`)
+``detector/``               the multi-character detector of ``simpsons detect train`` (:class:`DetectorDir`)
 ``report.html``             the self-contained report
 ``.lock``                   held by the one process that writes the run (``run_lock.py``)
 ==========================  ==================================================================================
@@ -119,7 +119,8 @@ class DiscoverDir(Folder):
 
 
 class DetectorDir(Folder):
-    """A run's detector (``RUN/detector``, written by ``simpsons detect train``)."""
+    """The character detector trained into a run (``RUN/detector``); ``simpsons serve`` offers ``/detect`` when its
+    weights are there."""
 
     config = File("config.yaml")
     metrics = File("metrics.csv")
@@ -128,6 +129,9 @@ class DetectorDir(Folder):
     """The weights, classes and config inference loads."""
     last = File("last.pt")
     """Everything a resume needs."""
+
+    def holds_detector(self) -> bool:
+        return self.best.is_file()
 
 
 class RunDir(Folder):
@@ -203,6 +207,10 @@ class RunDir(Folder):
     @property
     def discover_dir(self) -> DiscoverDir:
         return DiscoverDir(self.path / "discover")
+
+    @property
+    def detector(self) -> DetectorDir:
+        return DetectorDir(self.path / "detector")
 
     def eval_dir(self, tta: bool = False) -> EvalDir:
         return EvalDir(self.path / ("eval-tta" if tta else "eval"))

@@ -1,4 +1,5 @@
-"""``simpsons serve --run RUN``: the HTTP API and its web page (FastAPI under uvicorn)."""
+"""``simpsons serve --run RUN``: the HTTP API and its web page (FastAPI under uvicorn); ``POST /detect`` too when
+the run holds a detector (``simpsons detect train``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ DEFAULTS = ServeSettings()
 
 
 def register(subcommands) -> None:
-    parser = subcommands.add_parser("serve", help="serve a run over HTTP: POST /predict, a web page at /")
+    parser = subcommands.add_parser(
+        "serve", help="serve a run over HTTP: POST /predict (and /detect when the run has a detector), a web page at /")
     parser.add_argument("--run", required=True)
     parser.add_argument("--host", default="127.0.0.1",
                         help="127.0.0.1 (default) answers this machine only; 0.0.0.0 every network it is on")
@@ -55,7 +57,9 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..detection.predictor import DetectionPredictor
     from ..inference.predictor import Predictor
+    from ..run_dir import RunDir
     from ..serve.app import create_app
     from ..serve.server import serve
 
@@ -74,8 +78,10 @@ def run(args: argparse.Namespace) -> int:
     if not settings.api_key and not _loopback(args.host):
         print(f"warning: serving on {args.host} without an API key: anyone who can reach this machine can use the "
               f"service (set {API_KEY_VARIABLE})", file=sys.stderr)
-    predictor = Predictor.from_run(args.run, args.backend, args.tta)
-    serve(create_app(predictor, args.run, settings), settings, args.host, args.port)
+    run_dir = RunDir(args.run)
+    predictor = Predictor.from_run(run_dir, args.backend, args.tta)
+    detector = DetectionPredictor.from_run(run_dir) if run_dir.detector.holds_detector() else None
+    serve(create_app(predictor, args.run, settings, detector), settings, args.host, args.port)
     return 0
 
 

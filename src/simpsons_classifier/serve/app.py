@@ -1,5 +1,5 @@
-"""The FastAPI app: ``POST /predict`` (micro-batched), ``POST /gradcam``, ``GET /healthz``, the web page at ``/``
-and the OpenAPI docs at ``/docs``.
+"""The FastAPI app: ``POST /predict`` (micro-batched), ``POST /gradcam``, ``POST /detect`` (when the run has a
+detector), ``GET /healthz``, the web page at ``/`` and the OpenAPI docs at ``/docs``.
 
 A bad upload gets a 4xx with a message (see ``uploads``) and never disturbs the requests around it. What the
 service takes on is bounded by ``ServeSettings``: bytes and pixels per upload, decodes and requests at once, and
@@ -22,9 +22,11 @@ from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from ..detection.predictor import DetectionPredictor
 from ..inference.options import DEFAULT_TOP_K
 from ..inference.predictor import Prediction, Predictor
 from .batcher import MicroBatcher
+from .detection import DetectionRunner
 from .explainer import ExplanationUnavailable, GradCamExplainer
 from .guards import API_KEY_HEADER, ApiKeyGuard, RequestLimits
 from .memory import release_freed_memory
@@ -76,7 +78,23 @@ class PredictResponse(BaseModel):
     """The image scores below the run's unknown-character threshold: probably none of the known characters."""
 
 
-def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSettings = ServeSettings()) -> FastAPI:
+class DetectedCharacter(BaseModel):
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+    """x1, y1, x2, y2 in the uploaded image's pixels (as stored: EXIF orientation is not applied)."""
+
+
+class DetectResponse(BaseModel):
+    detections: list[DetectedCharacter]
+    width: int
+    height: int
+    """The uploaded image's size in pixels, which the boxes are in."""
+
+
+def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSettings = ServeSettings(),
+               detector: DetectionPredictor | None = None) -> FastAPI:
+    """The service of ``predictor``; with a ``detector``, ``POST /detect`` finds every character in an image."""
     check_outputs(predictor, run_dir)
     num_classes = len(predictor.classes)
 
@@ -89,6 +107,7 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
     batcher: MicroBatcher[torch.Tensor, Prediction] = MicroBatcher(run_batch, settings.max_batch,
                                                                     settings.max_wait_ms / 1000)
     decoder = UploadDecoder(predictor, settings)
+    detection = None if detector is None else DetectionRunner(detector, decoder)
     explainer = GradCamExplainer(run_dir, predictor.classes)
     page = PAGE.read_text()
     refusals = REFUSALS | (UNAUTHORISED if settings.api_key else {})
@@ -101,6 +120,8 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
         await batcher.start()
         yield
         await batcher.stop()
+        if detection is not None:
+            detection.close()
         decoder.close()
 
     app = FastAPIOffline(  # FastAPI whose /docs and /redoc assets are served from the wheel, not a CDN
@@ -124,7 +145,8 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
 
     @app.get(HEALTH_PATH)
     def healthz() -> dict:
-        return {"status": "ok", "classes": num_classes, "unknown_threshold": predictor.detector is not None}
+        return {"status": "ok", "classes": num_classes, "unknown_threshold": predictor.detector is not None,
+                "detection": detection is not None}
 
     @app.post("/predict", response_model=PredictResponse, responses=refusals, **upload_route)
     async def predict(image: Upload, top_k: Annotated[int, Query(ge=1, le=num_classes)] = DEFAULT_TOP_K):
@@ -151,6 +173,15 @@ def create_app(predictor: Predictor, run_dir: str | Path, settings: ServeSetting
         except ExplanationUnavailable as error:
             raise HTTPException(409, str(error)) from None
         return Response(png, media_type="image/png")
+
+    if detection is not None:
+        @app.post("/detect", response_model=DetectResponse, responses=refusals, **upload_route)
+        async def detect(image: Upload, min_score: Annotated[float | None, Query(
+                ge=0, le=1, description="the lowest score a detection may have (default: the detector's)")] = None):
+            """Every character found in the image: its label, score and box in the image's pixels."""
+            (width, height), detections = await detection.detect(image, min_score)
+            return DetectResponse(detections=[DetectedCharacter(label=found.label, score=found.score, box=found.box)
+                                              for found in detections], width=width, height=height)
 
     return app
 

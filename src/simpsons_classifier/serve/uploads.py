@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import torch
 from fastapi import HTTPException, Request, UploadFile
+from PIL import Image
 
 from ..data.images import ImageTooLarge, UnreadableImage, load_rgb
 from ..inference.predictor import Predictor
@@ -32,6 +34,7 @@ IMAGE_CONTENT_TYPE = "image/*"
 LARGE_IMAGE_PIXELS = 1_000_000
 """From this size on, the memory of a decode is handed back to the system at once; below, the trim would cost more
 than the few megabytes it frees."""
+Decoded = TypeVar("Decoded")
 
 
 def require_multipart(request: Request) -> None:
@@ -41,7 +44,8 @@ def require_multipart(request: Request) -> None:
 
 
 class UploadDecoder:
-    """Uploads to preprocessed model inputs, at most ``settings.max_decodes`` at a time."""
+    """Uploads to preprocessed model inputs (or to images at their own size), at most ``settings.max_decodes`` at a
+    time."""
 
     def __init__(self, predictor: Predictor, settings: ServeSettings) -> None:
         self.predictor = predictor
@@ -53,6 +57,14 @@ class UploadDecoder:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def read(self, upload: UploadFile) -> torch.Tensor:
+        """The classifier's input: decoded at reduced scale where the format allows, then preprocessed."""
+        return await self._decode_in_pool(upload, self._model_input)
+
+    async def read_image(self, upload: UploadFile) -> Image.Image:
+        """The image at its own size, for a model whose answer is in the image's pixels (the detector)."""
+        return await self._decode_in_pool(upload, self._full_image)
+
+    async def _decode_in_pool(self, upload: UploadFile, decode: Callable[[BinaryIO], Decoded]) -> Decoded:
         name = upload.filename or "the upload"
         content_type = (upload.content_type or "").split(";")[0].strip().lower()
         if not (content_type.startswith("image/") or content_type == GENERIC_BINARY):
@@ -65,13 +77,13 @@ class UploadDecoder:
         if not size:
             raise HTTPException(422, f"{name} is empty")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self._decode, upload.file)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, decode, upload.file)
         except ImageTooLarge as error:
             raise HTTPException(413, f"{name} is too large to decode: {error}") from None
         except UnreadableImage as error:
             raise HTTPException(422, f"{name} is not a readable image: {error}") from None
 
-    def _decode(self, file: BinaryIO) -> torch.Tensor:
+    def _model_input(self, file: BinaryIO) -> torch.Tensor:
         image = load_rgb(file, self.predictor.draft_size, self.max_pixels)
         large = image.width * image.height >= LARGE_IMAGE_PIXELS
         tensor = self.predictor.transform(image)
@@ -79,3 +91,6 @@ class UploadDecoder:
         if large:
             release_freed_memory()
         return tensor
+
+    def _full_image(self, file: BinaryIO) -> Image.Image:
+        return load_rgb(file, max_pixels=self.max_pixels)
