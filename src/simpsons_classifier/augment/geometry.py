@@ -55,9 +55,14 @@ class Geometry:
     crop_ratio: tuple[float, float] = CROP_RATIO
     flip_prob: float = 0.0
     degrees: float = 0.0
+    """Rotation drawn uniformly in [-degrees, degrees] (no probability: 0 turns it off)."""
     distortion: float = 0.0
+    """How far each corner may move inwards under the perspective distortion, as torchvision's
+    RandomPerspective's ``distortion_scale``."""
     perspective_prob: float = 0.0
     elastic_alpha: float = 0.0
+    """Strength of the elastic displacement, as torchvision's ElasticTransform's ``alpha``; ``elastic_sigma`` is
+    its smoothness, in pixels."""
     elastic_sigma: float = 1.0
     elastic_prob: float = 0.0
 

@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-import jinja2
 from PIL import Image, ImageOps
 
 from ..data.images import load_rgb
+from ..report.templates import template
 from ..storage import write_text_atomic
 from .results import Discovery, counted
 
@@ -22,10 +22,6 @@ SHEET_COLUMNS = 10
 SHEET_MAX_IMAGES = 60
 """Thumbnails a contact sheet shows; the folder holds every image."""
 GAP_PX = 4
-TEMPLATE = jinja2.Environment(
-    loader=jinja2.PackageLoader("simpsons_classifier", "discovery"), autoescape=True,
-    undefined=jinja2.StrictUndefined,
-).get_template("page.html")
 
 
 def contact_sheet(paths: Sequence[str | Path]) -> bytes:
@@ -49,7 +45,7 @@ def png_data_uri(data: bytes) -> str:
 
 def write_page(discovery: Discovery) -> Path:
     """``discovery.out.page``, each cluster's contact sheet inlined."""
-    html = TEMPLATE.render(
+    html = template("discover.html").render(
         discovery=discovery,
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         sheets=[(cluster, png_data_uri(contact_sheet(cluster.paths))) for cluster in discovery.clusters],
