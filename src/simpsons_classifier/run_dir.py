@@ -129,6 +129,8 @@ class DetectorDir(Folder):
     """The weights, classes and config inference loads."""
     last = File("last.pt")
     """Everything a resume needs."""
+    report = File("report.html")
+    """The detector's page: scores, held-out scenes with boxes, per-class AP; the run's report links it."""
 
     def holds_detector(self) -> bool:
         return self.best.is_file()
@@ -207,10 +209,6 @@ class RunDir(Folder):
     @property
     def discover_dir(self) -> DiscoverDir:
         return DiscoverDir(self.path / "discover")
-
-    @property
-    def detector(self) -> DetectorDir:
-        return DetectorDir(self.path / "detector")
 
     def eval_dir(self, tta: bool = False) -> EvalDir:
         return EvalDir(self.path / ("eval-tta" if tta else "eval"))

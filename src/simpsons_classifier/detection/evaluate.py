@@ -9,7 +9,6 @@ box is followed to what became of it (found, named wrongly, missed), which says 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -23,56 +22,20 @@ from ..data.run_data import RunData
 from ..run_dir import RunDir
 from ..storage import check_writable, write_json_atomic
 from ..tables import write_rows
+from .page import write_detection_page
 from .pictures import draw_scene_grid
 from .predictor import DEFAULT_MIN_SCORE, DetectionPredictor
+from .results import BoxFates, DetectionEvaluation
 from .scenes import collate_scenes
 from .train import held_out_scenes, scene_sets
 
 MATCH_IOU = 0.5
 PICTURED_SCENES = 12
-WORST_CLASSES = 5
-
-
-@dataclass
-class BoxFates:
-    """What became of each true box at the reporting score (``DEFAULT_MIN_SCORE``) and IoU 0.5."""
-
-    found: int = 0
-    wrong_name: int = 0
-    missed: int = 0
-    confusions: list[tuple[str, str, int]] = field(default_factory=list)
-    """(true character, name given, count), most frequent first."""
-
-
-@dataclass
-class DetectionEvaluation:
-    map: float
-    map50: float
-    map75: float
-    map_small: float
-    map_medium: float
-    map_large: float
-    per_class_ap: dict[str, float]
-    """COCO AP (IoU 0.5:0.95) of each character present in the held-out scenes."""
-    per_class_ap50: dict[str, float]
-    num_scenes: int
-    num_boxes: int
-    tags_map: float
-    """Scene tags: mean over characters of the average precision of "is this character in the frame"."""
-    tags_precision: float
-    tags_recall: float
-    fates: BoxFates
-
-    def worst_classes(self, count: int = WORST_CLASSES) -> list[tuple[str, float]]:
-        return sorted(self.per_class_ap.items(), key=lambda item: item[1])[:count]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def evaluate_detector(run_dir, progress: bool = True) -> DetectionEvaluation:
     """Score ``run_dir``'s detector on its held-out scenes and write ``RUN/eval/detection.json``, the per-class
-    table and a picture of the first scenes."""
+    table, a picture of the first scenes and the detector's page."""
     run = RunDir(run_dir)
     predictor = DetectionPredictor.from_run(run)
     eval_dir = run.eval_dir().make()
@@ -92,6 +55,7 @@ def evaluate_detector(run_dir, progress: bool = True) -> DetectionEvaluation:
                 for name, ap in sorted(evaluation.per_class_ap.items(), key=lambda item: item[1])])
     draw_scene_grid(pictured, outputs[: len(pictured)], targets[: len(pictured)], predictor.classes,
                     DEFAULT_MIN_SCORE, eval_dir.detections)
+    write_detection_page(run, evaluation)
     return evaluation
 
 

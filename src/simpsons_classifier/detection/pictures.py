@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import PIL.Image
 import torch
 from torchvision.transforms.v2 import functional as F
 from torchvision.utils import draw_bounding_boxes, make_grid
@@ -45,7 +44,3 @@ def save_png(image: torch.Tensor, path: str | Path) -> None:
     """A uint8 C x H x W tensor as a PNG, written atomically."""
     picture = F.to_pil_image(image)
     write_atomic(path, lambda handle: picture.save(handle, format="PNG"))
-
-
-def to_tensor(image: PIL.Image.Image) -> torch.Tensor:
-    return F.pil_to_tensor(image.convert("RGB"))

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torchvision.transforms.v2 import functional as F
 from tqdm.auto import tqdm
 
 from ..data.images import UnreadableImage, load_rgb
 from ..inference.files import find_files
 from ..storage import make_folder
-from .pictures import draw_detections, save_png, to_tensor
+from .pictures import draw_detections, save_png
 from .predictor import DEFAULT_MIN_SCORE, Detection, DetectionPredictor
 
 
@@ -53,6 +54,6 @@ def detect_files(run_dir, paths: list[str], min_score: float | None = None, draw
         if draw_dir is not None:
             boxes = torch.tensor([d.box for d in found]).reshape(-1, 4)
             labels = [predictor.classes.index(d.label) for d in found]
-            drawn = draw_detections(to_tensor(image), boxes, labels, [d.score for d in found], predictor.classes)
+            drawn = draw_detections(F.pil_to_tensor(image), boxes, labels, [d.score for d in found], predictor.classes)
             save_png(drawn, Path(draw_dir) / f"{path.stem}.png")
     return results

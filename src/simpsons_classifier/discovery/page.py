@@ -3,7 +3,6 @@ the clusters can be judged, renamed and added to the dataset without opening a f
 
 from __future__ import annotations
 
-import base64
 import io
 import math
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 
 from ..data.images import load_rgb
+from ..report.inline import data_uri
 from ..report.templates import template
 from ..storage import write_text_atomic
 from .results import Discovery, counted
@@ -39,16 +39,12 @@ def contact_sheet(paths: Sequence[str | Path]) -> bytes:
     return buffer.getvalue()
 
 
-def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
 def write_page(discovery: Discovery) -> Path:
     """``discovery.out.page``, each cluster's contact sheet inlined."""
     html = template("discover.html").render(
         discovery=discovery,
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        sheets=[(cluster, png_data_uri(contact_sheet(cluster.paths))) for cluster in discovery.clusters],
+        sheets=[(cluster, data_uri(contact_sheet(cluster.paths))) for cluster in discovery.clusters],
         shown=SHEET_MAX_IMAGES,
         counted=counted,
     )

@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..augment.background import BUILTIN_PHOTOS
 from ..data.images import check_image
 from ..data.scan import Sample, files_below
 from ..data.standin import default_cache_dir
 
 FAR_PHOTOS = ("motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "moon.png", "coins.png", "horse.png",
               "cell.png", "clock_motion.png", "color.png", "page.png", "text.png", "microaneurysms.png")
-"""scikit-image photographs absent from training's built-in backgrounds."""
+"""scikit-image photographs absent from training's built-in backgrounds (``augment.background.BUILTIN_PHOTOS``)."""
 CROPS_PER_PHOTO = 5
 FACES = 60
 NOISE_PER_KIND = 30

@@ -7,7 +7,6 @@ Evaluation and explanation pictures are made again first when missing or older t
 
 from __future__ import annotations
 
-import base64
 import io
 from collections import Counter
 from datetime import datetime
@@ -23,13 +22,12 @@ from ..storage import write_text_atomic
 from ..tables import read_rows
 from ..training.curves import read_metrics
 from .charts import class_counts_png
+from .inline import data_uri, file_data_uri
 from .templates import template
 
 TOP_LOSSES = 12
 SKIPPED_SHOWN = 20
 THUMBNAIL_PX = 160
-JPEG_ABOVE_BYTES = 200_000
-JPEG_QUALITY = 88
 TEMPLATE = template("template.html")
 
 
@@ -59,26 +57,28 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
                      for k, v in config.to_dict().items()],
         classes=data.classes,
         summary=data.summary,
-        counts_chart=_data_uri(class_counts_png(data.classes, data.split)),
+        counts_chart=data_uri(class_counts_png(data.classes, data.split)),
         skipped=read_rows(run.skipped)[:SKIPPED_SHOWN] if run.skipped.is_file() else [],
         best_epoch=1 + int(max(history, key=lambda r: r["val_top1"])["epoch"]) if history else "?",
-        curves=_file_uri(run.curves),
+        curves=file_data_uri(run.curves),
         metrics=result,
         groups=[(g, n, top1) for g, (n, top1) in result.per_group_top1.items()],
         per_class=[{**row, "train": train_counts[row["class"]]} for row in per_class],
-        confusion=_file_uri(evaluated.confusion_png),
+        confusion=file_data_uri(evaluated.confusion_png),
         openset=result.openset,
-        openset_picture=_file_uri(evaluated.openset_scores),
+        openset_picture=file_data_uri(evaluated.openset_scores),
         discover_page=(run.discover_dir.page.relative_to(run.path).as_posix() if run.discover_dir.page.is_file()
                        else None),
+        detector_page=(run.detector.report.relative_to(run.path).as_posix() if run.detector.report.is_file()
+                       else None),
         pairs=pairs,
-        pair_pictures=[_file_uri(p) for p in pair_pictures if p.is_file()],
+        pair_pictures=[file_data_uri(p) for p in pair_pictures if p.is_file()],
         top_losses=_top_losses(evaluated.predictions),
-        gradcam_classes=_file_uri(explained.gradcam_classes),
-        kernels=[(title, _file_uri(explained.kernels(kind))) for title, kind in
+        gradcam_classes=file_data_uri(explained.gradcam_classes),
+        kernels=[(title, file_data_uri(explained.kernels(kind))) for title, kind in
                  (("3×3 filters of the last block", "3x3"), ("1×1 filters of the last block", "1x1"))
                  if explained.kernels(kind).is_file()],
-        feature_maps=[_file_uri(p) for p in explained.all_feature_maps()],
+        feature_maps=[file_data_uri(p) for p in explained.all_feature_maps()],
     )
     write_text_atomic(run.report, html)  # a full disk is one error naming the file; the old report stays
     return run.report
@@ -100,19 +100,4 @@ def _thumbnail(path: str) -> str:
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return _data_uri(buffer.getvalue())
-
-
-def _data_uri(data: bytes, kind: str = "png") -> str:
-    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii")
-
-
-def _file_uri(path: Path) -> str:
-    """A PNG as a data URI; large ones (heat-map overlays, big matrices) as JPEG, a fifth of the size."""
-    if not path.is_file():
-        return ""
-    if path.stat().st_size <= JPEG_ABOVE_BYTES:
-        return _data_uri(path.read_bytes())
-    buffer = io.BytesIO()
-    load_rgb(path).save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return _data_uri(buffer.getvalue(), "jpeg")
+    return data_uri(buffer.getvalue())
