@@ -15,6 +15,7 @@ from simpsons_classifier.detection import train as detection_train
 from simpsons_classifier.detection.config import DetectConfig
 from simpsons_classifier.detection.evaluate import evaluate_detector
 from simpsons_classifier.detection.predictor import DetectionPredictor
+from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.detection.train import resume_detector, train_detector
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.tables import read_rows
@@ -89,6 +90,7 @@ def test_detect_predict_prints_boxes_in_image_pixels_names_unreadable_files_and_
     assert Image.open(drawn / "planted.png").size == (200, 140)
 
 
+@pytest.mark.slow
 def test_a_detector_run_stopped_after_an_epoch_resumes_at_the_next(tmp_path, monkeypatch):
     data = make_dataset(tmp_path / "data", classes=2, per_source=1)
     config = DetectConfig.from_dict(TOY | dict(scene_size=64, scenes_per_epoch=8, epochs=2, val_scenes=4))
@@ -114,6 +116,7 @@ def test_a_detector_run_stopped_after_an_epoch_resumes_at_the_next(tmp_path, mon
     assert [row["epoch"] for row in rows] == ["0", "1"] and rows[0] == first[0]
 
 
+@pytest.mark.slow
 def test_a_detector_trained_into_a_classifier_run_keeps_its_split_and_starts_from_its_backbone(tmp_path, capsys):
     run = train_tiny_run(tmp_path, classes=2)
     split_before = RunDir(run).split.read_text()
@@ -134,3 +137,25 @@ def test_detector_config_keys_are_checked_by_name(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no detector"):
         DetectionPredictor.from_run(tmp_path / "run")
     assert main(["detect", "train", "--out", str(tmp_path / "run")]) == 2
+
+
+@pytest.mark.slow
+def test_real_boxes_train_beside_the_scenes_but_never_those_on_validation_images(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", classes=2, per_source=1)
+    images = sorted(data.glob("*/*.png"))
+    lines = [f"./characters/{p.parent.name}/{p.name},8,8,40,40,{p.parent.name}" for p in images]
+    lines.append(f"./characters/{images[0].parent.name}/{images[0].name},30,8,20,40,{images[0].parent.name}")
+    (tmp_path / "annotation.txt").write_text("\n".join(lines) + "\n")
+    status = main(["detect", "train", "--data", str(data), "--out", str(tmp_path / "run"), "--boxes",
+                   str(tmp_path / "annotation.txt"), "--set", "scene_size=64", "--set", "scenes_per_epoch=8",
+                   "--set", "epochs=1", "--set", "val_scenes=4", "--set", "num_workers=0"])
+    assert status == 0
+    rejected = read_rows(RunDir(tmp_path / "run").detector.rejected_boxes)
+    validation = {Path(s.path).relative_to(data).as_posix() for s in RunData.read(tmp_path / "run").split.val}
+    left_out = {row["where"]: row["reason"] for row in rejected}
+    assert f"annotation.txt:{len(lines)}" in left_out and "x2" in left_out[f"annotation.txt:{len(lines)}"]
+    line_images = [p.relative_to(data).as_posix() for p in images]
+    on_validation = {line_images[int(where.split(":")[1]) - 1] for where, reason in left_out.items()
+                     if "validation image" in reason}
+    assert on_validation == validation
+    assert f"real boxes: {len(images) - len(validation)} images" in capsys.readouterr().out

@@ -129,6 +129,8 @@ class DetectorDir(Folder):
     """The weights, classes and config inference loads."""
     last = File("last.pt")
     """Everything a resume needs."""
+    rejected_boxes = File("rejected_boxes.csv")
+    """The real boxes (``boxes``) training left out, and why."""
     report = File("report.html")
     """The detector's page: scores, held-out scenes with boxes, per-class AP; the run's report links it."""
 

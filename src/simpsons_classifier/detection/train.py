@@ -29,12 +29,13 @@ from ..storage import check_writable
 from ..tables import read_rows, write_rows
 from ..training import checkpoint
 from ..training.schedule import WarmupCosineSchedule
-from .annotations import read_boxes, real_scenes
+from .annotations import Annotations, RealScenes, Rejected, read_boxes, real_scenes
 from .config import DetectConfig
 from .model import create_detector, set_training
 from .scenes import SceneComposer, SceneDataset, SceneRecipe, collate_scenes, split_backgrounds
 
 METRIC_COLUMNS = ("epoch", "lr", "loss", "classification", "bbox_regression", "bbox_ctrness", "seconds")
+MAX_REJECTED_SHOWN = 10
 VAL_SEED_OFFSET = 1_000_003
 """Held-out scenes draw from their own random stream, never one a training scene used."""
 
@@ -108,14 +109,35 @@ def _backbone(config: DetectConfig, run: RunDir) -> torch.nn.Module:
     return create_model(config.backbone, num_classes=1, weights=config.weights)
 
 
-def _training_scenes(config: DetectConfig, sets: SceneSets, data: RunData, epoch: int) -> Dataset:
+def real_boxes(config: DetectConfig, data: RunData, folder: DetectorDir) -> RealScenes | None:
+    """The real boxes of ``config.boxes`` that training may use: not those on validation images, which held-out
+    scenes are made of. Every box left out is listed in ``rejected_boxes.csv`` with the reason."""
+    if config.boxes is None:
+        return None
+    annotations = read_boxes(config.boxes, data.root)
+    validation = {Path(sample.path).resolve() for sample in data.split.val}
+    kept = [box for box in annotations.boxes if box.path.resolve() not in validation]
+    on_validation = [Rejected(box.where or str(box.path), "a validation image: held-out scenes are made of them")
+                     for box in annotations.boxes if box.path.resolve() in validation]
+    real = real_scenes(Annotations(kept, []), data.classes, size=config.scene_size)
+    rejected = annotations.rejected + on_validation + real.rejected
+    write_rows(folder.rejected_boxes, ("where", "reason"), [(r.where, r.reason) for r in rejected])
+    print(f"real boxes: {len(real)} images from {config.boxes}; {len(rejected)} boxes left out "
+          f"(listed in {folder.rejected_boxes})")
+    for reason in rejected[:MAX_REJECTED_SHOWN]:
+        print(f"  {reason.where}: {reason.reason}")
+    if len(real) == 0:
+        raise UserError(f"{config.boxes}: no box can be trained on (see {folder.rejected_boxes})")
+    return real
+
+
+def _training_scenes(config: DetectConfig, sets: SceneSets, real: RealScenes | None, epoch: int) -> Dataset:
     """The epoch's scenes: new ones every epoch (index ranges follow the epoch), plus real boxes when given."""
     first = epoch * config.scenes_per_epoch
     scenes = Subset(SceneDataset(sets.train, first + config.scenes_per_epoch),
                     range(first, first + config.scenes_per_epoch))
-    if config.boxes is None:
+    if real is None:
         return scenes
-    real = real_scenes(read_boxes(config.boxes, data.root), sets.classes, size=config.scene_size)
     count = round(config.scenes_per_epoch * config.real_fraction / (1 - config.real_fraction))
     picks = torch.randint(len(real), (count,), generator=torch.Generator().manual_seed(config.seed + epoch))
     return ConcatDataset([scenes, Subset(real, picks.tolist())])
@@ -124,6 +146,7 @@ def _training_scenes(config: DetectConfig, sets: SceneSets, data: RunData, epoch
 def _fit(config: DetectConfig, run: RunDir, data: RunData, progress: bool) -> RunDir:
     torch.manual_seed(config.seed)
     sets = scene_sets(config, data)
+    real = real_boxes(config, data, run.detector)
     detector = create_detector(_backbone(config, run), len(data.classes), config)
     backbone_params = [p for p in detector.backbone.body.parameters() if p.requires_grad]
     backbone_ids = {id(p) for p in backbone_params}
@@ -149,7 +172,7 @@ def _fit(config: DetectConfig, run: RunDir, data: RunData, progress: bool) -> Ru
     workers = config.num_workers if config.num_workers is not None else max(1, min(8, os.cpu_count() or 1))
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        loader = DataLoader(_training_scenes(config, sets, data, epoch), batch_size=config.batch_size, shuffle=True,
+        loader = DataLoader(_training_scenes(config, sets, real, epoch), batch_size=config.batch_size, shuffle=True,
                             num_workers=workers, collate_fn=collate_scenes,
                             generator=torch.Generator().manual_seed(config.seed + epoch))
         losses = _train_one_epoch(detector, optimizer, schedule, loader, f"epoch {epoch + 1}/{config.epochs}",
