@@ -22,7 +22,7 @@ from simpsons_classifier.tables import read_rows
 from synthetic import draw_character, make_dataset
 from tiny_runs import train_tiny_run
 
-TOY = dict(scene_size=128, max_characters=2, scenes_per_epoch=96, epochs=4, batch_size=8, val_scenes=24,
+TOY = dict(scene_size=128, max_characters=2, scenes_per_epoch=96, epochs=8, batch_size=8, val_scenes=24,
            num_workers=0, lr=2e-3)
 PLANTED = {"000_class0": (12, 20, 72, 80), "001_class1": (110, 40, 170, 100)}
 """Where the picture the detector never saw holds each character (x1, y1, x2, y2 of its 60-pixel tile)."""

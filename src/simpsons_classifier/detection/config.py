@@ -33,7 +33,7 @@ class DetectConfig(Settings):
     scene_size: int = 320
     max_characters: int = 4
     """Each scene holds 1 to this many characters."""
-    scenes_per_epoch: int = 800
+    scenes_per_epoch: int = 700
     val_scenes: int = 200
     """Held-out scenes: validation images only, on backgrounds no training scene uses."""
     held_out_backgrounds: float = 0.3
@@ -46,7 +46,7 @@ class DetectConfig(Settings):
     """With ``boxes``: share of each batch drawn from the real boxes (Cut, Paste and Learn used 10 %)."""
 
     # --- optimisation ---
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 8
     lr: float = 1e-3
     """AdamW's peak learning rate for the pyramid and the heads; linear warm-up then cosine decay by steps."""

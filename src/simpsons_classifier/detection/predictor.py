@@ -53,10 +53,11 @@ class DetectionPredictor:
         return cls(model, payload["classes"], config)
 
     @torch.inference_mode()
-    def raw(self, images: Sequence[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        """torchvision's output (boxes, scores, labels down to the model's score floor) for uint8 C x H x W
-        images of any size."""
-        return self.model([F.to_dtype(image, torch.float32, scale=True) for image in images])
+    def raw(self, images: Sequence[torch.Tensor], names_per_box: int = 1) -> list[dict[str, torch.Tensor]]:
+        """torchvision's output (boxes, scores, labels down to the model's score floor; each box once per name
+        among its ``names_per_box`` most probable) for uint8 C x H x W images of any size."""
+        return self.model([F.to_dtype(image, torch.float32, scale=True) for image in images],
+                          names_per_box=names_per_box)
 
     def detect(self, images: Sequence[PIL.Image.Image], min_score: float = DEFAULT_MIN_SCORE) -> list[list[Detection]]:
         outputs = self.raw([F.pil_to_tensor(image.convert("RGB")) for image in images])

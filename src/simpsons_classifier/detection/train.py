@@ -34,7 +34,7 @@ from .config import DetectConfig
 from .model import create_detector, set_training
 from .scenes import SceneComposer, SceneDataset, SceneRecipe, collate_scenes, split_backgrounds
 
-METRIC_COLUMNS = ("epoch", "lr", "loss", "classification", "bbox_regression", "bbox_ctrness", "seconds")
+METRIC_COLUMNS = ("epoch", "lr", "loss", "classification", "bbox_regression", "bbox_ctrness", "naming", "seconds")
 MAX_REJECTED_SHOWN = 10
 VAL_SEED_OFFSET = 1_000_003
 """Held-out scenes draw from their own random stream, never one a training scene used."""
@@ -180,9 +180,9 @@ def _fit(config: DetectConfig, run: RunDir, data: RunData, progress: bool) -> Ru
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], **losses,
                "seconds": round(time.perf_counter() - started, 1)}
         rows.append(row)
-        print(f"epoch {epoch + 1}/{config.epochs}  loss {losses['loss']:.3f}  (classification "
+        print(f"epoch {epoch + 1}/{config.epochs}  loss {losses['loss']:.3f}  (finding "
               f"{losses['classification']:.3f}, box {losses['bbox_regression']:.3f}, centre-ness "
-              f"{losses['bbox_ctrness']:.3f})  {row['seconds']:.0f}s")
+              f"{losses['bbox_ctrness']:.3f}, naming {losses['naming']:.3f})  {row['seconds']:.0f}s")
         write_rows(run.detector.metrics, METRIC_COLUMNS, [[r[c] for c in METRIC_COLUMNS] for r in rows])
         _save(detector, optimizer, schedule, config, data.classes, epoch, run.detector)
     return run
