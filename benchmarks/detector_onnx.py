@@ -1,5 +1,5 @@
-"""Does the detector (torchvision FCOS on a timm EfficientNet-Lite0 with an FPN) export to ONNX, answer the same
-in onnxruntime, and how fast, side by side with PyTorch?
+"""Does the detector (``detection.model``: torchvision FCOS on EfficientNet-Lite0 with an FPN, and the namer) export
+to ONNX, answer the same in onnxruntime, and how fast, side by side with PyTorch?
 
     python benchmarks/detector_onnx.py [--rounds R] [--threads T] [--try-dynamo]
 
@@ -25,23 +25,18 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
-import timm
 import torch
-from torch import nn
-from torchvision.models.detection import FCOS
-from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.fcos import FCOSHead
-from torchvision.ops import FeaturePyramidNetwork
-from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-CLASSES = 51
-FPN_CHANNELS = 128
+from simpsons_classifier.detection.config import DetectConfig
+from simpsons_classifier.detection.model import CharacterDetector, create_detector
+from simpsons_classifier.models import create_model
+
+CLASSES = 50
 INPUT_SIZE = 320
 SCORE_THRESHOLD = 0.05
 """Low enough that random weights keep the full 100 detections per image to compare."""
@@ -51,32 +46,15 @@ SIZES = ((240, 320), (320, 200), (480, 640))
 CALLS_PER_ROUND = 5
 
 
-class Backbone(nn.Module):
-    """EfficientNet-Lite0's last three stages under a feature pyramid with two extra levels (P3-P7)."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-        channels = [info["num_chs"] for info in network.feature_info][2:]
-        self.fpn = FeaturePyramidNetwork(channels, FPN_CHANNELS, extra_blocks=LastLevelP6P7(FPN_CHANNELS,
-                                                                                            FPN_CHANNELS))
-        self.out_channels = FPN_CHANNELS
-
-    def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        features = self.network.forward_intermediates(images, indices=[2, 3, 4], intermediates_only=True)
-        return self.fpn(OrderedDict((str(level), feature) for level, feature in enumerate(features)))
-
-
-def detector() -> FCOS:
+def detector() -> CharacterDetector:
     torch.manual_seed(0)
-    model = FCOS(Backbone(timm.create_model("efficientnet_lite0")), CLASSES, min_size=INPUT_SIZE,
-                 max_size=INPUT_SIZE, score_thresh=SCORE_THRESHOLD,
-                 anchor_generator=AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5),
-                 head=FCOSHead(FPN_CHANNELS, 1, CLASSES, num_convs=2))
+    model = create_detector(create_model("efficientnet_lite0", num_classes=1, weights="none"), CLASSES,
+                            DetectConfig(scene_size=INPUT_SIZE))
+    model.finder.score_thresh = SCORE_THRESHOLD
     return model.eval()
 
 
-def export(model: FCOS, path: Path, dynamo: bool) -> None:
+def export(model: CharacterDetector, path: Path, dynamo: bool) -> None:
     example = torch.rand(3, *SIZES[0])
     if dynamo:
         torch.onnx.export(model, ([example],), path, dynamo=True)
@@ -85,7 +63,7 @@ def export(model: FCOS, path: Path, dynamo: bool) -> None:
                           output_names=["boxes", "scores", "labels"], dynamic_axes={"image": {1: "height", 2: "width"}})
 
 
-def try_dynamo(model: FCOS, folder: Path) -> None:
+def try_dynamo(model: CharacterDetector, folder: Path) -> None:
     try:
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # it prints the whole graph
             export(model, folder / "dynamo.onnx", dynamo=True)
