@@ -80,12 +80,12 @@ def test_the_score_is_chosen_on_the_selection_classes_alone():
     spike[:, 0] = 6 + 0.3 * torch.randn(100, generator=generator)  # one logit higher, energy lower
     known = ModelOutputs(torch.zeros(200, DIMS), known_logits, torch.zeros(200, dtype=torch.long))
     selection = ModelOutputs(torch.zeros(100, DIMS), spike, torch.full((100,), -1))
-    calibration = calibrate(known, None, selection, ["held_a"])
+    calibration = calibrate(known, fit_scores(None), selection, ["held_a"])
     assert calibration.score == "energy" and calibration.selection_classes == ["held_a"]
     assert calibration.candidates["energy"].auroc > 0.99 > calibration.candidates["max_logit"].auroc
     accepted = (torch.logsumexp(known_logits, 1) >= calibration.threshold).float().mean().item()
     assert 0.95 <= accepted <= 0.96 and calibration.val_accepted == pytest.approx(accepted)
-    assert calibrate(known, None).score == "max_logit"  # nothing unknown to choose by
+    assert calibrate(known, fit_scores(None)).score == "max_logit"  # nothing unknown to choose by
 
 
 @pytest.mark.parametrize("count", [0, 1, 2, 5, 10])

@@ -11,6 +11,7 @@ from synthetic import draw_character, make_dataset, tiny_config
 
 from simpsons_classifier import cli
 from simpsons_classifier.data.scan import DatasetError
+from simpsons_classifier.evaluation.ood_scores import fit_scores
 from simpsons_classifier.evaluation.openset import TARGET_TPR, calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
 from simpsons_classifier.training import checkpoint, trainer
@@ -63,7 +64,7 @@ def test_an_unknown_character_below_the_open_set_threshold_is_never_pseudo_label
     # the rule the run stores after training: same share of known validation images, same threshold
     assert KNOWN_SHARE == TARGET_TPR
     outputs = ModelOutputs(torch.zeros(200, 2), val_logits, torch.zeros(200, dtype=torch.long))
-    assert threshold == pytest.approx(calibrate(outputs, None).threshold)
+    assert threshold == pytest.approx(calibrate(outputs, fit_scores(None)).threshold)
     unknown = torch.tensor([[threshold - 0.01, -50.0, -50.0, -50.0, -50.0]])  # softmax 1.0, yet below the rule
     pseudo = select_pseudo_labels(unknown, confidence=0.5, known_at=threshold)
     assert pseudo.rejected.all() and not pseudo.used.any()

@@ -19,7 +19,7 @@ from ..run_dir import EvalDir, RunDir
 from ..storage import check_writable
 from ..training import LoadedModel, load_model
 from .far_ood import far_ood_sets, folder_set
-from .ood_scores import BANK_MAX_IMAGES, FeatureBank
+from .ood_scores import BANK_MAX_IMAGES, FeatureBank, fit_scores
 from .openset import (Calibration, OpenSetDetector, OpenSetRule, calibrate, openset_figures, split_heldout_classes,
                       subset)
 from .report import plot_openset_scores, write_evaluation
@@ -97,12 +97,13 @@ def validation_openset(
     selection_classes, report_classes = split_heldout_classes(sorted({s.label for s in heldout}),
                                                               loaded.config.seed)
     unknown = sample_outputs(loaded, heldout, progress=progress, desc="held-out classes")
+    scores = fit_scores(bank)  # fitted once: the calibration, the rule and the figures share them
     calibration, rule = None, OpenSetRule.read(run.openset)
     if recalibrate or rule is None:
-        calibration = calibrate(known, bank, subset(unknown, heldout, selection_classes), selection_classes)
+        calibration = calibrate(known, scores, subset(unknown, heldout, selection_classes), selection_classes)
         calibration.write(run.openset)
         rule = calibration.rule
-    detector = OpenSetDetector(rule, bank)
+    detector = OpenSetDetector(rule, bank, scores[rule.score])
     if not heldout:
         return OpenSetEvaluation(calibration, None, {})
     near = subset(unknown, heldout, report_classes)
@@ -111,7 +112,7 @@ def validation_openset(
            for name, samples in far_samples.items()}
     values = {name: detector.scores(o.features, o.logits).tolist()
               for name, o in (("known", known), ("near", near), ("far", ModelOutputs.concat(list(far.values()))))}
-    return OpenSetEvaluation(calibration, openset_figures(detector, known, near, report_classes, far), values)
+    return OpenSetEvaluation(calibration, openset_figures(detector, scores, known, near, report_classes, far), values)
 
 
 def like_validation(heldout: list[Sample], val: list[Sample], config: Config) -> list[Sample]:

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ..data.scan import Sample
 from ..run_dir import RunDir
 from ..storage import write_json_atomic
-from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score, fit_scores
+from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score
 from .results import OpenSetFigures, Separation
 from .run_model import ModelOutputs
 
@@ -55,10 +55,11 @@ class OpenSetRule:
 class OpenSetDetector:
     """A run's rule with its score fitted: ``known(features, logits)`` says which images are known characters."""
 
-    def __init__(self, rule: OpenSetRule, bank: FeatureBank | None) -> None:
+    def __init__(self, rule: OpenSetRule, bank: FeatureBank | None, score: Score | None = None) -> None:
+        """``score``: the rule's score already fitted on ``bank``, when the caller has it; else it is fitted."""
         self.rule = rule
         self.bank = bank
-        self.score: Score = fit_score(rule.score, bank)
+        self.score: Score = score if score is not None else fit_score(rule.score, bank)
 
     @classmethod
     def from_run(cls, run: RunDir) -> OpenSetDetector | None:
@@ -129,11 +130,11 @@ class Calibration:
         write_json_atomic(path, asdict(self))
 
 
-def calibrate(known: ModelOutputs, bank: FeatureBank | None, selection: ModelOutputs | None = None,
+def calibrate(known: ModelOutputs, scores: dict[str, Score], selection: ModelOutputs | None = None,
               selection_classes: list[str] | None = None) -> Calibration:
-    """The rule that accepts ``TARGET_TPR`` of the ``known`` validation images, with the score that separates
-    them best from ``selection`` (images of held-out classes) when given, else ``DEFAULT_SCORE``."""
-    scores = fit_scores(bank)
+    """The rule that accepts ``TARGET_TPR`` of the ``known`` validation images, with the one of ``scores``
+    (:func:`~.ood_scores.fit_scores`) that separates them best from ``selection`` (images of held-out classes) when
+    given, else ``DEFAULT_SCORE``."""
     candidates = compare_scores(scores, known, selection) if selection is not None and len(selection.logits) else {}
     name = max(candidates, key=lambda n: candidates[n].auroc) if candidates else DEFAULT_SCORE
     values = scores[name](known.features, known.logits).numpy()
@@ -150,12 +151,11 @@ def calibrate(known: ModelOutputs, bank: FeatureBank | None, selection: ModelOut
     )
 
 
-def openset_figures(detector: OpenSetDetector, known: ModelOutputs, near: ModelOutputs, near_classes: list[str],
-                    far: dict[str, ModelOutputs]) -> OpenSetFigures:
+def openset_figures(detector: OpenSetDetector, scores: dict[str, Score], known: ModelOutputs, near: ModelOutputs,
+                    near_classes: list[str], far: dict[str, ModelOutputs]) -> OpenSetFigures:
     """Known validation images against unknown ones, near (held-out characters of the report half) and far (each
-    set of ``far``, and all of them together): every score's AUROC and FPR at 95 % TPR, what the run's rule
+    set of ``far``, and all of them together): each of ``scores``' AUROC and FPR at 95 % TPR, what the run's rule
     accepts of each."""
-    scores = fit_scores(detector.bank)
     far_all = ModelOutputs.concat(list(far.values())) if far else None
 
     def accepted(outputs: ModelOutputs | None) -> float | None:
