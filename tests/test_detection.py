@@ -24,16 +24,36 @@ from tiny_runs import train_tiny_run
 
 TOY = dict(scene_size=128, max_characters=2, scenes_per_epoch=96, epochs=8, batch_size=8, val_scenes=24,
            num_workers=0, lr=2e-3)
-PLANTED = {"000_class0": (12, 20, 72, 80), "001_class1": (110, 40, 170, 100)}
-"""Where the picture the detector never saw holds each character (x1, y1, x2, y2 of its 60-pixel tile)."""
+PICTURE_SIZE = (160, 120)
+BACKGROUND = (90, 140, 90)
+TILES = {"000_class0": (0, 10), "001_class1": (60, 15)}
+"""The top-left corner of the 100-pixel white tile each character is drawn in; only the character is pasted, at
+the size the detector was trained on (a quarter to 0.7 of the scene's side once the picture is scaled to it)."""
+TILE_PX = 100
+
+
+def drawn(class_index: int) -> tuple[Image.Image, Image.Image]:
+    """A character's white tile and the mask of the character in it."""
+    tile = draw_character(class_index, variant=0, size=TILE_PX)
+    return tile, tile.convert("L").point(lambda level: 255 if level < 250 else 0)
 
 
 def planted_picture() -> Image.Image:
-    picture = Image.new("RGB", (200, 140), (90, 140, 90))
-    for class_index, (x1, y1, x2, y2) in enumerate(PLANTED.values()):
-        tile = draw_character(class_index, variant=0, size=x2 - x1)
-        picture.paste(tile, (x1, y1))
+    """Both characters cut out of their white tiles (as the scenes cut them out) on a plain picture."""
+    picture = Image.new("RGB", PICTURE_SIZE, BACKGROUND)
+    for class_index, corner in enumerate(TILES.values()):
+        tile, mask = drawn(class_index)
+        picture.paste(tile, corner, mask=mask)
     return picture
+
+
+def planted_boxes() -> dict[str, tuple[int, int, int, int]]:
+    """Each character's true box: its mask's bounding box, moved to its tile's corner."""
+    boxes = {}
+    for class_index, (label, (left, top)) in enumerate(TILES.items()):
+        x1, y1, x2, y2 = drawn(class_index)[1].getbbox()
+        boxes[label] = (left + x1, top + y1, left + x2, top + y2)
+    return boxes
 
 
 def overlap(a, b) -> float:
@@ -55,9 +75,9 @@ def test_a_detector_trained_briefly_on_a_planted_toy_finds_the_planted_character
     evaluation = evaluate_detector(toy_run, progress=False)
     assert evaluation.num_scenes == TOY["val_scenes"]
     assert evaluation.map50 >= 0.8, evaluation
-    assert set(evaluation.per_class_ap) == set(PLANTED)
+    assert set(evaluation.per_class_ap) == set(TILES)
     detections = DetectionPredictor.from_run(toy_run).detect([planted_picture()], min_score=0.3)[0]
-    for label, box in PLANTED.items():
+    for label, box in planted_boxes().items():
         best = max((overlap(d.box, box) for d in detections if d.label == label), default=0.0)
         assert best >= 0.5, (label, detections)
 
@@ -83,11 +103,13 @@ def test_detect_predict_prints_boxes_in_image_pixels_names_unreadable_files_and_
     results = {Path(r["path"]).name: r for r in json.loads(capsys.readouterr().out)}
     assert "not a readable image" in results["broken.png"]["error"]
     found = results["planted.png"]["detections"]
-    assert {d["label"] for d in found} >= set(PLANTED)
+    assert {d["label"] for d in found} >= set(TILES)
+    width, height = PICTURE_SIZE
     for d in found:
         x1, y1, x2, y2 = d["box"]
-        assert 0 <= x1 < x2 <= 200 and 0 <= y1 < y2 <= 140  # the picture's own pixels, not the 128-pixel scene's
-    assert Image.open(drawn / "planted.png").size == (200, 140)
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height  # the picture's own pixels, not the scene's
+    assert max(d["box"][2] for d in found) > 128  # a box past the 128-pixel scene's edge: mapped back
+    assert Image.open(drawn / "planted.png").size == PICTURE_SIZE
 
 
 @pytest.mark.slow
