@@ -1,5 +1,9 @@
-"""Does the detector (``detection.model``: torchvision FCOS on EfficientNet-Lite0 with an FPN, and the namer) export
-to ONNX, answer the same in onnxruntime, and how fast, side by side with PyTorch?
+"""Does the detector's finder (``detection.model``: torchvision FCOS on EfficientNet-Lite0 with an FPN) export to
+ONNX, answer the same in onnxruntime, and how fast, side by side with PyTorch?
+
+The namer is not part of the export: it reads the stride-32 map that the finder's forward pass leaves behind, which
+the TorchScript exporter turns into an extra graph input. Exporting the finder with that map as a second output,
+and the namer (RoIAlign + a linear layer) as a second graph, is the way to a whole ONNX detector.
 
     python benchmarks/detector_onnx.py [--rounds R] [--threads T] [--try-dynamo]
 
@@ -31,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from torchvision.models.detection import FCOS
 
 from simpsons_classifier.detection.config import DetectConfig
-from simpsons_classifier.detection.model import CharacterDetector, create_detector
+from simpsons_classifier.detection.model import create_detector
 from simpsons_classifier.models import create_model
 
 CLASSES = 50
@@ -46,15 +51,16 @@ SIZES = ((240, 320), (320, 200), (480, 640))
 CALLS_PER_ROUND = 5
 
 
-def detector() -> CharacterDetector:
+def detector() -> FCOS:
+    """The product detector's finder: FCOS on the feature pyramid. The namer is not exported (see the docstring)."""
     torch.manual_seed(0)
     model = create_detector(create_model("efficientnet_lite0", num_classes=1, weights="none"), CLASSES,
                             DetectConfig(scene_size=INPUT_SIZE))
     model.finder.score_thresh = SCORE_THRESHOLD
-    return model.eval()
+    return model.finder.eval()
 
 
-def export(model: CharacterDetector, path: Path, dynamo: bool) -> None:
+def export(model: FCOS, path: Path, dynamo: bool) -> None:
     example = torch.rand(3, *SIZES[0])
     if dynamo:
         torch.onnx.export(model, ([example],), path, dynamo=True)
@@ -63,7 +69,7 @@ def export(model: CharacterDetector, path: Path, dynamo: bool) -> None:
                           output_names=["boxes", "scores", "labels"], dynamic_axes={"image": {1: "height", 2: "width"}})
 
 
-def try_dynamo(model: CharacterDetector, folder: Path) -> None:
+def try_dynamo(model: FCOS, folder: Path) -> None:
     try:
         with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):  # it prints the whole graph
             export(model, folder / "dynamo.onnx", dynamo=True)
