@@ -35,13 +35,14 @@ SCORE_FLOOR = 0.05
 low-scoring ones are kept for average precision, whose curve runs down to them."""
 DETECTIONS_PER_SCENE = 50
 NAMER_POOL = (4, 4)
-"""RoIAlign's grid over a box on the stride-32 map, averaged into the namer's input."""
+"""RoIAlign's grid over a box on the stride-32 map, which the classifier's head path pools."""
 BOX_JITTER = 0.1
 
 
 class PyramidBackbone(nn.Module):
-    """A timm classifier seen as FCOS's backbone: the feature pyramid over its stride-8/16/32 stages. The deepest
-    stage's map of the last forward pass stays in ``deepest``, for the namer."""
+    """A timm classifier seen as FCOS's backbone: the feature pyramid over its stride-8/16/32 stages. The
+    classifier's own final feature map of the last forward pass (its ``forward_features``: for EfficientNet after
+    the 1×1 ``conv_head``) stays in ``final``, for the namer."""
 
     def __init__(self, model: nn.Module, channels: int) -> None:
         super().__init__()
@@ -50,12 +51,10 @@ class PyramidBackbone(nn.Module):
         in_channels = [model.feature_info[i]["num_chs"] for i in self.stages]
         self.fpn = FeaturePyramidNetwork(in_channels, channels, extra_blocks=LastLevelP6P7(channels, channels))
         self.out_channels = channels  # what torchvision's detectors read
-        self.deepest_channels = in_channels[-1]
-        self.deepest: torch.Tensor | None = None
+        self.final: torch.Tensor | None = None
 
     def forward(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        features = self.body.forward_intermediates(images, indices=self.stages, intermediates_only=True)
-        self.deepest = features[-1]
+        self.final, features = self.body.forward_intermediates(images, indices=self.stages)
         return self.fpn(OrderedDict((str(level), feature) for level, feature in enumerate(features)))
 
 
@@ -65,8 +64,10 @@ class CharacterDetector(nn.Module):
     Why two heads: FCOS's per-class focal-loss scores learn 50 look-alike characters slowly; after 8,000 scenes a
     50-class FCOS boxed 93 % of the held-out characters but ranked the right name first on only 40 % of them
     (mAP@.5 0.46). Finding a character is one easy class, and naming one is the classifier's problem, which a
-    softmax over features pooled in the box (RoIAlign on the stride-32 stage, as Faster R-CNN's second stage
-    reads its box features) learns as fast as the classifier does. A box's score for a name is the finder's score
+    softmax over the box's features learns as fast as the classifier does: RoIAlign on the classifier's final
+    feature map (as Faster R-CNN's second stage reads its box features), then the classifier's own head path
+    (timm's ``forward_head``: pooling, and for MobileNetV3 its 1×1 conv) and a linear layer, so the box is
+    named from the features an ImageNet linear probe already reads well. A box's score for a name is the finder's score
     times the namer's probability of that name.
 
     Training takes torchvision's ``(images, targets)`` and returns the losses: FCOS's three and ``naming`` (cross
@@ -94,7 +95,7 @@ class CharacterDetector(nn.Module):
             score_thresh=SCORE_FLOOR,
             detections_per_img=DETECTIONS_PER_SCENE,
         )
-        self.namer = nn.Linear(pyramid.deepest_channels, num_classes)
+        self.namer = nn.Linear(pyramid.body.num_features, num_classes)
 
     @property
     def backbone(self) -> PyramidBackbone:
@@ -121,12 +122,12 @@ class CharacterDetector(nn.Module):
         return outputs
 
     def _name(self, images: list[torch.Tensor], boxes: list[torch.Tensor]) -> torch.Tensor:
-        """Class logits of ``boxes`` (in each image's own pixels) from the deepest stage of the last forward pass,
-        whose input the finder resized so the longer side is ``scene_size``."""
+        """Class logits of ``boxes`` (in each image's own pixels) from the final feature map of the last forward
+        pass, whose input the finder resized so the longer side is ``scene_size``."""
         scaled = [b * (self.scene_size / max(image.shape[-2:])) for b, image in zip(boxes, images)]
-        pooled = roi_align(self.backbone.deepest, scaled, output_size=NAMER_POOL, spatial_scale=1 / 32,
+        pooled = roi_align(self.backbone.final, scaled, output_size=NAMER_POOL, spatial_scale=1 / 32,
                            sampling_ratio=2, aligned=True)
-        return self.namer(pooled.mean(dim=(2, 3)))
+        return self.namer(self.backbone.body.forward_head(pooled, pre_logits=True))
 
 
 def create_detector(backbone: nn.Module, num_classes: int, config: DetectConfig) -> CharacterDetector:
@@ -146,8 +147,8 @@ def _jittered(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def freeze_early_stages(pyramid: PyramidBackbone, trainable_stages: int) -> None:
-    """Freeze the backbone up to its last ``trainable_stages`` feature stages; the classifier's head, never run,
-    stays frozen too."""
+    """Freeze the backbone up to its last ``trainable_stages`` feature stages; the modules of its head path (the
+    namer's input) train with them."""
     body = pyramid.body
     body.requires_grad_(False)
     if trainable_stages == 0:
@@ -162,6 +163,8 @@ def freeze_early_stages(pyramid: PyramidBackbone, trainable_stages: int) -> None
             module.requires_grad_(True)
         if name == last:
             break
+    for module in family_of(body).head(body):
+        module.requires_grad_(True)
 
 
 def set_training(detector: CharacterDetector) -> None:
