@@ -78,12 +78,17 @@ def score_detections(outputs: list[dict], targets: list[dict], classes: list[str
         map=float(overall["map"]), map50=float(overall["map_50"]), map75=float(overall["map_75"]),
         map_small=float(overall["map_small"]), map_medium=float(overall["map_medium"]),
         map_large=float(overall["map_large"]),
-        per_class_ap={classes[c]: float(ap) for c, ap in zip(scored, overall["map_per_class"].flatten()) if c in present},
-        per_class_ap50={classes[c]: float(ap) for c, ap in zip(scored, half["map_per_class"].flatten()) if c in present},
+        per_class_ap=_per_class(overall, scored, present, classes),
+        per_class_ap50=_per_class(half, scored, present, classes),
         num_scenes=len(targets), num_boxes=sum(len(t["labels"]) for t in targets),
         tags_map=tags[0], tags_precision=tags[1], tags_recall=tags[2],
         fates=_box_fates(outputs, targets, classes),
     )
+
+
+def _per_class(scores: dict, scored: list[int], present: set[int], classes: list[str]) -> dict[str, float]:
+    """torchmetrics' per-class AP of the characters in the targets (it also lists classes only detected)."""
+    return {classes[c]: float(ap) for c, ap in zip(scored, scores["map_per_class"].flatten()) if c in present}
 
 
 def _tag_scores(outputs: list[dict], targets: list[dict], num_classes: int) -> tuple[float, float, float]:

@@ -223,8 +223,7 @@ class SceneComposer:
         width = min(size, height * source_width / source_height)
         height = width * source_height / source_width
         width, height = max(1, round(width)), max(1, round(height))
-        top = int(rng.integers(-round(recipe.max_outside * height), size - round((1 - recipe.max_outside) * height) + 1))
-        left = int(rng.integers(-round(recipe.max_outside * width), size - round((1 - recipe.max_outside) * width) + 1))
+        top, left = (_position(rng, extent, size, recipe.max_outside) for extent in (height, width))
         return Placement(sample, top, left, width, height, bool(rng.random() < recipe.flip_prob))
 
     def _paste(self, canvas: np.ndarray, pasted: list[_Pasted], placement: Placement) -> None:
@@ -284,6 +283,12 @@ class SceneComposer:
 def _interpolation(source_height: int, height: int) -> int:
     """OpenCV's area averaging to shrink (no aliasing), bilinear to enlarge (area would be nearest-neighbour)."""
     return cv2.INTER_AREA if height < source_height else cv2.INTER_LINEAR
+
+
+def _position(rng: np.random.Generator, extent: int, size: int, max_outside: float) -> int:
+    """Where a character ``extent`` pixels long starts along a side of ``size``: anywhere that leaves at most
+    ``max_outside`` of it past either edge."""
+    return int(rng.integers(-round(max_outside * extent), size - round((1 - max_outside) * extent) + 1))
 
 
 def _hide(character: _Pasted, cover: np.ndarray, top: int, left: int) -> None:
