@@ -10,7 +10,6 @@ classifier would split it.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..run_dir import DetectorDir, RunDir
 from ..storage import check_writable
 from ..tables import read_rows, write_rows
 from ..training import checkpoint
+from ..training.distributed import loader_workers
 from ..training.schedule import WarmupCosineSchedule
 from .annotations import Annotations, RealScenes, Rejected, read_boxes, real_scenes
 from .config import DetectConfig
@@ -169,7 +169,7 @@ def _fit(config: DetectConfig, run: RunDir, data: RunData, progress: bool) -> Ru
     print(f"detector: FCOS on {config.backbone}, {len(data.classes)} classes, {config.scene_size}px scenes of 1-"
           f"{config.max_characters} characters, {config.scenes_per_epoch} a epoch for {config.epochs} epochs; "
           f"{len(data.split.train)} training / {len(data.split.val)} held-out images")
-    workers = config.num_workers if config.num_workers is not None else max(1, min(8, os.cpu_count() or 1))
+    workers = loader_workers(config.num_workers)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         loader = DataLoader(_training_scenes(config, sets, real, epoch), batch_size=config.batch_size, shuffle=True,

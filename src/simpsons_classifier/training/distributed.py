@@ -26,6 +26,17 @@ class Context:
         return self.world_size > 1
 
 
+MAX_LOADER_WORKERS = 8
+
+
+def loader_workers(requested: int | None, world_size: int = 1) -> int:
+    """``requested`` data-loading processes, or by default one per CPU core that this process's share of the
+    machine has (the cores split between the ``world_size`` training processes), at most 8."""
+    if requested is not None:
+        return requested
+    return max(1, min(MAX_LOADER_WORKERS, (os.cpu_count() or 1) // world_size))
+
+
 def setup() -> Context:
     """Join the process group torchrun describes in the environment, or run alone."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -22,7 +22,6 @@ its checkpoints before it trains (``storage.check_writable``).
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Generator, Iterable
@@ -129,7 +128,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
     data.check_root()
     show = progress and ctx.is_main
     seed_epoch(config, -1)
-    workers = _num_workers(config, ctx)
+    workers = distributed.loader_workers(config.num_workers, ctx.world_size)
     steps_per_epoch = _steps_per_epoch(len(data.split.train), config, ctx)
     # Resumed, the weights come from the checkpoint; started from another run, from that run.
     weights = "none" if resume_from or source is not None else config.weights
@@ -443,12 +442,6 @@ def _unlabeled_loader(unlabeled_set: ImageDataset, config: Config, ctx: distribu
 
 def _unlabeled_summary(used: int, rejected: int, pending: int) -> str:
     return f"{used} pseudo-labelled, {rejected} rejected as unknown, {pending} pending"
-
-
-def _num_workers(config: Config, ctx: distributed.Context) -> int:
-    if config.num_workers is not None:
-        return config.num_workers
-    return max(1, min(8, (os.cpu_count() or 1) // ctx.world_size))
 
 
 def _print_head_plan(plan: HeadPlan, init_run: str) -> None:
