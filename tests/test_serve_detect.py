@@ -205,10 +205,13 @@ def test_the_web_page_draws_the_characters_found_over_the_image_at_its_shown_siz
     try:
         page.goto(detecting_server + "/")
         page.set_input_files("#file", str(picture))
-        page.wait_for_function("document.querySelector('#label').textContent.length > 0", timeout=PAGE_TIMEOUT_MS)
+        # the classification, its Grad-CAM picture included, is laid out before the boxes are measured
+        page.wait_for_function("document.querySelector('#cam').src && document.querySelector('#cam').complete",
+                               timeout=PAGE_TIMEOUT_MS)
         page.click("#detect", timeout=PAGE_TIMEOUT_MS)
         page.locator("#scene-image").wait_for(state="visible", timeout=PAGE_TIMEOUT_MS)
         page.wait_for_function("document.querySelector('#scene-image').complete", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function("document.querySelector('#found').textContent.length > 0", timeout=PAGE_TIMEOUT_MS)
         assert page.locator("#boxes .tag").all_text_contents() == ["bart_simpson 90 %", "homer_simpson 40 %"]
         assert page.locator("#found").text_content() == "2 characters found"
         shown = page.locator("#scene-image").bounding_box()
