@@ -42,7 +42,7 @@ class DetectionPredictor:
     @classmethod
     def from_run(cls, run_dir: str | Path | RunDir) -> DetectionPredictor:
         run = RunDir(run_dir)
-        if not run.detector.best.is_file():
+        if not run.detector.holds_detector():
             raise FileNotFoundError(f"{run} holds no detector ({run.detector.best} is missing): train one with  "
                                     f"simpsons detect train --data DIR --out {run}")
         payload = checkpoint.read(run.detector.best)
