@@ -19,9 +19,9 @@ out (``split: group`` and the dataset's ``val_groups``), and every recipe reads 
 
 The image size is the toolkit's default; ``--batch-size`` (default: the toolkit's) applies to fastai and the
 reference, while ``defaults`` keeps its own. Top-1 is that of the model as training leaves it (for the toolkit,
-the last epoch's EMA weights, as it evaluates them), on all held-out images and per held-out source; the
-toolkit's kept checkpoint (best.pt) is picked on those same images, so its top-1 is shown apart as
-``best-epoch``, not compared. Wall time runs from the start of a recipe to its trained model, per-epoch
+the last epoch's EMA weights, or for the defaults their weight ensemble with the start, ``wise_alpha``), on all
+held-out images and per held-out source; the toolkit's kept checkpoint (best.pt) is picked on those same images,
+so its top-1 is shown apart as ``best-epoch``, not compared. Wall time runs from the start of a recipe to its trained model, per-epoch
 validation included, final evaluation excluded.
 
 Each recipe's outcome is kept in ``OUT/DATASET/RECIPE/outcome.json``; a rerun skips what is done with the same
@@ -178,8 +178,8 @@ def run_toolkit(job: Job, recipe: str, config: Config) -> Outcome:
 
 
 def final_model(run_dir: Path) -> LoadedModel:
-    """The model as training left it: the last epoch's EMA weights (the weights the toolkit evaluates), or the
-    plain weights when EMA is off."""
+    """The model as training left it: the evaluated weights of ``last.pt`` (the last epoch's EMA weights, or their
+    final weight ensemble with the start when the run makes one), or the plain weights when EMA is off."""
     config = Config.load(RunDir(run_dir).config)
     state = checkpoint.read(RunDir(run_dir).last)
     classes = RunData.read(run_dir).classes

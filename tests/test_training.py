@@ -140,3 +140,44 @@ def test_probe_run_keeps_frozen_batchnorm_statistics(tmp_path, dataset):
     weights = checkpoint.read(run / "last.pt")["model"]
     assert torch.equal(weights["bn1.running_mean"], torch.zeros_like(weights["bn1.running_mean"]))
     assert torch.equal(weights["layer4.0.bn1.running_var"], torch.ones_like(weights["layer4.0.bn1.running_var"]))
+
+
+def test_weight_ensemble_interpolates_floats_and_keeps_the_fine_tuned_counters():
+    from simpsons_classifier.training.weight_ensemble import weight_ensemble
+
+    start = {"w": torch.zeros(3), "n": torch.tensor(0)}
+    tuned = {"w": torch.tensor([2.0, 4.0, -8.0]), "n": torch.tensor(7)}
+    mixed = weight_ensemble(start, tuned, 0.25)
+    assert torch.equal(mixed["w"], torch.tensor([0.5, 1.0, -2.0])) and mixed["n"].item() == 7
+    assert torch.equal(weight_ensemble(start, tuned, 1.0)["w"], tuned["w"])
+    with pytest.raises(ValueError, match="different models"):
+        weight_ensemble({"w": torch.zeros(3)}, tuned, 0.5)
+
+
+def test_probe_run_ends_with_the_weight_ensemble_of_its_start_and_its_fine_tuned_weights(tmp_path, dataset,
+                                                                                          monkeypatch):
+    config = tiny_config(epochs=2, head_init="probe", wise_alpha=0.5)
+    fine_tuned = train(tiny_config(epochs=2, head_init="probe", wise_alpha=1.0), dataset, tmp_path / "fine-tuned",
+                       progress=False)
+    assert not (fine_tuned / "start.pt").exists()  # nothing to mix: the run ends with its fine-tuned weights
+
+    def stopped(*args):  # training is over, the ensemble not made yet: as a Ctrl-C then would
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "weight_ensemble", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, dataset, tmp_path / "ensembled", progress=False)
+    monkeypatch.undo()
+    run = resume(tmp_path / "ensembled", progress=False)
+
+    start = checkpoint.read(run / "start.pt")["model"]
+    tuned, mixed = checkpoint.read(fine_tuned / "last.pt")["ema"], checkpoint.read(run / "last.pt")["ema"]
+    assert any(not torch.equal(start[k], tuned[k]) for k in start if start[k].is_floating_point())
+    for key, value in mixed.items():
+        expected = (start[key] + tuned[key]) / 2 if value.is_floating_point() else tuned[key]
+        torch.testing.assert_close(value, expected, msg=key)
+    with open(run / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["epoch"] for r in rows] == ["-1", "0", "1", "2"] and rows[-1]["train_loss"] == "nan"
+    resume(run, progress=False)  # a finished run is not ensembled twice
+    assert torch.equal(checkpoint.read(run / "last.pt")["ema"]["fc.weight"], mixed["fc.weight"])

@@ -13,6 +13,7 @@ folder's layout is written down once, here, and a newcomer can read it top to bo
 ``unlabeled_skipped.csv``   the unlabelled folder's files that could not be used, and why
 ``metrics.csv``             one row per epoch; ``curves.png`` draws it
 ``best.pt`` / ``last.pt``   the best (EMA) weights for inference / everything a resume needs
+``start.pt``                the weights fine-tuning started from, for the final weight ensemble (``wise_alpha``)
 ``openset.json``            the unknown-character rule (score and threshold)
 ``features.pt``             training images' features, which feature-based unknown-character scores fit on
 ``eval/``, ``eval-tta/``    evaluation files (:class:`EvalDir`)
@@ -180,6 +181,9 @@ class RunDir(Folder):
     """The best (EMA) weights, classes and normalisation: what inference loads."""
     last = File("last.pt")
     """Everything a resume needs."""
+    start = File("start.pt")
+    """The weights fine-tuning started from (probe or grown head on the pre-trained backbone), which the run's last
+    step mixes back into the fine-tuned ones (``wise_alpha``)."""
 
     def checkpoint(self, which: str) -> Path:
         """``best`` or ``last``."""

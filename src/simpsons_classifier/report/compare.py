@@ -16,7 +16,7 @@ from ..evaluation import EvalResult, ensure_evaluated
 from ..run_dir import EvalDir, RunDir
 from ..storage import make_folder, write_text_atomic
 from ..tables import read_rows
-from ..training.curves import read_metrics
+from ..training.curves import best_checkpoint_name, read_metrics
 from .templates import template
 
 CLASSES_SHOWN = 12
@@ -71,8 +71,8 @@ def _class_table(run_dirs: list[RunDir], eval_dirs: list[EvalDir]) -> Table:
 
 def _version(run_dir: RunDir, config: dict) -> str:
     history = read_metrics(run_dir.metrics)
-    best = 1 + int(max(history, key=lambda r: r["val_top1"])["epoch"]) if history else "?"
-    return f"{run_dir.name} ({config['backbone']}, best epoch {best}/{config['epochs']})"
+    best = best_checkpoint_name(history, config["epochs"])
+    return f"{run_dir.name} ({config['backbone']}, {config['epochs']} epochs, best: {best})"
 
 
 def _pct(x: float) -> str:

@@ -41,6 +41,11 @@ def read(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def weights_payload(weights: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Weights alone (``start.pt``), readable with :func:`read`."""
+    return {"format": FORMAT_VERSION, "model": weights}
+
+
 def inference_payload(
     weights: dict[str, torch.Tensor], config: Config, classes: list[str], normalisation: dict, epoch: int
 ) -> dict[str, Any]:

@@ -21,7 +21,20 @@ COUNT_COLUMNS = ("epoch", *UNLABELED_COLUMNS)
 CURVES_DPI = 100
 PROBE_EPOCH = -1
 """The ``epoch`` of the row that scores the starting head before fine-tuning: the probe head, or the head grown
-from ``init_run`` (drawn as epoch 0; no training loss)."""
+from ``init_run`` (drawn as epoch 0; no training loss). The final weight ensemble (``wise_alpha``), when the run
+makes one, is the row ``epoch == epochs``, also without a training loss."""
+
+
+def best_checkpoint_name(rows: list[dict[str, float]], epochs: int) -> str:
+    """What ``best.pt`` holds, in words: the first row with the highest top-1, as training keeps it."""
+    if not rows:
+        return "?"
+    epoch = int(max(rows, key=lambda r: r["val_top1"])["epoch"])
+    if epoch == PROBE_EPOCH:
+        return "the starting head (epoch 0)"
+    if epoch == epochs:
+        return "the final weight ensemble"
+    return f"epoch {epoch + 1}"
 
 
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
@@ -42,9 +55,10 @@ def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
     write_text_atomic(path, text.getvalue())
 
 
-def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
+def plot_curves(rows: list[dict[str, float]], path: str | Path, epochs: int) -> None:
     """Losses on the left, validation accuracy on the right, learning rate as a dotted line; epochs counted from
-    1, the starting head (probe or grown, when there is one) as epoch 0."""
+    1, the starting head (probe or grown, when there is one) as epoch 0 and the final weight ensemble, when there
+    is one, as epoch ``epochs + 1``, named."""
     epochs = [int(r["epoch"]) + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
@@ -57,6 +71,10 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path) -> None:
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("validation accuracy (%)")
     acc_ax.set_ylim(0, 100)
+    for row in rows:
+        if row["epoch"] == epochs:
+            acc_ax.annotate("weight\nensemble", (epochs + 1, 100 * row["val_top1"]), textcoords="offset points",
+                            xytext=(0, -28), ha="center", fontsize=8)
     acc_ax.legend(loc="lower right")
     lr_ax = acc_ax.twinx()
     lr_ax.plot(epochs, [r["lr"] for r in rows], ":", color="grey")

@@ -103,6 +103,8 @@ class TrainingState:
     known_at: float | None = None
     """Semi-supervised runs: the max-logit from which an unlabelled image counts as a known character, calibrated
     on the last validation (``pseudo_labels.known_threshold``)."""
+    ensembled: bool = False
+    """The evaluated weights are the final weight-space ensemble (``config.wise_alpha``): training is over."""
 
     @classmethod
     def create(cls, config: Config, num_classes: int, ctx: distributed.Context, weights: str,
@@ -157,6 +159,7 @@ class TrainingState:
             "scaler": self.scaler.state_dict(),
             "progress": self.progress.state_dict(),
             "known_at": self.known_at,
+            "ensembled": self.ensembled,
         }
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
@@ -169,3 +172,4 @@ class TrainingState:
         self.epoch, self.step, self.best_top1 = payload["epoch"], payload["step"], payload["best_top1"]
         self.progress = EpochProgress.from_state_dict(payload.get("progress"))  # absent before mid-epoch saves
         self.known_at = payload.get("known_at")
+        self.ensembled = payload.get("ensembled", False)

@@ -55,6 +55,7 @@ from .sampling import BalancedSampler, CyclingSampler, imbalance_ratio, should_b
 from .schedule import active_stages
 from .state import EpochProgress, TrainingState
 from .validate import autocast, predict, score_sums, scores_from_sums
+from .weight_ensemble import weight_ensemble
 
 _EPOCH_SEED_STRIDE = 10_007  # seed * stride + epoch: distinct streams for different seeds and epochs
 CHECKPOINT_COPIES = 5
@@ -185,8 +186,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             checkpoint.save_atomic(payload, run.best)
         checkpoint.save_atomic(state.state_dict(), run.last)
         write_metrics(run.metrics, history)
-        plot_curves(history, run.curves)
-        if epoch == PROBE_EPOCH:
+        plot_curves(history, run.curves, config.epochs)
+        if epoch in (PROBE_EPOCH, config.epochs):  # the start and the final ensemble: no training, nothing left
             heading, left = _epoch_name(epoch, config), ""
         else:
             remaining = (config.epochs - epoch - 1) * seconds
@@ -201,7 +202,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
     with StopSignals(f"continue from the last checkpoint with  simpsons train --resume {run}") as stop:
         if resume_from is not None:
             state.load_state_dict(resume_from)
-        history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch]
+        history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch + state.ensembled]
         if resume_from is None:
             if ctx.is_main and balanced:
                 print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
@@ -218,6 +219,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                 else:
                     fit_probe_head(state.model, plain_loader, ctx.device, show)
                 state.sync_ema()
+                if config.ensembles_weights and ctx.is_main:
+                    checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
                 record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
                        time.perf_counter() - started)
@@ -247,6 +250,18 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             record(epoch, train_loss, scores, time.perf_counter() - started, skipped=done.non_finite,
                    unlabeled_counts=[int(n) for n in distributed.sum_across(done.unlabeled_counts, ctx)])
             distributed.barrier(ctx)
+        if config.ensembles_weights and not state.ensembled and not distributed.any_across(stop.requested, ctx):
+            if run.start.is_file():
+                started = time.perf_counter()
+                start = checkpoint.read(run.start)["model"]
+                state.evaluated.load_state_dict(weight_ensemble(start, state.evaluated.state_dict(),
+                                                                config.wise_alpha))
+                state.ensembled = True
+                record(config.epochs, float("nan"), validate(_epoch_name(config.epochs, config)),
+                       time.perf_counter() - started)
+            elif ctx.is_main:
+                print(f"no {run.start.name} (a run begun by an earlier version): the run ends with its fine-tuned "
+                      f"weights", flush=True)
         if distributed.any_across(stop.requested, ctx):  # asked during the last validation: training is done
             raise stop.interrupted(f"stopped by {stop.name} after the last epoch, before the evaluation: "
                                    f"simpsons train --resume {run} evaluates and reports it")
@@ -257,6 +272,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
 def _epoch_name(epoch: int, config: Config) -> str:
     if epoch == PROBE_EPOCH:
         return f"{'grown' if config.init_run else 'probe'} head (epoch 0)"
+    if epoch == config.epochs:
+        return f"weight ensemble ({1 - config.wise_alpha:g} start + {config.wise_alpha:g} fine-tuned)"
     return f"epoch {epoch + 1}/{config.epochs}"
 
 
