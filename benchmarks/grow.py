@@ -29,8 +29,8 @@ from simpsons_classifier.data.scan import Sample, scan_dataset
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_logits
 from simpsons_classifier.models import create_model
 from simpsons_classifier.run_dir import RunDir
-from simpsons_classifier.training import LoadedModel, checkpoint, load_model, train
-from simpsons_classifier.training.curves import PROBE_EPOCH, read_metrics
+from simpsons_classifier.training import LoadedModel, load_model, train
+from simpsons_classifier.training.curves import best_checkpoint_name, read_metrics
 from simpsons_classifier.training.grow import HeadPlan, grow_from_run
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -114,11 +114,10 @@ def main() -> None:
     print(f"| after `--init`, {args.grow_epochs} epochs ({len(after.classes)} classes) | "
           f"{100 * top1(after, old_after):.1f} % | {100 * top1(after, new):.1f} % | {after_time} |")
 
-    run = RunDir(after_run)
-    best_epoch = checkpoint.read(run.best)["epoch"]
-    by_epoch = ", ".join(f"{100 * row['val_top1']:.1f}" for row in read_metrics(run.metrics))
+    rows = read_metrics(RunDir(after_run).metrics)
+    by_epoch = ", ".join(f"{100 * row['val_top1']:.1f}" for row in rows)
     print(f"\nthe --init run's validation top-1 (all characters) from epoch 0: {by_epoch} %; best.pt holds "
-          f"{'the grown head (epoch 0)' if best_epoch == PROBE_EPOCH else f'epoch {best_epoch + 1}'}")
+          f"{best_checkpoint_name(rows, args.grow_epochs)}")
 
 
 if __name__ == "__main__":

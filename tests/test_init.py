@@ -192,3 +192,5 @@ def test_train_init_through_the_cli_grows_scores_and_resumes(source_run, tmp_pat
     best = checkpoint.read(out / "best.pt")
     assert best["classes"] == [_name(c) for c in (0, 1, 3, 4, 5)]
     assert checkpoint.read(out / "last.pt")["epoch"] == 2
+    with open(out / "metrics.csv") as handle:  # ended with the weight ensemble of the grown start (start.pt)
+        assert [r["epoch"] for r in csv.DictReader(handle)] == ["-1", "0", "1", "2"]

@@ -64,7 +64,8 @@ def test_the_probe_head_is_scored_as_epoch_0_and_kept_when_fine_tuning_makes_thi
         return 9.9
 
     monkeypatch.setattr(trainer, "train_one_epoch", wrecking_epoch)
-    run = train(tiny_config(epochs=2, head_init="probe", ema_decay=0.0), data, tmp_path / "run", progress=False)
+    run = train(tiny_config(epochs=2, head_init="probe", ema_decay=0.0, wise_alpha=1.0), data, tmp_path / "run",
+                progress=False)
     with open(run.metrics) as handle:
         rows = list(csv.DictReader(handle))
     assert [r["epoch"] for r in rows] == ["-1", "0", "1"]
