@@ -59,25 +59,26 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path, epochs: int) -> 
     """Losses on the left, validation accuracy on the right, learning rate as a dotted line; epochs counted from
     1, the starting head (probe or grown, when there is one) as epoch 0 and the final weight ensemble, when there
     is one, as epoch ``epochs + 1``, named."""
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    drawn_at = [int(r["epoch"]) + 1 for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
-    loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="validation loss")
+    loss_ax.plot(drawn_at, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
+    loss_ax.plot(drawn_at, [r["val_loss"] for r in rows], "o-", label="validation loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
     loss_ax.legend()
-    acc_ax.plot(epochs, [100 * r["val_top1"] for r in rows], "o-", label="top-1")
-    acc_ax.plot(epochs, [100 * r["val_top5"] for r in rows], "o-", label="top-5")
+    acc_ax.plot(drawn_at, [100 * r["val_top1"] for r in rows], "o-", label="top-1")
+    acc_ax.plot(drawn_at, [100 * r["val_top5"] for r in rows], "o-", label="top-5")
     acc_ax.set_xlabel("epoch")
     acc_ax.set_ylabel("validation accuracy (%)")
     acc_ax.set_ylim(0, 100)
     for row in rows:
         if row["epoch"] == epochs:
-            acc_ax.annotate("weight\nensemble", (epochs + 1, 100 * row["val_top1"]), textcoords="offset points",
-                            xytext=(0, -28), ha="center", fontsize=8)
+            for ax, y in ((loss_ax, row["val_loss"]), (acc_ax, 100 * row["val_top1"])):
+                ax.annotate("weight ensemble", (epochs + 1, y), textcoords="offset points", xytext=(-6, 5),
+                            ha="right", va="bottom", fontsize=8)
     acc_ax.legend(loc="lower right")
     lr_ax = acc_ax.twinx()
-    lr_ax.plot(epochs, [r["lr"] for r in rows], ":", color="grey")
+    lr_ax.plot(drawn_at, [r["lr"] for r in rows], ":", color="grey")
     lr_ax.set_ylabel("head learning rate", color="grey")
     top = max(r["lr"] for r in rows)
     lr_ax.set_ylim(0, 1.1 * top if top > 0 else 1)  # from zero, so a constant rate reads as constant
