@@ -47,6 +47,7 @@ from simpsons_classifier.inference.export import export_model
 from simpsons_classifier.inference.onnx_runtime import OnnxModule
 from simpsons_classifier.models import create_model
 from simpsons_classifier.training import train
+from simpsons_classifier.training.schedule import unfreeze_epoch
 from simpsons_classifier.training.validate import autocast
 from train_step import epoch_seconds, model_only, time_boxed
 
@@ -169,7 +170,8 @@ def main() -> None:
     deadline = time.monotonic() + 60 * args.minutes
     device = torch.device("cuda")
     table = Table(deadline)
-    base = Config(backbone=BACKBONE, weights="none", amp="bf16", channels_last=True, head_init="random")
+    base = Config(backbone=BACKBONE, weights="none", amp="bf16", channels_last=True, head_init="random",
+                  unfreeze_fraction=None)  # the phases by unfreeze_epoch, as the rows below name them
     tuning = Config.from_dict({"unfreeze_epoch": 0}, base=base)
     reference = Config()
     projections: dict[str, float] = {}
@@ -195,8 +197,9 @@ def main() -> None:
 
             if table.measure(f"end to end, {name}", args.batch_size, "end_to_end", run) is not None:
                 train_images = PROJECTED_IMAGES * (1 - reference.val_fraction)
-                projections[name] = (reference.unfreeze_epoch * train_images / rates["head"]
-                                     + (reference.epochs - reference.unfreeze_epoch) * train_images / rates["tuned"])
+                head_epochs = unfreeze_epoch(reference)
+                projections[name] = (head_epochs * train_images / rates["head"]
+                                     + (reference.epochs - head_epochs) * train_images / rates["tuned"])
 
         model = create_model(BACKBONE, NUM_CLASSES, "none").eval().to(device, memory_format=torch.channels_last)
         images = torch.randn(args.batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
