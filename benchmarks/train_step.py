@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from simpsons_classifier.config import Config
+from simpsons_classifier.config import Config, parse_overrides
 from simpsons_classifier.data.scan import scan_dataset
 from simpsons_classifier.models import create_model, param_groups, set_trainable_stages
 from simpsons_classifier.run_dir import RunDir
@@ -208,8 +208,8 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
-    config = Config.load(args.config, [f"{key}={value}" for key, value in PHASE.items()] + [f"epochs={args.epochs}"]
-                         + args.set)
+    phase = Config.from_dict({**PHASE, "epochs": args.epochs}, base=Config.load(args.config))
+    config = Config.from_dict(parse_overrides(args.set), source="--set", base=phase)
     data_dir = Path(args.data)
     if not data_dir.is_dir():
         raise SystemExit(f"no dataset at {data_dir}: build it with  simpsons data standin --out {data_dir}")
