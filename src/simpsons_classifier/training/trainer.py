@@ -207,7 +207,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             if ctx.is_main and balanced:
                 print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
                       f"images of the smallest")
-            if source is not None or config.head_init == "probe":
+            if config.starts_from_classifier:
                 started = time.perf_counter()
                 plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
                                                decode_size=config.image_size)
