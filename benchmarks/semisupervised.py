@@ -10,6 +10,11 @@ validation images and the same epochs: labelled-only (the k images a character) 
 ``--unlabeled`` the rest). Printed: each run's best validation top-1 (what ``best.pt`` holds), its time, the share
 of the unlabelled draws pseudo-labelled in the last epoch, and the gap closed,
 ``(semi - labelled-only) / (full - labelled-only)``. Runs are cached in ``--out``: a finished one is read back.
+
+``--unknown-share 0.3`` adds the open-world protocol: ``--unknown-characters`` characters (seeded, the run's
+``holdout_classes``) are left out of the label set, and their images make that share of the unlabelled folder. The
+labelled-only and semi-supervised runs then know only the other characters and are validated on them: unknown
+characters in the folder must not make semi-supervised training worse than ignoring the folder.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from simpsons_classifier.config import Config
-from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.data.run_data import RunData, prepare_run_data, read_heldout
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.data.split import Split
 from simpsons_classifier.run_dir import RunDir
@@ -44,9 +49,10 @@ def run_once(config: Config, data: Path, out: Path, split_file: Path | None = No
     return max(r["val_top1"] for r in rows), json.loads(timing.read_text())
 
 
-def few_labels(full_run: Path, labels: int, out: Path, seed: int) -> tuple[Path, Path]:
+def few_labels(full_run: Path, labels: int, out: Path, seed: int, unknown_share: float = 0.0) -> tuple[Path, Path]:
     """(a split file keeping ``labels`` training images a character and the full run's validation images, a folder
-    of links to the other training images named ``NNNNN.png``, no label in sight)."""
+    of links to the other training images named ``NNNNN.png``, no label in sight). With ``unknown_share``, images
+    of the full run's held-out characters, drawn with ``seed``, make that share of the folder."""
     data = RunData.read(full_run)
     by_class: dict[str, list[Sample]] = defaultdict(list)
     for sample in data.split.train:
@@ -58,6 +64,13 @@ def few_labels(full_run: Path, labels: int, out: Path, seed: int) -> tuple[Path,
         rng.shuffle(images)
         kept += images[:labels]
         rest += images[labels:]
+    if unknown_share:
+        unknown = sorted(read_heldout(full_run), key=lambda s: s.path)
+        wanted = round(len(rest) * unknown_share / (1 - unknown_share))
+        if wanted > len(unknown):
+            raise SystemExit(f"--unknown-share {unknown_share} needs {wanted} images of unknown characters; the "
+                             f"held-out characters have {len(unknown)}: raise --unknown-characters")
+        rest += rng.sample(unknown, wanted)
     split_dir, unlabeled = out / "split", out / "unlabeled"
     split_dir.mkdir(parents=True, exist_ok=True)
     unlabeled.mkdir(exist_ok=True)
@@ -72,12 +85,27 @@ def few_labels(full_run: Path, labels: int, out: Path, seed: int) -> tuple[Path,
     return RunDir(split_dir).split, unlabeled
 
 
+def labelled_vs_semi(config: Config, data: Path, where: Path, split_file: Path, unlabeled: Path) -> list[tuple]:
+    """The rows (name, top-1, seconds, unlabelled draws) of the labelled-only and semi-supervised runs in ``where``."""
+    only_top1, only_seconds = run_once(config, data, where / "labelled-only", split_file)
+    semi_config = Config.from_dict({"unlabeled_dir": str(unlabeled.resolve())}, base=config)
+    semi_top1, semi_seconds = run_once(semi_config, data, where / "semi", split_file)
+    last = read_metrics(RunDir(where / "semi").metrics)[-1]
+    used, rejected, pending = (int(last[c]) for c in UNLABELED_COLUMNS)
+    drawn = max(used + rejected + pending, 1)
+    share = f"{100 * used / drawn:.0f}% used, {100 * rejected / drawn:.0f}% unknown, {100 * pending / drawn:.0f}% pending"
+    return [("labelled-only", only_top1, only_seconds, ""), ("semi-supervised", semi_top1, semi_seconds, share)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("data/standin"))
     parser.add_argument("--out", type=Path, default=Path("runs/semisup"))
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 4], help="labelled images per character")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of every run (default: the demo's)")
+    parser.add_argument("--unknown-share", type=float, default=0.0,
+                        help="also run with this share of the unlabelled folder from unknown characters (e.g. 0.3)")
+    parser.add_argument("--unknown-characters", type=int, default=10, help="characters left out of the label set")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more config overrides, all runs")
     args = parser.parse_args()
 
@@ -89,22 +117,27 @@ def main() -> None:
     for labels in args.labels:
         where = args.out / f"labels{labels}"
         split_file, unlabeled = few_labels(args.out / "full", labels, where, config.seed)
-        only_top1, only_seconds = run_once(config, args.data, where / "labelled-only", split_file)
-        semi_config = Config.from_dict({"unlabeled_dir": str(unlabeled.resolve())}, base=config)
-        semi_top1, semi_seconds = run_once(semi_config, args.data, where / "semi", split_file)
-        last = read_metrics(RunDir(where / "semi").metrics)[-1]
-        used, rejected, pending = (int(last[c]) for c in UNLABELED_COLUMNS)
-        drawn = max(used + rejected + pending, 1)
-        share = f"{100 * used / drawn:.0f}% used, {100 * rejected / drawn:.0f}% unknown, {100 * pending / drawn:.0f}% pending"
+        (_, only_top1, *only), (_, semi_top1, *semi) = labelled_vs_semi(config, args.data, where, split_file, unlabeled)
         gap = (semi_top1 - only_top1) / (full_top1 - only_top1) if full_top1 > only_top1 else float("nan")
         gaps.append((labels, gap))
-        rows += [(f"labelled-only, {labels} a character", only_top1, only_seconds, ""),
-                 (f"semi-supervised, {labels} a character", semi_top1, semi_seconds, share)]
+        rows += [(f"labelled-only, {labels} a character", only_top1, *only),
+                 (f"semi-supervised, {labels} a character", semi_top1, *semi)]
+    if args.unknown_share:
+        # Only the split of the known characters is needed, not a trained run: the data side is written alone.
+        open_config = Config.from_dict({"holdout_classes": args.unknown_characters}, base=config)
+        known = args.out / f"unknown{args.unknown_characters}"
+        if not RunDir(known / "split").split.is_file():
+            prepare_run_data(open_config, args.data, known / "split", progress=False)
+        for labels in args.labels:
+            where = known / f"labels{labels}"
+            split_file, unlabeled = few_labels(known / "split", labels, where, config.seed, args.unknown_share)
+            for name, *row in labelled_vs_semi(open_config, args.data, where, split_file, unlabeled):
+                rows.append((f"{name}, {labels} a known character, {100 * args.unknown_share:.0f}% unknown", *row))
 
     print(f"\n{config.backbone}, {config.epochs} epochs, validation: {config.val_groups or config.split}")
-    print(f"{'run':<34} {'top-1':>7} {'time':>8}  unlabelled draws (last epoch)")
+    print(f"{'run':<52} {'top-1':>7} {'time':>8}  unlabelled draws (last epoch)")
     for name, top1, seconds, share in rows:
-        print(f"{name:<34} {100 * top1:>6.1f}% {seconds:>7.0f}s  {share}")
+        print(f"{name:<52} {100 * top1:>6.1f}% {seconds:>7.0f}s  {share}")
     for labels, gap in gaps:
         print(f"gap closed with {labels} labels a character: {100 * gap:.0f}% (target >= 50%)")
 

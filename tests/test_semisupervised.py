@@ -8,6 +8,7 @@ import pytest
 import torch
 from interrupts import ctrl_c_at_step
 from synthetic import draw_character, make_dataset, tiny_config
+from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
 from simpsons_classifier.data.scan import DatasetError
@@ -16,6 +17,7 @@ from simpsons_classifier.evaluation.openset import TARGET_TPR, calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
 from simpsons_classifier.training import checkpoint, trainer
 from simpsons_classifier.training.curves import UNLABELED_COLUMNS
+from simpsons_classifier.training.distributed import Context
 from simpsons_classifier.training.pseudo_labels import KNOWN_SHARE, known_threshold, select_pseudo_labels
 from simpsons_classifier.training.sampling import CyclingSampler
 
@@ -125,6 +127,22 @@ def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):
         runs[weight] = checkpoint.read(trainer.train(config, data, tmp_path / f"w{weight}", progress=False) / "last.pt")
     assert sum(used) > 0
     assert any(not torch.equal(runs[0.0]["model"][k], v) for k, v in runs[1.0]["model"].items())
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_unlabelled_draws_and_report_their_sum(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    config = _semi_config(epochs=2)
+    result = torchrun_train(data, tmp_path / "run", config, 29519, "--unlabeled", str(unlabeled))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("epoch 2/2") == 1 and "pseudo-labelled" in result.stdout  # only rank 0 prints
+    steps = trainer._steps_per_epoch(28, config, Context(rank=0, world_size=PROCESSES, device=torch.device("cpu")))
+    with open(tmp_path / "run" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:  # every image drawn by either process is counted once, in rank 0's row
+        assert sum(int(row[c]) for c in UNLABELED_COLUMNS) == PROCESSES * steps * config.unlabeled_ratio * 8
+    assert checkpoint.read(tmp_path / "run" / "last.pt")["epoch"] == 2
 
 
 @pytest.mark.slow

@@ -1,11 +1,9 @@
 import csv
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 from synthetic import make_dataset, tiny_config
+from torchrun import torchrun_train
 
 from simpsons_classifier.models import create_model, set_trainable_stages
 from simpsons_classifier.models.stages import freeze_frozen_norms
@@ -95,14 +93,7 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, datas
 @pytest.mark.slow
 def test_two_process_torchrun_on_gloo(tmp_path):
     data = make_dataset(tmp_path / "data", classes=3, per_source=2)
-    overrides = [f"{k}={'null' if v is None else v}" for k, v in tiny_config(epochs=2).to_dict().items()
-                 if k not in ("val_groups", "background_dir")]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "simpsons_classifier", "train", "--data", str(data), "--out", str(tmp_path / "run")]
-    for override in overrides:
-        command += ["--set", override]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    result = torchrun_train(data, tmp_path / "run", tiny_config(epochs=2), 29517)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 2/2" in result.stdout and result.stdout.count("epoch 2/2") == 1  # only rank 0 prints
     assert checkpoint.read(tmp_path / "run" / "last.pt")["epoch"] == 2
