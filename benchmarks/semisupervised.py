@@ -90,7 +90,7 @@ def labelled_vs_semi(config: Config, data: Path, where: Path, split_file: Path, 
     only_top1, only_seconds = run_once(config, data, where / "labelled-only", split_file)
     semi_config = Config.from_dict({"unlabeled_dir": str(unlabeled.resolve())}, base=config)
     semi_top1, semi_seconds = run_once(semi_config, data, where / "semi", split_file)
-    last = read_metrics(RunDir(where / "semi").metrics)[-1]
+    last = next(r for r in read_metrics(RunDir(where / "semi").metrics) if r["epoch"] == config.epochs - 1)
     used, rejected, pending = (int(last[c]) for c in UNLABELED_COLUMNS)
     drawn = max(used + rejected + pending, 1)
     share = f"{100 * used / drawn:.0f}% used, {100 * rejected / drawn:.0f}% unknown, {100 * pending / drawn:.0f}% pending"

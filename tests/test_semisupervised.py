@@ -18,7 +18,12 @@ from simpsons_classifier.evaluation.run_model import ModelOutputs
 from simpsons_classifier.training import checkpoint, trainer
 from simpsons_classifier.training.curves import UNLABELED_COLUMNS
 from simpsons_classifier.training.distributed import Context
-from simpsons_classifier.training.pseudo_labels import KNOWN_SHARE, known_threshold, select_pseudo_labels
+from simpsons_classifier.training.pseudo_labels import (
+    KNOWN_SHARE,
+    SelfAdaptiveThreshold,
+    known_threshold,
+    select_pseudo_labels,
+)
 from simpsons_classifier.training.sampling import CyclingSampler
 
 STEPS_PER_EPOCH = 3
@@ -71,6 +76,34 @@ def test_an_unknown_character_below_the_open_set_threshold_is_never_pseudo_label
     pseudo = select_pseudo_labels(unknown, confidence=0.5, known_at=threshold)
     assert pseudo.rejected.all() and not pseudo.used.any()
     assert select_pseudo_labels(unknown + 0.02, confidence=0.5, known_at=threshold).used.all()
+
+
+def test_per_class_bars_let_each_class_through_at_its_own_confidence():
+    logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0]])  # softmax top 0.91, 0.91, 0.58
+    pseudo = select_pseudo_labels(logits, torch.tensor([0.95, 0.5, 0.5]), known_at=0.5)
+    assert pseudo.used.tolist() == [False, True, True] and pseudo.pending.tolist() == [True, False, False]
+
+
+def test_the_self_adaptive_bars_follow_the_known_images_confidence_and_are_lower_for_rarely_predicted_classes():
+    bars = SelfAdaptiveThreshold(num_classes=3)
+    assert bars.thresholds().tolist() == [0, 0, 0]  # before any step, every image accepted as known trains
+    confident = torch.tensor([[4.0, 0.0, 0.0], [4.0, 0.0, 0.0], [0.0, 4.0, 0.0]])
+    unknown = torch.tensor([[0.1, 0.0, 0.0]])  # below the known-character bar: must not pull the bars down
+    statistics = SelfAdaptiveThreshold.step_statistics(torch.cat([confident, unknown]), known_at=1.0)
+    bars.update(statistics)
+    probability = torch.softmax(confident, dim=1)
+    top = probability.max(dim=1).values.mean()
+    per_class = probability.mean(dim=0)
+    # Bias-corrected: after one step the averages are that step's means, not 0.1 % of them.
+    assert torch.allclose(bars.thresholds(), top * per_class / per_class.max())
+    assert bars.thresholds()[0] > bars.thresholds()[1] > bars.thresholds()[2]
+    unsure = SelfAdaptiveThreshold.step_statistics(torch.zeros(4, 3), known_at=-1.0)  # softmax 1/3 everywhere
+    for _ in range(3000):
+        bars.update(unsure)
+    assert torch.allclose(bars.thresholds(), torch.full((3,), 1 / 3), atol=0.02)  # a less sure model, lower bars
+    before = bars.state_dict()
+    bars.update(SelfAdaptiveThreshold.step_statistics(unknown, known_at=1.0))  # no image accepted: no change
+    assert bars.steps == before["steps"] and torch.equal(bars.confidence, before["confidence"])
 
 
 def test_the_unlabelled_draws_share_every_image_out_between_processes_and_epochs():
@@ -146,12 +179,13 @@ def test_two_processes_share_the_unlabelled_draws_and_report_their_sum(tmp_path)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers, threshold", [(0, 0.25), (2, None)])
+def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(tmp_path, monkeypatch, workers,
+                                                                               threshold):
     data = make_dataset(tmp_path / "data")
     unlabeled = _unlabeled_folder(tmp_path / "frames")
     config = _semi_config(epochs=2, unlabeled_dir=str(unlabeled), num_workers=workers, mix_prob=1.0,
-                          pseudo_label_threshold=0.25)
+                          pseudo_label_threshold=threshold)
     straight = trainer.train(config, data, tmp_path / "straight", progress=False)
 
     ctrl_c_at_step(monkeypatch, STEPS_PER_EPOCH + 1)  # during the second step of the second epoch
@@ -159,6 +193,7 @@ def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(t
         trainer.train(config, data, tmp_path / "stopped", progress=False)
     stopped = checkpoint.read(tmp_path / "stopped" / "last.pt")
     assert stopped["progress"]["batches"] == 2 and stopped["known_at"] is not None
+    assert (stopped["adaptive_bar"] is None) == (threshold is not None)  # the bars resume with the weights
     monkeypatch.undo()
     trainer.resume(tmp_path / "stopped", progress=False)
 

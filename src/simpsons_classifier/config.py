@@ -205,10 +205,12 @@ class Config(Settings):
     costs two augmentations, a forward pass of the EMA model and a forward and backward pass of its strong view,
     so on a CPU a step with 7 is about 10 times a labelled step, with 2 about 3.5 times: 2 keeps the demo's runs
     in minutes while every step still sees twice as many unlabelled images as labelled ones."""
-    pseudo_label_threshold: float = 0.95
-    """Softmax confidence of the weak view above which its class becomes a pseudo-label: FixMatch's fixed 0.95.
-    A class-adaptive threshold (FlexMatch, FreeMatch) lowers the bar for classes the model is unsure of, which is
-    where images of unknown characters land: with a folder that holds them, a fixed high bar is the safer one."""
+    pseudo_label_threshold: float | None = None
+    """Softmax confidence of the weak view from which its class becomes a pseudo-label. Null: FreeMatch's
+    self-adaptive bar per class, which follows the model's confidence (``training/pseudo_labels.py``); a number:
+    one fixed bar, FixMatch's is 0.95. A fixed 0.95 suits long GPU runs; on a CPU budget of tens of steps the
+    model rarely gets that sure and nearly every image stays pending. Images of unknown characters are kept out
+    by the unknown-character rule either way, before any bar."""
     unlabeled_weight: float = 1.0
     """Weight of the unlabelled loss against the labelled one (FixMatch's lambda_u)."""
 
@@ -259,7 +261,8 @@ class Config(Settings):
             ("unlabeled_dir", self.unlabeled_dir is None or self.unlabeled_dir.strip() != "",
              "must be a folder or null"),
             ("unlabeled_ratio", self.unlabeled_ratio >= 1, "must be at least 1"),
-            ("pseudo_label_threshold", 0 < self.pseudo_label_threshold <= 1, "must be in (0, 1]"),
+            ("pseudo_label_threshold", self.pseudo_label_threshold is None or 0 < self.pseudo_label_threshold <= 1,
+             "must be in (0, 1] or null"),
             ("unlabeled_weight", self.unlabeled_weight >= 0, "must be >= 0"),
             ("amp", self.amp in AMP_MODES, f"must be one of {AMP_MODES}"),
             ("num_workers", self.num_workers is None or self.num_workers >= 0, "must be >= 0 or null"),

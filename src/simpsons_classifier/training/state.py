@@ -15,6 +15,7 @@ from ..models import create_model, param_groups, set_trainable_stages
 from . import distributed
 from .checkpoint import FORMAT_VERSION
 from .schedule import LearningRateSchedule, build_schedule
+from .pseudo_labels import SelfAdaptiveThreshold
 
 
 @dataclass
@@ -103,6 +104,8 @@ class TrainingState:
     known_at: float | None = None
     """Semi-supervised runs: the max-logit from which an unlabelled image counts as a known character, calibrated
     on the last validation (``pseudo_labels.known_threshold``)."""
+    adaptive_bar: SelfAdaptiveThreshold | None = None
+    """Semi-supervised runs with ``pseudo_label_threshold: null``: FreeMatch's per-class confidence bars."""
     ensembled: bool = False
     """The evaluated weights are the final weight-space ensemble (``config.wise_alpha``): training is over."""
 
@@ -118,8 +121,9 @@ class TrainingState:
             param_groups(model, config.head_lr, config.backbone_lr_mult), weight_decay=config.weight_decay
         )
         scaler = torch.amp.GradScaler("cuda", enabled=ctx.device.type == "cuda" and config.amp == "fp16")
+        adaptive = config.unlabeled_dir is not None and config.pseudo_label_threshold is None
         return cls(model, ema, optimizer, build_schedule(config, optimizer, steps_per_epoch), scaler, ctx, net=model,
-                   compile=config.compile)
+                   compile=config.compile, adaptive_bar=SelfAdaptiveThreshold(num_classes) if adaptive else None)
 
     def resize(self, config: Config, steps_per_epoch: int) -> None:
         """Fit the schedule and the EMA's horizon to ``config.epochs`` after it changed (``--budget``)."""
@@ -159,6 +163,7 @@ class TrainingState:
             "scaler": self.scaler.state_dict(),
             "progress": self.progress.state_dict(),
             "known_at": self.known_at,
+            "adaptive_bar": self.adaptive_bar.state_dict() if self.adaptive_bar is not None else None,
             "ensembled": self.ensembled,
         }
 
@@ -172,4 +177,6 @@ class TrainingState:
         self.epoch, self.step, self.best_top1 = payload["epoch"], payload["step"], payload["best_top1"]
         self.progress = EpochProgress.from_state_dict(payload.get("progress"))  # absent before mid-epoch saves
         self.known_at = payload.get("known_at")
+        if self.adaptive_bar is not None and payload.get("adaptive_bar") is not None:
+            self.adaptive_bar.load_state_dict(payload["adaptive_bar"])
         self.ensembled = payload.get("ensembled", False)

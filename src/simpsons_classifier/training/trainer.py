@@ -50,7 +50,14 @@ from .divergence import NormStatistics, check_validation_loss, check_weights, ra
 from .grow import HeadPlan, grow_from_run, read_init_run
 from .interrupt import StopSignals, ignore_stop_signals
 from .probe import fit_probe_head
-from .pseudo_labels import PseudoLabels, known_threshold, pseudo_label, unlabeled_loss
+from .pseudo_labels import (
+    PseudoLabels,
+    SelfAdaptiveThreshold,
+    known_threshold,
+    select_pseudo_labels,
+    teacher_logits,
+    unlabeled_loss,
+)
 from .sampling import BalancedSampler, CyclingSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
 from .state import EpochProgress, TrainingState
@@ -342,7 +349,13 @@ def train_on_batch(state: TrainingState, batch: tuple, config: Config) -> tuple[
     views: Views = unlabeled[0]
     if state.known_at is None:
         raise RuntimeError("semi-supervised step before the known-character threshold was calibrated")
-    pseudo = pseudo_label(state.evaluated, state.model, views.weak, config, state.known_at)
+    logits = teacher_logits(state.evaluated, state.model, views.weak, config)
+    bar = config.pseudo_label_threshold
+    if state.adaptive_bar is not None:
+        statistics = SelfAdaptiveThreshold.step_statistics(logits, state.known_at)
+        state.adaptive_bar.update(torch.tensor(distributed.sum_across(statistics.tolist(), state.ctx)))
+        bar = state.adaptive_bar.thresholds()
+    pseudo = select_pseudo_labels(logits, bar, state.known_at)
     return train_step(state, images, targets, config, views.strong, pseudo), pseudo
 
 
