@@ -22,7 +22,6 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from PIL import Image
-from tiny_runs import train_tiny_run
 
 from simpsons_classifier.serve.server import server_config
 from simpsons_classifier.serve.settings import ServeSettings
@@ -31,15 +30,6 @@ SERVER_START_TIMEOUT_S = 120
 """Generous: starting means importing torch and loading the model, on a machine shared with other work."""
 LOOPBACK = "127.0.0.1"
 MEGABYTE = 1024 * 1024
-_runs: dict[Path, Path] = {}
-
-
-def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The calibrated tiny run of the serve tests, trained once per session whichever module asks first."""
-    session = tmp_path_factory.getbasetemp()
-    if session not in _runs:
-        _runs[session] = train_tiny_run(tmp_path_factory.mktemp("serve"))
-    return _runs[session]
 
 
 def run_in_fresh_loop(coroutine):

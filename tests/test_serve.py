@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from playwright.sync_api import Error as BrowserError
-from serve_support import png, run_in_fresh_loop, serving_in_thread, shared_run
+from serve_support import png, run_in_fresh_loop, serving_in_thread
 
 from simpsons_classifier.cli import main
 from simpsons_classifier.data.run_data import RunData
@@ -32,25 +32,15 @@ PAGE_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def predictor(run):
-    return Predictor.from_run(run)
-
-
-@pytest.fixture(scope="module")
-def client(run, predictor):
-    with TestClient(create_app(predictor, run, SETTINGS)) as client:
+def client(serve_run, serve_predictor):
+    with TestClient(create_app(serve_predictor, serve_run, SETTINGS)) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def image(run) -> tuple[str, bytes]:
+def image(serve_run) -> tuple[str, bytes]:
     """A validation image's path and PNG bytes."""
-    path = RunData.read(run).split.val[0].path
+    path = RunData.read(serve_run).split.val[0].path
     return path, open(path, "rb").read()
 
 
@@ -58,13 +48,13 @@ def _expected(predictor: Predictor, path: str):
     return predictor.predict_batch(predictor.load(path)[None])[0]
 
 
-def test_predict_answers_top_k_and_unknown(client, predictor, image):
+def test_predict_answers_top_k_and_unknown(client, serve_predictor, image):
     path, data = image
     response = client.post("/predict", files={"image": ("bart.png", data, "image/png")})
     assert response.status_code == 200
     body = response.json()
     assert set(body) == {"top_k", "unknown"}
-    expected = _expected(predictor, path)
+    expected = _expected(serve_predictor, path)
     assert [entry["label"] for entry in body["top_k"]] == [label for label, _ in expected.top_k]
     assert body["top_k"][0]["probability"] == pytest.approx(expected.top_k[0][1], abs=1e-5)
     assert body["unknown"] == expected.unknown
@@ -147,9 +137,9 @@ def test_the_schema_documents_every_refusal_and_the_image_part(client):
     assert "409" in paths["/gradcam"]["post"]["responses"]
 
 
-def test_an_api_key_guards_every_route_but_the_health_check(run, predictor, image):
+def test_an_api_key_guards_every_route_but_the_health_check(serve_run, serve_predictor, image):
     upload = {"image": ("a.png", image[1], "image/png")}
-    with TestClient(create_app(predictor, run, replace(SETTINGS, api_key=API_KEY))) as client:
+    with TestClient(create_app(serve_predictor, serve_run, replace(SETTINGS, api_key=API_KEY))) as client:
         assert client.get("/healthz").status_code == 200
         for refused in (client.get("/"), client.get("/docs"), client.get("/openapi.json"), client.get("/nowhere"),
                         client.post("/predict", files=upload),
@@ -164,11 +154,11 @@ def test_an_api_key_guards_every_route_but_the_health_check(run, predictor, imag
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 
 
-def test_cross_origin_calls_are_refused_unless_the_origin_is_listed(client, run, predictor):
+def test_cross_origin_calls_are_refused_unless_the_origin_is_listed(client, serve_run, serve_predictor):
     preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "x-api-key"}
     assert "access-control-allow-origin" not in client.options("/predict", headers=preflight).headers
     assert "access-control-allow-origin" not in client.get("/healthz", headers={"Origin": ORIGIN}).headers
-    with TestClient(create_app(predictor, run, replace(SETTINGS, cors_origins=(ORIGIN,)))) as listed:
+    with TestClient(create_app(serve_predictor, serve_run, replace(SETTINGS, cors_origins=(ORIGIN,)))) as listed:
         allowed = listed.options("/predict", headers=preflight)
         assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
         other = listed.options("/predict", headers=preflight | {"Origin": "https://elsewhere.example"})
@@ -176,9 +166,9 @@ def test_cross_origin_calls_are_refused_unless_the_origin_is_listed(client, run,
         assert listed.get("/healthz", headers={"Origin": ORIGIN}).headers["access-control-allow-origin"] == ORIGIN
 
 
-def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(run, predictor, image, monkeypatch):
+def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(serve_run, serve_predictor, image, monkeypatch):
     entered, release = threading.Event(), threading.Event()
-    real = predictor.predict_batch
+    real = serve_predictor.predict_batch
 
     def held(images, top_k):
         entered.set()
@@ -186,7 +176,7 @@ def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(r
         return real(images, top_k)
 
     async def scenario():
-        app = create_app(predictor, run, replace(SETTINGS, max_requests=2, max_wait_ms=200))
+        app = create_app(serve_predictor, serve_run, replace(SETTINGS, max_requests=2, max_wait_ms=200))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
@@ -200,7 +190,7 @@ def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(r
                 release.set()
                 return await asyncio.gather(*in_progress), refused, health
 
-    monkeypatch.setattr(predictor, "predict_batch", held)
+    monkeypatch.setattr(serve_predictor, "predict_batch", held)
     answered, refused, health = run_in_fresh_loop(scenario())
     assert [response.status_code for response in answered] == [200, 200]
     assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
@@ -208,8 +198,8 @@ def test_a_full_server_answers_503_with_retry_after_and_keeps_its_health_check(r
     assert health.status_code == 200
 
 
-def test_a_request_not_answered_in_time_gets_503_and_the_service_goes_on(run, predictor, image, monkeypatch):
-    real = predictor.predict_batch
+def test_a_request_not_answered_in_time_gets_503_and_the_service_goes_on(serve_run, serve_predictor, image, monkeypatch):
+    real = serve_predictor.predict_batch
     calls = []
 
     def first_one_slow(images, top_k):
@@ -218,9 +208,9 @@ def test_a_request_not_answered_in_time_gets_503_and_the_service_goes_on(run, pr
             time.sleep(1.0)
         return real(images, top_k)
 
-    monkeypatch.setattr(predictor, "predict_batch", first_one_slow)
+    monkeypatch.setattr(serve_predictor, "predict_batch", first_one_slow)
     upload = {"image": ("a.png", image[1], "image/png")}
-    with TestClient(create_app(predictor, run, replace(SETTINGS, request_timeout_s=0.3, max_wait_ms=1))) as client:
+    with TestClient(create_app(serve_predictor, serve_run, replace(SETTINGS, request_timeout_s=0.3, max_wait_ms=1))) as client:
         late = client.post("/predict", files=upload)
         assert late.status_code == 503 and late.headers["Retry-After"] == "1"
         assert late.json()["detail"].startswith("no answer within 0.3 s")
@@ -229,10 +219,10 @@ def test_a_request_not_answered_in_time_gets_503_and_the_service_goes_on(run, pr
 
 
 @pytest.fixture(scope="module")
-def exported(run, tmp_path_factory):
+def exported(serve_run, tmp_path_factory):
     """A copy of the run with its ONNX export."""
     copy = tmp_path_factory.mktemp("exported") / "run"
-    shutil.copytree(run, copy)
+    shutil.copytree(serve_run, copy)
     export_onnx(copy)
     return copy
 
@@ -286,40 +276,40 @@ def test_an_export_whose_outputs_do_not_match_its_class_names_is_refused_at_star
     (["--max-megapixels", "0"], {}, "--max-upload-mb and --max-megapixels must be positive"),
     ([], {"SIMPSONS_API_KEY": " "}, "the API key (--api-key or SIMPSONS_API_KEY) is empty"),
 ])
-def test_serve_refuses_wrong_limits_with_one_error_line(run, monkeypatch, capsys, options, environment, message):
+def test_serve_refuses_wrong_limits_with_one_error_line(serve_run, monkeypatch, capsys, options, environment, message):
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    assert main(["serve", "--run", str(run), *options]) == 2
+    assert main(["serve", "--run", str(serve_run), *options]) == 2
     assert message in capsys.readouterr().err
 
 
-def test_gradcam_returns_an_overlay_of_the_model_input(client, image, predictor):
+def test_gradcam_returns_an_overlay_of_the_model_input(client, image, serve_predictor):
     response = client.post("/gradcam", files={"image": ("bart.png", image[1], "image/png")})
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     overlay = Image.open(io.BytesIO(response.content))
     assert overlay.size == (32, 32) and overlay.mode == "RGB"
-    labelled = client.post(f"/gradcam?label={predictor.classes[1]}", files={"image": ("b.png", image[1], "image/png")})
+    labelled = client.post(f"/gradcam?label={serve_predictor.classes[1]}", files={"image": ("b.png", image[1], "image/png")})
     assert labelled.status_code == 200
     assert client.post("/gradcam?label=nobody", files={"image": ("b.png", image[1], "image/png")}).status_code == 422
 
 
-def test_concurrent_requests_share_a_forward_pass(run, predictor, image, monkeypatch):
+def test_concurrent_requests_share_a_forward_pass(serve_run, serve_predictor, image, monkeypatch):
     sizes = []
-    real = predictor.predict_batch
+    real = serve_predictor.predict_batch
 
     def recording(images, top_k):
         sizes.append(len(images))
         return real(images, top_k)
 
     async def burst() -> list[httpx.Response]:
-        app = create_app(predictor, run, SETTINGS)
+        app = create_app(serve_predictor, serve_run, SETTINGS)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
                 return await asyncio.gather(*(
                     http.post("/predict", files={"image": ("a.png", image[1], "image/png")}) for _ in range(6)))
 
-    monkeypatch.setattr(predictor, "predict_batch", recording)
+    monkeypatch.setattr(serve_predictor, "predict_batch", recording)
     responses = run_in_fresh_loop(burst())
     assert [r.status_code for r in responses] == [200] * 6
     assert len({r.json()["top_k"][0]["label"] for r in responses}) == 1
@@ -355,14 +345,14 @@ def test_the_batcher_keeps_order_caps_the_batch_survives_a_failing_batch_and_ski
 
 
 @pytest.fixture(scope="module")
-def server(run, predictor):
-    yield from serving_in_thread(create_app(predictor, run, SETTINGS), SETTINGS)
+def server(serve_run, serve_predictor):
+    yield from serving_in_thread(create_app(serve_predictor, serve_run, SETTINGS), SETTINGS)
 
 
 @pytest.fixture(scope="module")
-def keyed_server(run, predictor):
+def keyed_server(serve_run, serve_predictor):
     settings = replace(SETTINGS, api_key=API_KEY)
-    yield from serving_in_thread(create_app(predictor, run, settings), settings)
+    yield from serving_in_thread(create_app(serve_predictor, serve_run, settings), settings)
 
 
 @pytest.mark.parametrize("path, rendered", [
@@ -379,9 +369,9 @@ def test_the_api_docs_render_without_the_internet(server, browser, path, rendere
         page.close()
 
 
-def test_the_web_page_shows_the_predicted_character(server, browser, predictor, image):
+def test_the_web_page_shows_the_predicted_character(server, browser, serve_predictor, image):
     path, _ = image
-    expected = _expected(predictor, path)
+    expected = _expected(serve_predictor, path)
     page = browser.new_page()
     try:
         page.goto(server + "/")

@@ -10,11 +10,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_support import png, run_in_fresh_loop, serving_in_thread, shared_run
+from serve_support import png, run_in_fresh_loop, serving_in_thread
 
 from simpsons_classifier.cli import main
 from simpsons_classifier.detection.predictor import Detection, DetectionPredictor
-from simpsons_classifier.inference.predictor import Predictor
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.serve import server
 from simpsons_classifier.serve.app import create_app
@@ -43,24 +42,14 @@ class FixedDetector:
                  for label, score, (x1, y1, x2, y2) in self.found if score >= min_score] for image in images]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def predictor(run):
-    return Predictor.from_run(run)
-
-
 @pytest.fixture
 def detector():
     return FixedDetector()
 
 
 @pytest.fixture
-def client(run, predictor, detector):
-    with TestClient(create_app(predictor, run, SETTINGS, detector)) as client:
+def client(serve_run, serve_predictor, detector):
+    with TestClient(create_app(serve_predictor, serve_run, SETTINGS, detector)) as client:
         yield client
 
 
@@ -129,7 +118,7 @@ def test_a_request_that_is_not_a_multipart_upload_gets_415(client):
     assert client.post("/detect", json={"image": "family.png"}).status_code == 415
 
 
-def test_a_detection_in_progress_leaves_the_service_answering(run, predictor):
+def test_a_detection_in_progress_leaves_the_service_answering(serve_run, serve_predictor):
     """The detector runs off the event loop: while it works, a classification is answered."""
     entered, released = threading.Event(), threading.Event()
     upload = {"image": ("family.png", png(Image.new("RGB", (64, 48))), "image/png")}
@@ -142,7 +131,7 @@ def test_a_detection_in_progress_leaves_the_service_answering(run, predictor):
             return super().detect(images, min_score)
 
     async def scenario():
-        app = create_app(predictor, run, SETTINGS, HeldDetector())
+        app = create_app(serve_predictor, serve_run, SETTINGS, HeldDetector())
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
                 detecting = asyncio.create_task(http.post("/detect", files=upload))
@@ -157,12 +146,12 @@ def test_a_detection_in_progress_leaves_the_service_answering(run, predictor):
     assert len(detected.json()["detections"]) == 2
 
 
-def test_detection_is_announced_and_documented_only_with_a_detector(client, run, predictor):
+def test_detection_is_announced_and_documented_only_with_a_detector(client, serve_run, serve_predictor):
     assert client.get("/healthz").json()["detection"] is True
     operation = client.get("/openapi.json").json()["paths"]["/detect"]["post"]
     assert {"413", "415", "422", "503"} <= set(operation["responses"])
     assert {parameter["name"] for parameter in operation["parameters"]} == {"min_score"}
-    with TestClient(create_app(predictor, run, SETTINGS)) as without:
+    with TestClient(create_app(serve_predictor, serve_run, SETTINGS)) as without:
         assert without.get("/healthz").json()["detection"] is False
         upload = {"image": ("family.png", png(Image.new("RGB", (8, 8))), "image/png")}
         assert without.post("/detect", files=upload).status_code == 404
@@ -178,23 +167,23 @@ def _served_paths(run, monkeypatch) -> set[str]:
     return {route.path for route in apps[0].routes}
 
 
-def test_serve_offers_detection_when_the_run_holds_a_detector(run, tmp_path, monkeypatch):
-    assert "/detect" not in _served_paths(run, monkeypatch)
+def test_serve_offers_detection_when_the_run_holds_a_detector(serve_run, tmp_path, monkeypatch):
+    assert "/detect" not in _served_paths(serve_run, monkeypatch)
     with_detector = RunDir(tmp_path / "run")
-    shutil.copytree(run, with_detector.path)
+    shutil.copytree(serve_run, with_detector.path)
     with_detector.detector.make()
     with_detector.detector.best.write_bytes(b"weights")
     assert "/detect" in _served_paths(with_detector, monkeypatch)
 
 
 @pytest.fixture(scope="module")
-def detecting_server(run, predictor):
-    yield from serving_in_thread(create_app(predictor, run, SETTINGS, FixedDetector()), SETTINGS)
+def detecting_server(serve_run, serve_predictor):
+    yield from serving_in_thread(create_app(serve_predictor, serve_run, SETTINGS, FixedDetector()), SETTINGS)
 
 
 @pytest.fixture(scope="module")
-def classifying_server(run, predictor):
-    yield from serving_in_thread(create_app(predictor, run, SETTINGS), SETTINGS)
+def classifying_server(serve_run, serve_predictor):
+    yield from serving_in_thread(create_app(serve_predictor, serve_run, SETTINGS), SETTINGS)
 
 
 def test_the_web_page_draws_the_characters_found_over_the_image_at_its_shown_size(detecting_server, browser,

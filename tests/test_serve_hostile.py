@@ -26,7 +26,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from serve_support import LOOPBACK, ServerProcess, png, run_in_fresh_loop, shared_run
+from serve_support import LOOPBACK, ServerProcess, png, run_in_fresh_loop
 
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.serve.settings import MEGABYTE, ServeSettings
@@ -55,22 +55,17 @@ LOAD_SCRIPT = Path(__file__).parents[1] / "benchmarks" / "serve_load.py"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_run(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def server(run):
+def server(serve_run):
     """The service with its default limits."""
-    server = ServerProcess(run)
+    server = ServerProcess(serve_run)
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def impatient_server(run):
+def impatient_server(serve_run):
     """The service with timeouts short enough for the slow-client tests to end quickly."""
-    server = ServerProcess(run, "--header-timeout", str(HEADER_TIMEOUT_S), "--upload-timeout", str(UPLOAD_TIMEOUT_S))
+    server = ServerProcess(serve_run, "--header-timeout", str(HEADER_TIMEOUT_S), "--upload-timeout", str(UPLOAD_TIMEOUT_S))
     yield server
     server.stop()
 
@@ -179,8 +174,8 @@ def test_fuzzing_the_api_finds_no_server_error_and_no_undocumented_answer(server
 
 
 @pytest.mark.slow
-def test_64_clients_get_no_error_and_the_server_does_not_grow(server, run, tmp_path):
-    images = [str(sample.path) for sample in RunData.read(run).split.val]
+def test_64_clients_get_no_error_and_the_server_does_not_grow(server, serve_run, tmp_path):
+    images = [str(sample.path) for sample in RunData.read(serve_run).split.val]
     report = tmp_path / "load.json"
     command = [sys.executable, str(LOAD_SCRIPT), "--url", server.url, "--images", *images, "--clients",
                str(LOAD_CLIENTS), "--requests", str(LOAD_REQUESTS), "--rounds", str(LOAD_ROUNDS), "--server-pid",
@@ -194,11 +189,11 @@ def test_64_clients_get_no_error_and_the_server_does_not_grow(server, run, tmp_p
 
 
 @pytest.mark.slow
-def test_shutdown_lets_a_request_in_progress_finish(run):
-    image = Path(RunData.read(run).split.val[0].path).read_bytes()
+def test_shutdown_lets_a_request_in_progress_finish(serve_run):
+    image = Path(RunData.read(serve_run).split.val[0].path).read_bytes()
     body = (b"--b\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: image/png"
             b"\r\n\r\n" + image + b"\r\n--b--\r\n")
-    server = ServerProcess(run)
+    server = ServerProcess(serve_run)
     with socket.create_connection((LOOPBACK, server.port)) as connection:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; "
                            b"boundary=b\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:100])
