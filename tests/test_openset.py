@@ -50,7 +50,7 @@ def test_every_score_ranks_a_planted_outlier_below_known_images():
 
 
 def test_feature_scores_need_the_bank_and_say_how_to_get_it():
-    assert set(fit_scores(None)) == {"max_logit", "energy"}
+    assert set(fit_scores(None)) == {"msp", "max_logit", "energy"}
     with pytest.raises(ValueError, match="simpsons evaluate"):
         fit_score("knn", None)
     with pytest.raises(ValueError, match="unknown open-set score 'nope'"):

@@ -5,7 +5,10 @@ classifier reads), and some are first fitted on the features of the run's traini
 :class:`FeatureBank`). The detectors come from pytorch-ood; this module only adapts them to one call on
 outputs computed once, and flips their sign (pytorch-ood's detectors return outlier scores):
 
-- ``max_logit`` and ``energy`` (logsumexp of the logits): the logits' size drops on unfamiliar inputs.
+- ``msp``, ``max_logit`` and ``energy`` (logsumexp of the logits): the top softmax probability (Hendrycks &
+  Gimpel, 2017, the baseline every OOD benchmark reports), the top logit, or the logits' overall size, which drop
+  on unfamiliar inputs. MSP is blind to how large the logits are, only to how much the top one stands out; which
+  of the three separates best depends on the run, hence the choice on held-out characters.
 - ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022), with k = 1 % of the training
   images, between 1 and the paper's CIFAR value of 50: a small set has a handful of images a character, and a k
   above that reaches into other characters.
@@ -119,9 +122,10 @@ def _require(bank: FeatureBank | None) -> FeatureBank:
 
 
 def _detectors():
-    from pytorch_ood.detector import ASH, SCALE, EnergyBased, MaxLogit
+    from pytorch_ood.detector import ASH, SCALE, EnergyBased, MaxLogit, MaxSoftmax
 
     return {
+        "msp": _logit_score(MaxSoftmax),
         "max_logit": _logit_score(MaxLogit),
         "energy": _logit_score(EnergyBased),
         "knn": _fitted_feature_score(_knn),
@@ -132,8 +136,8 @@ def _detectors():
     }
 
 
-SCORE_NAMES = ("max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis")
-LOGIT_SCORES = ("max_logit", "energy")
+SCORE_NAMES = ("msp", "max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis")
+LOGIT_SCORES = ("msp", "max_logit", "energy")
 """The scores that need nothing but the logits (no feature bank)."""
 
 

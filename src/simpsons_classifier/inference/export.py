@@ -69,8 +69,8 @@ class ExportMetadata:
     backbone: str
     checkpoint_sha256: str
     openset: dict | None
-    """``{"score": name, "threshold": t}``: known when the score is >= t. Scores other than ``max_logit`` and
-    ``energy`` are fitted on the run's ``features.pt`` (see ``evaluation/ood_scores.py``)."""
+    """``{"score": name, "threshold": t}``: known when the score is >= t. Scores that read more than the logits
+    are fitted on the run's ``features.pt`` (see ``evaluation/ood_scores.py``)."""
     input_name: str = INPUT_NAME
     output_name: str = OUTPUT_NAME
     features_name: str = FEATURES_NAME
