@@ -23,10 +23,10 @@ from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.training.probe import PROBE_C, PROBE_MAX_ITER, pre_logit_features
 
 
-def linear_probe(data: RunData, backbone: str = "efficientnet_lite0", image_size: int = 224,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the probe on the split's training images; returns the five best classes of each validation image
-    (N×5 class indices, best first) and the true classes (N)."""
+def frozen_features(data: RunData, backbone: str = "efficientnet_lite0", image_size: int = 224,
+                    progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(training features, their classes, validation features, their classes) of the split's images, from the
+    ImageNet backbone's layer the classifier reads, through the eval transform."""
     model = create_model(backbone, len(data.classes), "imagenet").eval()
     norm = data_config(model)
     transform = build_eval_transform(image_size, norm["mean"], norm["std"])
@@ -36,9 +36,20 @@ def linear_probe(data: RunData, backbone: str = "efficientnet_lite0", image_size
         return pre_logit_features(model, DataLoader(dataset, batch_size=64, num_workers=2), torch.device("cpu"),
                                   progress)
 
-    train_x, train_y = features(data.split.train)
-    val_x, val_y = features(data.split.val)
-    probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(train_x, train_y)
+    return (*features(data.split.train), *features(data.split.val))
+
+
+def fit_probe(features: np.ndarray, classes: np.ndarray) -> LogisticRegression:
+    """The logistic regression ``head_init: probe`` fits."""
+    return LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(features, classes)
+
+
+def linear_probe(data: RunData, backbone: str = "efficientnet_lite0", image_size: int = 224,
+                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the probe on the split's training images; returns the five best classes of each validation image
+    (N×5 class indices, best first) and the true classes (N)."""
+    train_x, train_y, val_x, val_y = frozen_features(data, backbone, image_size, progress)
+    probe = fit_probe(train_x, train_y)
     scores = probe.decision_function(val_x)
     return probe.classes_[np.argsort(-scores, axis=1)[:, :5]], val_y
 

@@ -18,38 +18,29 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
+from linear_probe import fit_probe, frozen_features
 from sklearn.linear_model import LogisticRegression
-from torch.utils.data import DataLoader
 
-from simpsons_classifier.augment import build_eval_transform
 from simpsons_classifier.config import Config
-from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
-from simpsons_classifier.training.probe import PROBE_C, PROBE_MAX_ITER, pre_logit_features
 
 ROUNDS = 4
 PER_CLASS = (2, 4, 8)
 
 
-def probe(features: np.ndarray, labels: np.ndarray) -> LogisticRegression:
-    return LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(features, labels)
-
-
 def self_trained(x: np.ndarray, y: np.ndarray, pool: np.ndarray, per_class: int) -> LogisticRegression:
     """The probe refitted ROUNDS times on the labelled images plus, each round, ``per_class`` more of the most
     confident pool images of each class it predicts, under their predicted class."""
-    model = probe(x, y)
+    model = fit_probe(x, y)
     for round_ in range(1, ROUNDS + 1):
         probability = model.predict_proba(pool)
         guess, confidence = model.classes_[probability.argmax(1)], probability.max(1)
         chosen = np.concatenate([
             np.flatnonzero(guess == c)[np.argsort(-confidence[guess == c])][: per_class * round_]
             for c in np.unique(guess)])
-        model = probe(np.concatenate([x, pool[chosen]]), np.concatenate([y, guess[chosen]]))
+        model = fit_probe(np.concatenate([x, pool[chosen]]), np.concatenate([y, guess[chosen]]))
     return model
 
 
@@ -61,24 +52,15 @@ def main() -> None:
 
     full = RunData.read(args.out / "full")
     config = Config.load(RunDir(args.out / "full").config)
-    model = create_model(config.backbone, len(full.classes), "imagenet").eval()
-    norm = data_config(model)
-    transform = build_eval_transform(config.image_size, norm["mean"], norm["std"])
-
-    def features(samples):
-        dataset = ImageDataset(samples, full.classes, transform, decode_size=config.image_size)
-        return pre_logit_features(model, DataLoader(dataset, batch_size=64), torch.device("cpu"))
-
-    train_x, train_y = features(full.split.train)
-    val_x, val_y = features(full.split.val)
+    train_x, train_y, val_x, val_y = frozen_features(full, config.backbone, config.image_size)
     paths = [str(s.path) for s in full.split.train]
     groups = np.array([source_group(p) for p in paths])
-    print(f"\nprobe on every label: {100 * probe(train_x, train_y).score(val_x, val_y):.1f}% "
+    print(f"\nprobe on every label: {100 * fit_probe(train_x, train_y).score(val_x, val_y):.1f}% "
           f"({len(train_y)} images, validation {len(val_y)})")
     for labels in args.labels:
         kept = {str(s.path) for s in RunData.read(args.out / f"labels{labels}" / "split").split.train}
         labelled = np.array([p in kept for p in paths])
-        start = probe(train_x[labelled], train_y[labelled])
+        start = fit_probe(train_x[labelled], train_y[labelled])
         pool_x, pool_y, pool_groups = train_x[~labelled], train_y[~labelled], groups[~labelled]
         right = start.predict(pool_x) == pool_y
         by_group = defaultdict(list)
