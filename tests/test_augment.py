@@ -13,6 +13,7 @@ from torchvision import tv_tensors
 
 from simpsons_classifier.augment import (
     BackgroundMixing,
+    BatchPipeline,
     build_batch_mixer,
     build_eval_transform,
     build_train_transform,
@@ -252,3 +253,34 @@ def test_batch_mixer_left_alone_batches_get_one_hot_targets():
 @pytest.mark.parametrize("overrides", [{"mixup_alpha": 0.0, "cutmix_alpha": 0.0}, {"mix_prob": 0.0}])
 def test_batch_mixer_is_none_when_disabled(overrides):
     assert build_batch_mixer(make_config(**overrides), NUM_CLASSES) is None
+
+
+# --- outlier exposure ---
+
+
+def test_outlier_exposure_appends_background_crops_with_uniform_targets(tmp_path):
+    solid_image((200, 40, 90)).save(tmp_path / "backdrop.png")
+    config = make_config(mix_prob=0.0, outlier_exposure=0.5, background_dir=str(tmp_path))
+    pipeline = BatchPipeline(config, MEAN, STD, NUM_CLASSES, torch.device("cpu"))
+    samples = torch.zeros(len(LABELS), 3, SIZE, SIZE)  # as the torchvision engine hands them over: normalised
+    torch.manual_seed(0)
+    images, targets = pipeline(samples, LABELS)
+    torch.manual_seed(0)
+    again, _ = pipeline(samples, LABELS)
+
+    assert images.shape == (len(LABELS) + 3, 3, SIZE, SIZE) and torch.equal(images, again)  # torch's RNG only
+    assert torch.equal(images[: len(LABELS)], samples)
+    outliers = images[len(LABELS) :]
+    assert (outliers.flatten(2).std(dim=2) < 1e-5).all()  # crops of the one flat backdrop, colour-jittered
+    assert len({tuple(outlier[:, 0, 0].tolist()) for outlier in outliers}) == 3  # each jittered on its own
+    torch.testing.assert_close(targets[: len(LABELS)], torch.nn.functional.one_hot(LABELS, NUM_CLASSES).float())
+    torch.testing.assert_close(targets[len(LABELS) :], torch.full((3, NUM_CLASSES), 1 / NUM_CLASSES))
+    # through the training loss, label smoothing and all, an outlier costs Hendrycks' mean -log p over classes
+    logits = torch.randn(3, NUM_CLASSES)
+    torch.testing.assert_close(
+        torch.nn.functional.cross_entropy(logits, targets[len(LABELS) :], label_smoothing=0.03),
+        -logits.log_softmax(dim=1).mean())
+
+
+def test_outlier_exposure_is_off_by_default():
+    assert BatchPipeline(make_config(), MEAN, STD, NUM_CLASSES, torch.device("cpu")).outliers is None

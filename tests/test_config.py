@@ -69,6 +69,7 @@ def test_unknown_key_is_refused_by_name_with_a_suggestion(tmp_path):
         ("channels_last=maybe", "channels_last must be bool"),
         ("amp=fp8", "amp='fp8' must be one of"),
         ("batch_size=null", "batch_size must not be null"),
+        ("outlier_exposure=-0.5", "outlier_exposure=-0.5 must be in"),
     ],
 )
 def test_bad_values_are_refused_by_name(override, message):

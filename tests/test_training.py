@@ -63,7 +63,8 @@ def test_a_run_writes_its_files_and_best_holds_the_ema_weights(tmp_path, dataset
 
 
 def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, dataset, monkeypatch):
-    config = tiny_config(epochs=3, unfreeze_epoch=1, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=1.0)
+    config = tiny_config(epochs=3, unfreeze_epoch=1, mixup_alpha=0.2, cutmix_alpha=1.0, mix_prob=1.0,
+                         outlier_exposure=0.5)
     straight = train(config, dataset, tmp_path / "straight", progress=False)
 
     real_epoch = trainer.train_one_epoch

@@ -171,6 +171,12 @@ class Config(Settings):
     cutmix_alpha: float = 1.0
     mix_prob: float = 0.5
     """Probability that a batch gets MixUp or CutMix (one of the two with an alpha > 0, picked at random)."""
+    outlier_exposure: float = 0.0
+    """Outlier exposure (Hendrycks et al., 2019; ``augment/outliers.py``): background crops added to each training
+    batch, this many per image, trained towards the uniform distribution so that confidence stays low where no
+    character is. The loss weighs them ``outlier_exposure`` against the characters, so 0.5 is the paper's
+    weight (with a quarter of its outlier images). Off by default: it costs the extra images' compute, and
+    README's open-set section shows what it gains on two datasets."""
     augment_engine: str = "fused"
     """Per-sample augmentation: ``fused`` (OpenCV, all geometry in one resampling; see benchmarks/augment.py)
     or ``torchvision`` (the reference implementation, same ranges)."""
@@ -252,6 +258,7 @@ class Config(Settings):
             ("mixup_alpha", self.mixup_alpha >= 0, "must be >= 0"),
             ("cutmix_alpha", self.cutmix_alpha >= 0, "must be >= 0"),
             ("mix_prob", 0 <= self.mix_prob <= 1, "must be in [0, 1]"),
+            ("outlier_exposure", 0 <= self.outlier_exposure <= 4, "must be in [0, 4]"),
             ("augment_engine", self.augment_engine in AUGMENT_ENGINES, f"must be one of {AUGMENT_ENGINES}"),
             ("split", self.split in SPLIT_KINDS, f"must be one of {SPLIT_KINDS}"),
             ("val_fraction", 0 < self.val_fraction < 1, "must be in (0, 1)"),

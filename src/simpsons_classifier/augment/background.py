@@ -107,7 +107,7 @@ class BackgroundMixing(v2.Transform):
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor], p: float) -> None:
         super().__init__()
-        self._backgrounds = [_as_uint8_rgb(background) for background in backgrounds]
+        self._backgrounds = [as_uint8_rgb(background) for background in backgrounds]
         self._sampler = BackgroundSampler([background.shape[-2:] for background in self._backgrounds], p)
         self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
 
@@ -232,7 +232,7 @@ def _soft_ellipse(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _as_uint8_rgb(background: PIL.Image.Image | torch.Tensor) -> torch.Tensor:
+def as_uint8_rgb(background: PIL.Image.Image | torch.Tensor) -> torch.Tensor:
     if isinstance(background, PIL.Image.Image):
         return F.pil_to_tensor(background.convert("RGB"))
     return F.to_dtype(background.as_subclass(torch.Tensor), torch.uint8, scale=True)

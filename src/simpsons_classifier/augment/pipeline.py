@@ -3,7 +3,8 @@
 The training loop asks for ``(images, targets)`` and never learns how they were made. Here, per engine: the
 per-sample transform the workers run, the collate function, and on the device the GPU augmentation (when on),
 the normalisation of uint8 samples (the fused engine hands them over raw, a quarter of the bytes) and
-MixUp/CutMix (targets become soft, one-hot when a batch is left unmixed).
+MixUp/CutMix (targets become soft, one-hot when a batch is left unmixed), then, with ``outlier_exposure``,
+background crops appended with uniform targets (:mod:`.outliers`).
 
 A semi-supervised run (``unlabeled_dir``) pairs each labelled batch with a batch of unlabelled images, each as
 its weak and its strong view (FixMatch). Both views come from the CPU engine in the workers, also with
@@ -18,10 +19,12 @@ from typing import NamedTuple
 
 import torch
 
+from simpsons_classifier.augment.background import load_backgrounds
 from simpsons_classifier.augment.batch import build_batch_mixer
 from simpsons_classifier.augment.engines import build_train_transform, build_view_pair_transform
 from simpsons_classifier.augment.fused import Normalise, collate
 from simpsons_classifier.augment.gpu import build_device_augment
+from simpsons_classifier.augment.outliers import BackgroundOutliers, with_uniform_rows
 from simpsons_classifier.config import Config
 
 
@@ -56,6 +59,9 @@ class BatchPipeline:
         self.collate = collate
         self.normalise = Normalise(mean, std)
         self.mixer = build_batch_mixer(config, num_classes)
+        self.num_classes = num_classes
+        self.outliers = (BackgroundOutliers(load_backgrounds(config.background_dir), config.outlier_exposure)
+                         if config.outlier_exposure > 0 else None)
         self.view_transform = build_view_pair_transform(config, mean, std) if config.unlabeled_dir else None
         self.collate_views = collate_views
 
@@ -82,6 +88,9 @@ class BatchPipeline:
         targets = labels.to(self.device, non_blocking=True)
         if self.mixer is not None:
             images, targets = self.mixer(images, targets)
+        if self.outliers is not None:
+            outliers = self._on_device(self.outliers.draw(len(images), *images.shape[-2:]))
+            images, targets = torch.cat([images, outliers]), with_uniform_rows(targets, len(outliers), self.num_classes)
         return images, targets
 
 
