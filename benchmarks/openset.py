@@ -65,19 +65,19 @@ def main() -> None:
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is missing: simpsons data standin --out {args.data} --classes 50")
 
-    found: dict[int, OpenSetFigures] = {}
+    runs: list[OpenSetFigures] = []
     print(f"{'seed':>4}  {'reported characters':<66} {'top-1':>6}  {'chosen':<11} {'near AUROC / FPR95':>18}  "
           f"{'far AUROC / FPR95':>17}")
     for seed in args.seeds:
         overrides = ["split=random", f"holdout_classes={args.holdout}", f"seed={seed}", *args.overrides]
         config = Config.load(DEMO_CONFIG, overrides)
         evaluation = evaluated_run(config, args.data, args.out / f"seed{seed}")
-        openset = found[seed] = evaluation.openset
+        openset = evaluation.openset
+        runs.append(openset)
         print(f"{seed:>4}  {', '.join(openset.near_classes):<66} {100 * evaluation.top1:>5.1f}%  "
               f"{openset.chosen:<11} {figures(openset.near[openset.chosen]):>18}  "
               f"{figures(openset.far[openset.chosen]):>17}")
 
-    runs = list(found.values())
     print(f"\nmean over {len(runs)} seeds (chosen: {', '.join(openset.chosen for openset in runs)})")
     print(f"  {'score':<12} {'near AUROC / FPR95':>18}  {'far AUROC / FPR95':>17}")
     for score in runs[0].near:

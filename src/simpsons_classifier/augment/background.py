@@ -107,9 +107,8 @@ class BackgroundMixing(v2.Transform):
 
     def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor], p: float) -> None:
         super().__init__()
-        self._backgrounds = [as_uint8_rgb(background) for background in backgrounds]
-        self._sampler = BackgroundSampler([background.shape[-2:] for background in self._backgrounds], p)
-        self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
+        self._crops = BackgroundCrops(backgrounds)
+        self._sampler = BackgroundSampler(self._crops.sizes, p)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         return {"draw": self._sampler(*v2.query_size(flat_inputs))}
@@ -123,18 +122,29 @@ class BackgroundMixing(v2.Transform):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"BackgroundMixing expects a 3-channel C x H x W image, got shape {tuple(image.shape)}")
         image_float = F.to_dtype(image, torch.float32, scale=True)
-        background = F.resized_crop(
-            self._backgrounds[draw.index], *draw.box, size=list(image.shape[-2:]), antialias=True
-        )
-        if draw.flip:
-            background = F.horizontal_flip(background)
-        background = F.to_dtype(self._jitter(background), torch.float32, scale=True)
+        background = F.to_dtype(self._crops(draw, *image.shape[-2:]), torch.float32, scale=True)
         image_hwc = F.to_dtype(image, torch.uint8, scale=True).permute(1, 2, 0).contiguous().numpy()
         mask = torch.tensor(foreground_mask(image_hwc), dtype=torch.float32) / 255  # a copy: masks may be cached
         mixed = F.to_dtype(torch.lerp(background, image_float, mask), image.dtype, scale=True)
         if is_pil:
             return F.to_pil_image(mixed)
         return tv_tensors.wrap(mixed, like=inpt) if isinstance(inpt, tv_tensors.Image) else mixed
+
+
+class BackgroundCrops:
+    """``backgrounds`` as uint8 tensors (their sizes in ``sizes``); called with a :class:`BackgroundDraw`, the crop
+    it names resized to height x width, mirrored when drawn so and colour-jittered
+    (:data:`~.recipe.BACKGROUND_JITTER`), 3 x height x width uint8. Background mixing's backgrounds in the
+    torchvision engine, and outlier exposure's images (``outliers.py``)."""
+
+    def __init__(self, backgrounds: Sequence[PIL.Image.Image | torch.Tensor]) -> None:
+        self.images = [_as_uint8_rgb(background) for background in backgrounds]
+        self.sizes = [tuple(image.shape[-2:]) for image in self.images]
+        self._jitter = v2.ColorJitter(*BACKGROUND_JITTER)
+
+    def __call__(self, draw: BackgroundDraw, height: int, width: int) -> torch.Tensor:
+        crop = F.resized_crop(self.images[draw.index], *draw.box, size=[height, width], antialias=True)
+        return self._jitter(F.horizontal_flip(crop) if draw.flip else crop)
 
 
 @dataclass(frozen=True)
@@ -232,7 +242,7 @@ def _soft_ellipse(height: int, width: int) -> np.ndarray:
     return mask
 
 
-def as_uint8_rgb(background: PIL.Image.Image | torch.Tensor) -> torch.Tensor:
+def _as_uint8_rgb(background: PIL.Image.Image | torch.Tensor) -> torch.Tensor:
     if isinstance(background, PIL.Image.Image):
         return F.pil_to_tensor(background.convert("RGB"))
     return F.to_dtype(background.as_subclass(torch.Tensor), torch.uint8, scale=True)
