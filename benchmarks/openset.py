@@ -1,7 +1,7 @@
 """How reliably are unknown characters rejected, over several draws of the characters held out?
 
     python benchmarks/openset.py --data data/standin --out runs/openset [--seeds 0 1 2 3] [--holdout 10]
-        [--set outlier_exposure=1.0 ...]
+        [--set outlier_exposure=1.0 ...] [--far DIR ...]
 
 One run per seed of the held-out-characters protocol: the demo's recipe (``configs/demo.yaml``) on a random split
 with ``holdout_classes`` characters kept out, the seed drawing which ones (and the split and training). Each run's
@@ -11,7 +11,9 @@ chosen score's near (held-out characters) and far (photos, noise) AUROC and FPR 
 score, its figures averaged over the seeds. One draw of 5 reported characters (about 85 images) moves these
 figures by tens of points, so only the average says much about a recipe. ``--set`` adds config overrides (e.g.
 ``outlier_exposure=1.0``); use another ``--out`` for each recipe compared. Runs are cached in ``--out`` and a
-cached run whose config differs is refused.
+cached run whose config differs is refused. ``--far DIR`` (another cartoon set, e.g. ``data/recipes/emoji``)
+evaluates each run again with that folder among the far-away sets, as ``simpsons evaluate --far`` does (the
+stored rule is kept; into ``RUN/eval-far``), and prints the chosen score's far figures per set.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from simpsons_classifier.config import Config
+from simpsons_classifier.evaluation import evaluate_run
 from simpsons_classifier.evaluation.results import EvalResult, OpenSetFigures, Separation
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import train
@@ -30,18 +33,21 @@ from simpsons_classifier.workflow import finish_run
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-def evaluated_run(config: Config, data: Path, out: Path) -> EvalResult:
-    """The evaluation of the run in ``out``, trained and evaluated now unless that was done before."""
+def evaluated_run(config: Config, data: Path, out: Path, far_dirs: list[Path]) -> EvalResult:
+    """The evaluation of the run in ``out``, trained and evaluated now unless that was done before; evaluated
+    again with ``far_dirs`` among the far-away sets when there are any (``RUN/eval`` stays as training left it)."""
     run = RunDir(out)
     metrics = run.eval_dir().metrics
     if run.config.is_file():
         if Config.load(run.config) != config:
             raise SystemExit(f"{out} holds a run with another config: remove it or choose another --out")
-        if metrics.is_file():
-            return EvalResult.read(metrics)
-        raise SystemExit(f"{out} holds an unfinished run: simpsons train --resume {out}, then run this again")
-    train(config, data, out)
-    finish_run(out)
+        if not metrics.is_file():
+            raise SystemExit(f"{out} holds an unfinished run: simpsons train --resume {out}, then run this again")
+    else:
+        train(config, data, out)
+        finish_run(out)
+    if far_dirs:
+        return evaluate_run(out, out_dir=out / "eval-far", far_dirs=far_dirs, progress=False)
     return EvalResult.read(metrics)
 
 
@@ -61,6 +67,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--holdout", type=int, default=10, help="characters kept out of each run (default 10)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--far", dest="far_dirs", action="append", default=[], type=Path, metavar="DIR")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is missing: simpsons data standin --out {args.data} --classes 50")
@@ -71,7 +78,7 @@ def main() -> None:
     for seed in args.seeds:
         overrides = ["split=random", f"holdout_classes={args.holdout}", f"seed={seed}", *args.overrides]
         config = Config.load(DEMO_CONFIG, overrides)
-        evaluation = evaluated_run(config, args.data, args.out / f"seed{seed}")
+        evaluation = evaluated_run(config, args.data, args.out / f"seed{seed}", args.far_dirs)
         openset = evaluation.openset
         runs.append(openset)
         print(f"{seed:>4}  {', '.join(openset.near_classes):<66} {100 * evaluation.top1:>5.1f}%  "
@@ -85,6 +92,9 @@ def main() -> None:
               f"{figures(mean([o.far[score] for o in runs])):>17}")
     print(f"  {'the chosen':<12} {figures(mean([o.near[o.chosen] for o in runs])):>18}  "
           f"{figures(mean([o.far[o.chosen] for o in runs])):>17}")
+    print("\nthe chosen score's far AUROC / FPR95 by set: " + ", ".join(
+        f"{name} ({runs[0].far_images[name]} images) {figures(mean([o.far_by_set[name][o.chosen] for o in runs]))}"
+        for name in runs[0].far_by_set))
 
 
 if __name__ == "__main__":
