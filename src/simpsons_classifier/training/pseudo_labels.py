@@ -41,6 +41,11 @@ def known_threshold(val_max_logits: torch.Tensor) -> float:
     return float(np.quantile(values, 1 - KNOWN_SHARE, method="lower"))
 
 
+def accepted_as_known(logits: torch.Tensor, known_at: float) -> torch.Tensor:
+    """The images whose max-logit reaches the known-character threshold :func:`known_threshold` calibrated (N)."""
+    return logits.max(dim=1).values >= known_at
+
+
 @dataclass(frozen=True)
 class PseudoLabels:
     """The teacher's verdict on a batch of unlabelled images (every mask of length N)."""
@@ -64,7 +69,7 @@ def select_pseudo_labels(logits: torch.Tensor, confidence: float | torch.Tensor,
     """Pseudo-labels from the weak views' ``logits``: confident (softmax ``>= confidence``, one bar for all or one
     per class) and accepted as known (max-logit ``>= known_at``)."""
     logits = logits.float()
-    known = logits.max(dim=1).values >= known_at
+    known = accepted_as_known(logits, known_at)
     probability, labels = F.softmax(logits, dim=1).max(dim=1)
     bar = confidence.to(labels.device)[labels] if isinstance(confidence, torch.Tensor) else confidence
     confident = probability >= bar
@@ -98,7 +103,7 @@ class SelfAdaptiveThreshold:
         """What one step adds, as one vector that sums over processes: [images accepted as known, the sum of their
         top softmax probabilities, then their softmax probabilities summed per class]."""
         logits = logits.float()
-        known = logits.max(dim=1).values >= known_at
+        known = accepted_as_known(logits, known_at)
         probability = F.softmax(logits[known], dim=1)
         return torch.cat([torch.tensor([float(known.sum())], device=logits.device),
                           probability.max(dim=1).values.sum().reshape(1), probability.sum(dim=0)]).cpu()
