@@ -13,9 +13,9 @@ from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import read_heldout
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.evaluation.evaluate import like_validation
-from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, folder_set
+from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, far_selection_set, folder_set
 from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES, FeatureBank, fit_score, fit_scores
-from simpsons_classifier.evaluation.openset import calibrate, separation, split_heldout_classes
+from simpsons_classifier.evaluation.openset import calibrate, separation, split_heldout_classes, tied_with_best
 from simpsons_classifier.evaluation.results import EvalResult, Separation
 from simpsons_classifier.evaluation.run_model import ModelOutputs
 
@@ -47,6 +47,21 @@ def test_every_score_ranks_a_planted_outlier_below_known_images():
         score = fit_score(name, bank)
         known_scores, outlier_scores = (score(f, outputs(bank, f).logits) for f in (known, outlier))
         assert outlier_scores.max() < known_scores.min(), name
+
+
+def test_the_knn_veto_keeps_msp_near_the_training_features_and_sinks_the_rest():
+    generator = torch.Generator().manual_seed(2)
+    bank = planted_bank(generator)
+    near = outputs(bank, planted_bank(generator).features)  # fresh images of the known classes
+    far = outputs(bank, 0.05 * torch.rand(5, DIMS, generator=generator) + torch.linspace(0, 1, DIMS))
+    msp, knn, vetoed = (fit_score(name, bank) for name in ("msp", "knn", "msp_knn"))
+    kept = vetoed(near.features, near.logits) == msp(near.features, near.logits)
+    assert kept.float().mean() > 0.9  # the veto's floor lets through all but the outskirts of the training features
+    sunk = ~kept
+    assert torch.allclose(vetoed(near.features, near.logits)[sunk], msp(near.features, near.logits)[sunk] - 1)
+    assert knn(near.features, near.logits)[sunk].max() < knn(near.features, near.logits)[kept].min()
+    assert torch.allclose(vetoed(far.features, far.logits), msp(far.features, far.logits) - 1)
+    assert vetoed(far.features, far.logits).max() < vetoed(near.features, near.logits)[kept].min()
 
 
 def test_feature_scores_need_the_bank_and_say_how_to_get_it():
@@ -88,6 +103,39 @@ def test_the_score_is_chosen_on_the_selection_classes_alone():
     assert calibrate(known, fit_scores(None)).score == "max_logit"  # nothing unknown to choose by
 
 
+def _by_column(columns: dict[str, int]):
+    """Scores that read one feature column each, so a test sets every score of every image."""
+    return {name: (lambda features, logits, c=c: features[:, c]) for name, c in columns.items()}
+
+
+def _outputs_of(values: list[tuple[float, float]]) -> ModelOutputs:
+    features = torch.tensor(values, dtype=torch.float32)
+    return ModelOutputs(features, torch.zeros(len(values), 3), torch.zeros(len(values), dtype=torch.long))
+
+
+def test_near_ties_go_to_the_score_that_rejects_far_away_images():
+    rng = np.random.default_rng(0)
+    known_values = rng.normal(1.0, 0.5, (200, 1)).repeat(2, axis=1)  # "a" and "b" agree on known images
+    near_values = rng.normal(0.0, 0.5, (100, 1)).repeat(2, axis=1)
+    near_values[:, 1] += 0.05  # "b" separates near images a hair worse: within one standard error
+    far_values = np.c_[rng.normal(1.0, 0.5, 100), rng.normal(-3.0, 0.5, 100)]  # only "b" rejects them
+    known, near, far = (_outputs_of(v.tolist()) for v in (known_values, near_values, far_values))
+    scores = _by_column({"a": 0, "b": 1})
+    calibration = calibrate(known, scores, near, ["held_a"], far)
+    assert calibration.candidates["a"].auroc > calibration.candidates["b"].auroc
+    assert calibration.tied == ["a", "b"] and calibration.score == "b" and calibration.selection_far_images == 100
+    assert calibrate(known, scores, near, ["held_a"]).score == "a"  # no far-away images: the best near AUROC
+    near_values[:, 1] += 1.0  # now "b" is clearly worse on near images: far-away images do not buy it back
+    calibration = calibrate(known, scores, _outputs_of(near_values.tolist()), ["held_a"], far)
+    assert calibration.tied == ["a"] and calibration.score == "a"
+
+
+def test_the_tie_margin_shrinks_with_more_images():
+    candidates = {"a": Separation(0.90, 0.5), "b": Separation(0.88, 0.5)}
+    assert tied_with_best(candidates, 100, 50) == ["a", "b"]
+    assert tied_with_best(candidates, 100_000, 50_000) == ["a"]
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 5, 10])
 def test_held_out_classes_split_into_disjoint_halves(count):
     classes = [f"k{i}" for i in range(count)]
@@ -103,6 +151,14 @@ def test_far_away_photos_are_never_training_backgrounds_and_the_sets_are_cached(
     assert set(sets) == {"photos", "noise"} and all(len(samples) >= 50 for samples in sets.values())
     first = {name: [s.path for s in samples] for name, samples in sets.items()}
     assert {name: [s.path for s in samples] for name, samples in far_ood_sets(tmp_path).items()} == first
+
+
+def test_the_far_away_images_a_score_is_chosen_on_are_never_reported(tmp_path):
+    reported = [s.path for samples in far_ood_sets(tmp_path).values() for s in samples]
+    selection = [s.path for s in far_selection_set(tmp_path)]
+    assert len(selection) >= 50 and not set(selection) & set(reported)
+    reported_pixels = {np.asarray(Image.open(path)).tobytes() for path in reported}
+    assert not [path for path in selection if np.asarray(Image.open(path)).tobytes() in reported_pixels]
 
 
 def test_a_far_folder_keeps_its_readable_images_and_an_empty_one_is_refused(tmp_path):
@@ -131,6 +187,7 @@ def test_the_reported_classes_are_never_those_the_score_was_chosen_on(run):
     assert set(stored["selection_classes"]) | set(figures.near_classes) == heldout
     assert not set(stored["selection_classes"]) & set(figures.near_classes)
     assert set(stored["candidates"]) == set(SCORE_NAMES) and stored["score"] == figures.chosen
+    assert set(stored["far_candidates"]) == set(SCORE_NAMES) and stored["score"] in stored["tied"]
     assert figures.near_images == sum(s.label in figures.near_classes for s in read_heldout(run))
 
 

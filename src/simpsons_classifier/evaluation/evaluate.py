@@ -18,7 +18,7 @@ from ..data.scan import Sample, Skipped, scan_dataset, write_skipped
 from ..run_dir import EvalDir, RunDir
 from ..storage import check_writable
 from ..training import LoadedModel, load_model
-from .far_ood import far_ood_sets, folder_set
+from .far_ood import far_ood_sets, far_selection_set, folder_set
 from .ood_scores import BANK_MAX_IMAGES, FeatureBank, fit_scores
 from .openset import (Calibration, OpenSetDetector, OpenSetRule, calibrate, openset_figures, split_heldout_classes,
                       subset)
@@ -100,7 +100,10 @@ def validation_openset(
     scores = fit_scores(bank)  # fitted once: the calibration, the rule and the figures share them
     calibration, rule = None, OpenSetRule.read(run.openset)
     if recalibrate or rule is None:
-        calibration = calibrate(known, scores, subset(unknown, heldout, selection_classes), selection_classes)
+        selection_far = (sample_outputs(loaded, far_selection_set(), progress=progress, desc="far-away: selection")
+                         if selection_classes else None)
+        calibration = calibrate(known, scores, subset(unknown, heldout, selection_classes), selection_classes,
+                                selection_far)
         calibration.write(run.openset)
         rule = calibration.rule
     detector = OpenSetDetector(rule, bank, scores[rule.score])

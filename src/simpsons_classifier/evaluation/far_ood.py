@@ -8,6 +8,9 @@ Built offline, the same on every machine, written once to the cache folder and r
 
 Any other folder of images (another cartoon set, frames without characters) can be added with
 ``simpsons evaluate --far DIR``.
+
+A third set, disjoint from those, is never reported: the images a run's score is chosen on
+(:func:`far_selection_set`), crops of training's background photographs and noise of another draw.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..augment.background import BUILTIN_PHOTOS
 from ..data.images import check_image
 from ..data.scan import Sample, files_below
 from ..data.standin import default_cache_dir
@@ -30,25 +34,34 @@ FACES = 60
 NOISE_PER_KIND = 30
 IMAGE_SIZE = 160
 SEED = 20_261_201
+SELECTION_SEED = SEED + 1
 VERSION = 1
 """Bumped whenever the images change, so that a cache of older ones is rebuilt."""
 
 
 def far_ood_sets(cache_dir: Path | None = None) -> dict[str, list[Sample]]:
     """``{set name: samples}`` of the built-in far-away sets, built into the cache on first use."""
-    root = (cache_dir or default_cache_dir()) / f"far-ood-v{VERSION}"
-    builders = {"photos": _photos, "noise": _noise}
-    sets = {}
-    for name, build in builders.items():
-        folder = root / name
-        if not folder.is_dir():
-            partial = root / f".{name}.partial"
-            partial.mkdir(parents=True, exist_ok=True)
-            for i, image in enumerate(build(np.random.default_rng(SEED))):
-                image.save(partial / f"{name}_{i:03d}.png")
-            partial.rename(folder)
-        sets[name] = [Sample(str(path), name) for path in sorted(folder.glob("*.png"))]
-    return sets
+    return {name: _cached(cache_dir, name, build, SEED) for name, build in
+            (("photos", lambda rng: _photos(rng, FAR_PHOTOS, FACES)), ("noise", _noise))}
+
+
+def far_selection_set(cache_dir: Path | None = None) -> list[Sample]:
+    """Far-away images to choose a score on, none of them among :func:`far_ood_sets`' (the figures' images):
+    crops of training's background photographs (never far-away photos) and noise of another draw."""
+    return (_cached(cache_dir, "selection-photos", lambda rng: _photos(rng, BUILTIN_PHOTOS, faces=0), SELECTION_SEED)
+            + _cached(cache_dir, "selection-noise", _noise, SELECTION_SEED))
+
+
+def _cached(cache_dir: Path | None, name: str, build, seed: int) -> list[Sample]:
+    """The images ``build`` makes from a generator seeded with ``seed``, written once into the cache as ``name``."""
+    folder = (cache_dir or default_cache_dir()) / f"far-ood-v{VERSION}" / name
+    if not folder.is_dir():
+        partial = folder.with_name(f".{name}.partial")
+        partial.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(build(np.random.default_rng(seed))):
+            image.save(partial / f"{name}_{i:03d}.png")
+        partial.rename(folder)
+    return [Sample(str(path), name) for path in sorted(folder.glob("*.png"))]
 
 
 def folder_set(folder: str | Path) -> list[Sample]:
@@ -62,10 +75,11 @@ def folder_set(folder: str | Path) -> list[Sample]:
     return samples
 
 
-def _photos(rng: np.random.Generator) -> list[Image.Image]:
+def _photos(rng: np.random.Generator, names: tuple[str, ...], faces: int) -> list[Image.Image]:
+    """Crops of the scikit-image photographs ``names`` and ``faces`` of its face photos."""
     data = resources.files("skimage.data")
     images = []
-    for name in FAR_PHOTOS:
+    for name in names:
         if not (data / name).is_file():
             continue
         with resources.as_file(data / name) as path, Image.open(path) as photo:
@@ -75,8 +89,8 @@ def _photos(rng: np.random.Generator) -> list[Image.Image]:
             x, y = (int(rng.integers(0, extent - side + 1)) for extent in photo.size)
             images.append(photo.crop((x, y, x + side, y + side)).resize((IMAGE_SIZE, IMAGE_SIZE)))
     with resources.as_file(data / "lfw_subset.npy") as path:
-        faces = np.load(path)
-    for face in faces[rng.choice(len(faces), size=min(FACES, len(faces)), replace=False)]:
+        all_faces = np.load(path)
+    for face in all_faces[rng.choice(len(all_faces), size=min(faces, len(all_faces)), replace=False)]:
         grey = Image.fromarray((face * 255).astype(np.uint8))
         images.append(grey.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC))
     return images

@@ -18,6 +18,12 @@ outputs computed once, and flips their sign (pytorch-ood's detectors return outl
 - ``vim``: energy minus the norm of the feature's residual outside the training features' principal subspace
   (Wang et al., 2022), with half the feature dimensions as the principal subspace.
 - ``mahalanobis``: distance to the nearest class mean under the shared class covariance (Lee et al., 2018).
+- ``msp_knn``: MSP with a k-NN veto. Logit scores rank new characters of the same show best (near-OOD), while
+  k-NN is the one that rejects images unlike any training image (far-OOD: photos, another cartoon set), as OpenOOD
+  finds too; each is weak where the other is strong. An image whose k-NN score is below what all but
+  ``KNN_VETO_SHARE`` of the training images reach (each scored against the others) is ranked below every other
+  image (MSP - 1); the rest keep their MSP. On the stand-in and a font set the veto costs under 0.01 near-OOD
+  AUROC and takes the emoji drawings' AUROC from 0.97 to 0.99 (README, "Unknown characters").
 """
 
 from __future__ import annotations
@@ -34,6 +40,11 @@ from ..storage import write_atomic
 
 KNN_SHARE = 0.01
 KNN_MAX_K = 50
+KNN_VETO_SHARE = 0.01
+"""Share of the training images the k-NN veto would reject, each scored against the others: the veto is a bound
+on the training features' spread, not a second threshold to tune."""
+KNN_VETO_SAMPLE = 2_000
+"""Training images the veto's floor is measured on: 20 of them below it."""
 BANK_MAX_IMAGES = 20_000
 """Training images whose features a run keeps (a stratified sample when there are more): enough for the
 nearest-neighbour and class-statistics scores, and at most ~100 MB for a 2048-feature backbone in float16."""
@@ -95,11 +106,26 @@ def _fitted_feature_score(make_detector) -> Callable[[FeatureBank | None], Score
     return fit
 
 
-def _knn(bank: FeatureBank):
+def _knn(bank: FeatureBank, extra_neighbours: int = 0):
     from pytorch_ood.detector import KNN
 
     k = max(1, min(KNN_MAX_K, round(KNN_SHARE * len(bank.features))))
-    return KNN(None, k=k, algorithm="brute")
+    return KNN(None, k=k + extra_neighbours, algorithm="brute")
+
+
+def _msp_with_knn_veto(bank: FeatureBank | None) -> Score:
+    from pytorch_ood.detector import MaxSoftmax
+
+    bank = _require(bank)
+    msp, knn = _logit_score(MaxSoftmax)(bank), _fitted_feature_score(_knn)(bank)
+    # Training images scored against the others (their own feature is their nearest neighbour, hence one more);
+    # a fixed sample of them, so that a 20,000-image bank is fitted in seconds when a predictor starts.
+    sample = torch.randperm(len(bank.features), generator=torch.Generator().manual_seed(0))[:KNN_VETO_SAMPLE]
+    spread = (_knn(bank, extra_neighbours=1).fit_features(bank.features, bank.labels)
+              .predict_features(bank.features[sample]))
+    floor = -torch.quantile(spread.double(), 1 - KNN_VETO_SHARE).item()
+    return lambda features, logits: torch.where(knn(features, logits) >= floor, msp(features, logits),
+                                                msp(features, logits) - 1)
 
 
 def _vim(bank: FeatureBank):
@@ -133,10 +159,11 @@ def _detectors():
         "ash": _feature_map_score(ASH),
         "vim": _fitted_feature_score(_vim),
         "mahalanobis": _fitted_feature_score(_mahalanobis),
+        "msp_knn": _msp_with_knn_veto,
     }
 
 
-SCORE_NAMES = ("msp", "max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis")
+SCORE_NAMES = ("msp", "max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis", "msp_knn")
 LOGIT_SCORES = ("msp", "max_logit", "energy")
 """The scores that need nothing but the logits (no feature bank)."""
 

@@ -4,15 +4,19 @@ well the score tells known characters from unknown ones.
 The threshold accepts ``TARGET_TPR`` of the known validation images. Which score a run keeps is decided on
 held-out characters (``holdout_classes``), honestly: the held-out classes are split in two disjoint halves, the
 score is chosen on the *selection* half and the figures are reported on the other, so a reported AUROC never
-comes from the classes the choice was made on. Far-away inputs (photos, noise, any folder given) are reported
-too. Without held-out classes there is nothing unknown to choose by, and the simple max-logit is kept.
+comes from the classes the choice was made on. Scores whose AUROC there is within one standard error of the best
+are as good as it on so few images; among them the one that best rejects far-away images wins, measured on a
+far-away set of its own (:func:`~.far_ood.far_selection_set`). Far-away inputs (photos, noise, any folder given)
+are reported too. Without held-out classes there is nothing unknown to choose by, and the simple max-logit is
+kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +125,11 @@ class Calibration:
     selection_images: int
     candidates: dict[str, Separation]
     """Each score's separation of known validation images from the selection classes' images."""
+    selection_far_images: int = 0
+    far_candidates: dict[str, Separation] = field(default_factory=dict)
+    """Each score's separation of known validation images from the far-away selection images: the tie-break."""
+    tied: list[str] = field(default_factory=list)
+    """The scores within one standard error of the best AUROC on the selection classes."""
 
     @property
     def rule(self) -> OpenSetRule:
@@ -130,13 +139,33 @@ class Calibration:
         write_json_atomic(path, asdict(self))
 
 
+def auroc_standard_error(auroc: float, positives: int, negatives: int) -> float:
+    """Hanley & McNeil's (1982) standard error of an AUROC measured on so many positives and negatives."""
+    q1, q2 = auroc / (2 - auroc), 2 * auroc ** 2 / (1 + auroc)
+    variance = (auroc * (1 - auroc) + (positives - 1) * (q1 - auroc ** 2)
+                + (negatives - 1) * (q2 - auroc ** 2)) / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
+def tied_with_best(candidates: dict[str, Separation], positives: int, negatives: int) -> list[str]:
+    """The scores of ``candidates`` whose AUROC is within one standard error of the best one's."""
+    best = max(separation.auroc for separation in candidates.values())
+    margin = auroc_standard_error(best, positives, negatives)
+    return [name for name, separation in candidates.items() if separation.auroc >= best - margin]
+
+
 def calibrate(known: ModelOutputs, scores: dict[str, Score], selection: ModelOutputs | None = None,
-              selection_classes: list[str] | None = None) -> Calibration:
+              selection_classes: list[str] | None = None, selection_far: ModelOutputs | None = None) -> Calibration:
     """The rule that accepts ``TARGET_TPR`` of the ``known`` validation images, with the one of ``scores``
     (:func:`~.ood_scores.fit_scores`) that separates them best from ``selection`` (images of held-out classes) when
-    given, else ``DEFAULT_SCORE``."""
+    given, ties (:func:`tied_with_best`) going to the one that separates them best from ``selection_far``
+    (far-away images); else ``DEFAULT_SCORE``."""
     candidates = compare_scores(scores, known, selection) if selection is not None and len(selection.logits) else {}
-    name = max(candidates, key=lambda n: candidates[n].auroc) if candidates else DEFAULT_SCORE
+    far_candidates = (compare_scores(scores, known, selection_far)
+                      if candidates and selection_far is not None and len(selection_far.logits) else {})
+    tied = tied_with_best(candidates, len(known.logits), len(selection.logits)) if candidates else []
+    name = max(tied, key=lambda n: (far_candidates[n].auroc if far_candidates else 0.0, candidates[n].auroc),
+               default=DEFAULT_SCORE)
     values = scores[name](known.features, known.logits).numpy()
     threshold = float(np.quantile(values, 1 - TARGET_TPR, method="lower"))
     return Calibration(
@@ -148,6 +177,9 @@ def calibrate(known: ModelOutputs, scores: dict[str, Score], selection: ModelOut
         selection_classes=list(selection_classes or []),
         selection_images=0 if selection is None else len(selection.logits),
         candidates=candidates,
+        selection_far_images=len(selection_far.logits) if far_candidates else 0,
+        far_candidates=far_candidates,
+        tied=tied,
     )
 
 
