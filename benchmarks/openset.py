@@ -1,7 +1,7 @@
 """How reliably are unknown characters rejected, over several draws of the characters held out?
 
     python benchmarks/openset.py --data data/standin --out runs/openset [--seeds 0 1 2 3] [--holdout 10]
-        [--set outlier_exposure=1.0 ...] [--far DIR ...]
+        [--set outlier_exposure=1.0 ...] [--far DIR ...] [--recalibrate]
 
 One run per seed of the held-out-characters protocol: the demo's recipe (``configs/demo.yaml``) on a random split
 with ``holdout_classes`` characters kept out, the seed drawing which ones (and the split and training). Each run's
@@ -13,7 +13,9 @@ figures by tens of points, so only the average says much about a recipe. ``--set
 ``outlier_exposure=1.0``); use another ``--out`` for each recipe compared. Runs are cached in ``--out`` and a
 cached run whose config differs is refused. ``--far DIR`` (another cartoon set, e.g. ``data/recipes/emoji``)
 evaluates each run again with that folder among the far-away sets, as ``simpsons evaluate --far`` does (the
-stored rule is kept; into ``RUN/eval-far``), and prints the chosen score's far figures per set.
+stored rule is kept; into ``RUN/eval-far``), and prints the chosen score's far figures per set. ``--recalibrate``
+chooses each cached run's score and threshold again and evaluates it again (after the scores or the rule that
+chooses among them changed).
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ from simpsons_classifier.workflow import finish_run
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
-def evaluated_run(config: Config, data: Path, out: Path, far_dirs: list[Path]) -> EvalResult:
-    """The evaluation of the run in ``out``, trained and evaluated now unless that was done before; evaluated
-    again with ``far_dirs`` among the far-away sets when there are any (``RUN/eval`` stays as training left it)."""
+def evaluated_run(config: Config, data: Path, out: Path, far_dirs: list[Path],
+                  recalibrate: bool = False) -> EvalResult:
+    """The evaluation of the run in ``out``, trained and evaluated now unless that was done before (or calibrated
+    and evaluated again with ``recalibrate``); evaluated again with ``far_dirs`` among the far-away sets when there
+    are any (``RUN/eval`` stays as training left it)."""
     run = RunDir(out)
     metrics = run.eval_dir().metrics
     if run.config.is_file():
@@ -43,6 +47,8 @@ def evaluated_run(config: Config, data: Path, out: Path, far_dirs: list[Path]) -
             raise SystemExit(f"{out} holds a run with another config: remove it or choose another --out")
         if not metrics.is_file():
             raise SystemExit(f"{out} holds an unfinished run: simpsons train --resume {out}, then run this again")
+        if recalibrate:
+            finish_run(out, progress=False)
     else:
         train(config, data, out)
         finish_run(out)
@@ -68,6 +74,7 @@ def main() -> None:
     parser.add_argument("--holdout", type=int, default=10, help="characters kept out of each run (default 10)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--far", dest="far_dirs", action="append", default=[], type=Path, metavar="DIR")
+    parser.add_argument("--recalibrate", action="store_true", help="choose the cached runs' scores again")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is missing: simpsons data standin --out {args.data} --classes 50")
@@ -78,7 +85,7 @@ def main() -> None:
     for seed in args.seeds:
         overrides = ["split=random", f"holdout_classes={args.holdout}", f"seed={seed}", *args.overrides]
         config = Config.load(DEMO_CONFIG, overrides)
-        evaluation = evaluated_run(config, args.data, args.out / f"seed{seed}", args.far_dirs)
+        evaluation = evaluated_run(config, args.data, args.out / f"seed{seed}", args.far_dirs, args.recalibrate)
         openset = evaluation.openset
         runs.append(openset)
         print(f"{seed:>4}  {', '.join(openset.near_classes):<66} {100 * evaluation.top1:>5.1f}%  "
