@@ -12,6 +12,7 @@ from simpsons_classifier.augment.background import BUILTIN_PHOTOS
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import read_heldout
 from simpsons_classifier.data.scan import Sample
+from simpsons_classifier.evaluation import evaluate_run
 from simpsons_classifier.evaluation.evaluate import like_validation
 from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, far_selection_set, folder_set
 from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES, FeatureBank, fit_score, fit_scores
@@ -189,6 +190,19 @@ def test_the_reported_classes_are_never_those_the_score_was_chosen_on(run):
     assert set(stored["candidates"]) == set(SCORE_NAMES) and stored["score"] == figures.chosen
     assert set(stored["far_candidates"]) == set(SCORE_NAMES) and stored["score"] in stored["tied"]
     assert figures.near_images == sum(s.label in figures.near_classes for s in read_heldout(run))
+
+
+def test_evaluate_keeps_the_stored_rule_unless_asked_to_choose_again(run, tmp_path):
+    stored = json.loads((run / "openset.json").read_text())
+    (run / "openset.json").write_text(json.dumps({**stored, "score": "energy", "threshold": -1e9}))
+    kept = evaluate_run(run, out_dir=tmp_path / "kept", progress=False).openset
+    assert (kept.chosen, kept.threshold, kept.known_accepted) == ("energy", -1e9, 1.0)
+    chosen_again = evaluate_run(run, out_dir=tmp_path / "again", progress=False, recalibrate=True).openset
+    rewritten = json.loads((run / "openset.json").read_text())
+    assert rewritten["score"] == chosen_again.chosen == stored["score"]
+    assert rewritten["threshold"] == chosen_again.threshold == pytest.approx(stored["threshold"], abs=1e-3)
+    with pytest.raises(ValueError, match="own validation split"):
+        evaluate_run(run, tta=True, recalibrate=True)
 
 
 def test_with_a_group_split_held_out_characters_are_compared_in_the_validation_sources():

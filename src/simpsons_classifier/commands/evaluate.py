@@ -29,6 +29,9 @@ def register(subcommands) -> None:
     parser.add_argument("--far", action="append", default=[], metavar="DIR",
                         help="a folder of images of no known character (e.g. another cartoon), added to the "
                              "built-in photos and noise as far-away unknowns in the open-set figures; repeatable")
+    parser.add_argument("--recalibrate", action="store_true",
+                        help="choose the unknown-character score and threshold again (RUN/openset.json), e.g. for "
+                             "a run trained before a newer version's scores")
     parser.set_defaults(handler=run)
 
 
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.data is None:
         RunData.read(run_dir).check_root()
     result = evaluate_run(run_dir, args.data, args.labels_from_filenames, args.out, tta=args.tta,
-                          robustness=args.robustness, far_dirs=args.far)
+                          robustness=args.robustness, far_dirs=args.far, recalibrate=args.recalibrate)
     out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta).path
     print_evaluation(result, run_dir, out_dir, f"{args.data or 'validation'}{' with TTA' if args.tta else ''}")
     return 0

@@ -39,13 +39,18 @@ def evaluate_run(
     tta: bool = False,
     robustness: bool = False,
     far_dirs: list[str | Path] = (),
+    recalibrate: bool = False,
 ) -> EvalResult:
     """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default ``RUN/eval``, ``RUN/eval-tta`` with ``tta``).
 
     ``tta`` averages flipped and zoomed views; ``robustness`` adds ``robustness_top1``: top-1 on the same
     images pasted onto backgrounds never used in training. On the validation split of a run that kept classes
     out, the open-set figures come too, against its held-out classes and far-away images (built-in photos and
-    noise, plus the folders ``far_dirs``); the run's rule is calibrated first if it has none."""
+    noise, plus the folders ``far_dirs``); the run's rule is calibrated first if it has none, or with
+    ``recalibrate`` (a run kept from before a change to the scores or to how one is chosen)."""
+    if recalibrate and (data_dir is not None or tta):
+        raise ValueError("recalibrating chooses the unknown-character rule on the run's own validation split, as "
+                         "the model is served: not with other data or test-time augmentation")
     run = RunDir(run_dir)
     out = EvalDir(Path(out_dir)) if out_dir else run.eval_dir(tta)
     check_writable(out.make().path)  # a full disk or a read-only folder: refused now, not after the model has run
@@ -69,7 +74,7 @@ def evaluate_run(
     outputs = sample_outputs(loaded, samples, batch_size=batch_size, progress=progress, desc="evaluating")
     openset = None
     if data_dir is None:  # open-set figures are those of the plain model, as it is served
-        openset = validation_openset(run, loaded, outputs, progress, far_dirs=far_dirs)
+        openset = validation_openset(run, loaded, outputs, progress, recalibrate, far_dirs)
     return evaluate_logits(loaded, samples, outputs.logits, outputs.targets, out, openset=openset,
                            robustness=robustness, skipped=skipped, progress=progress)
 
