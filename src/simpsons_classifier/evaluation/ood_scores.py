@@ -124,8 +124,11 @@ def _msp_with_knn_veto(bank: FeatureBank | None) -> Score:
     spread = (_knn(bank, extra_neighbours=1).fit_features(bank.features, bank.labels)
               .predict_features(bank.features[sample]))
     floor = -torch.quantile(spread.double(), 1 - KNN_VETO_SHARE).item()
-    return lambda features, logits: torch.where(knn(features, logits) >= floor, msp(features, logits),
-                                                msp(features, logits) - 1)
+
+    def score(features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        confidence = msp(features, logits)
+        return torch.where(knn(features, logits) >= floor, confidence, confidence - 1)
+    return score
 
 
 def _vim(bank: FeatureBank):
