@@ -9,9 +9,11 @@ outputs computed once, and flips their sign (pytorch-ood's detectors return outl
   Gimpel, 2017, the baseline every OOD benchmark reports), the top logit, or the logits' overall size, which drop
   on unfamiliar inputs. MSP is blind to how large the logits are, only to how much the top one stands out; which
   of the three separates best depends on the run, hence the choice on held-out characters.
-- ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022), with k = 1 % of the training
-  images, between 1 and the paper's CIFAR value of 50: a small set has a handful of images a character, and a k
-  above that reaches into other characters.
+- ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022), with k = 0.1 % of the training
+  images, the paper's own ratio (50 of CIFAR-10's 50,000, 1,000 of ImageNet's 1.28 million), between 1 and 50. A
+  small set has a handful of images a character, and a k above that reaches into other characters: with 1 % (k = 5
+  on the stand-in's 476 training images) near-OOD AUROC was 0.63-0.77 on the stand-in, fonts and emoji, with the
+  nearest image (k = 1) 0.80-0.94, and far-away images rejected as well or better.
 - ``scale`` / ``ash``: energy after rescaling (SCALE, Xu et al., 2024) or pruning and rescaling (ASH-S, Djurisic
   et al., 2023) the penultimate activations, at pytorch-ood's default percentile. Both work on the pooled
   activations seen as 1x1 feature maps, where ASH's reference code applies them too.
@@ -38,7 +40,7 @@ from torch import nn
 
 from ..storage import write_atomic
 
-KNN_SHARE = 0.01
+KNN_SHARE = 0.001
 KNN_MAX_K = 50
 KNN_VETO_SHARE = 0.01
 """Share of the training images the k-NN veto would reject, each scored against the others: the veto is a bound
