@@ -15,6 +15,7 @@ A third set, disjoint from those, is never reported: the images a run's score is
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -52,7 +53,8 @@ def far_selection_set(cache_dir: Path | None = None) -> list[Sample]:
             + _cached(cache_dir, "selection-noise", _noise, SELECTION_SEED))
 
 
-def _cached(cache_dir: Path | None, name: str, build, seed: int) -> list[Sample]:
+def _cached(cache_dir: Path | None, name: str, build: Callable[[np.random.Generator], list[Image.Image]],
+            seed: int) -> list[Sample]:
     """The images ``build`` makes from a generator seeded with ``seed``, written once into the cache as ``name``."""
     folder = (cache_dir or default_cache_dir()) / f"far-ood-v{VERSION}" / name
     if not folder.is_dir():
