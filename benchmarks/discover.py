@@ -1,6 +1,7 @@
 """Discovering new characters, by the Generalized Category Discovery protocol (Vaze et al., 2022).
 
     python benchmarks/discover.py [--data data/standin] [--out runs/discover-bench] [--new 25] [--epochs 4]
+        [--set split=random ...]
 
 A run is trained on the stand-in (``simpsons data standin --out data/standin --classes 50``) with
 ``configs/demo.yaml``'s settings, ``--new`` characters kept out of it entirely (``holdout_classes``). The
@@ -50,9 +51,9 @@ GCD_COUNTS = range(0, 61, 2)
 """New-cluster counts GCD's criterion is evaluated at (each a plain k-means of the whole set)."""
 
 
-def trained_run(data: Path, out: Path, new: int, epochs: int) -> RunDir:
+def trained_run(data: Path, out: Path, new: int, epochs: int, overrides: list[str]) -> RunDir:
     """The run of ``--out``, trained again when missing or trained with other settings."""
-    config = Config.load(DEMO_CONFIG, [f"holdout_classes={new}", f"epochs={epochs}"])
+    config = Config.load(DEMO_CONFIG, [f"holdout_classes={new}", f"epochs={epochs}", *overrides])
     run = RunDir(out / "run")
     if run.best.is_file() and Config.load(run.config) == config:
         return run
@@ -104,12 +105,14 @@ def main() -> None:
     parser.add_argument("--out", default="runs/discover-bench", type=Path)
     parser.add_argument("--new", type=int, default=25, help="characters kept out of training (default 25 of 50)")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. split=random for a dataset without the stand-in's drawing styles")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is missing: simpsons data standin --out {args.data} --classes 50")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    run = trained_run(args.data, args.out, args.new, args.epochs)
+    run = trained_run(args.data, args.out, args.new, args.epochs, args.overrides)
     found = features(run, args.out / "features.npz")
     classes = RunData.read(run).classes
     labels = np.searchsorted(classes, found["class_train"])
