@@ -12,8 +12,9 @@ outputs computed once, and flips their sign (pytorch-ood's detectors return outl
 - ``knn``: cosine distance to the k-th nearest training feature (Sun et al., 2022), with k = 0.1 % of the training
   images, the paper's own ratio (50 of CIFAR-10's 50,000, 1,000 of ImageNet's 1.28 million), between 1 and 50. A
   small set has a handful of images a character, and a k above that reaches into other characters: with 1 % (k = 5
-  on the stand-in's 476 training images) near-OOD AUROC was 0.63-0.77 on the stand-in, fonts and emoji, with the
-  nearest image (k = 1) 0.80-0.94, and far-away images rejected as well or better.
+  on the stand-in's 476 training images) near-OOD AUROC was 0.58-0.70 on the stand-in, fonts and emoji, with the
+  nearest image (k = 1) 0.80-0.93, far-away images rejected as well or better (``benchmarks/openset.py``, the
+  mean over its draws; README, "Unknown characters").
 - ``scale`` / ``ash``: energy after rescaling (SCALE, Xu et al., 2024) or pruning and rescaling (ASH-S, Djurisic
   et al., 2023) the penultimate activations, at pytorch-ood's default percentile. Both work on the pooled
   activations seen as 1x1 feature maps, where ASH's reference code applies them too.
