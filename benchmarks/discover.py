@@ -12,11 +12,16 @@ to characters over the whole pool, then the share matched right over all of it (
 images (Old) and over the new characters' (New).
 
 Rows: the features ``discover`` uses (the fine-tuned model's penultimate features), and those concatenated with the
-frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters against the true
-one and the accuracy with it; the accuracy with the true number (the clustering's quality apart from the count);
-that without the within-class whitening; the purity of the clustering with the estimated number (1 when no
+frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
+k-means' count before the merge step) against the true one and the accuracy with it; the accuracy with the true
+number (the clustering's quality apart from the count); that without the within-class whitening; the purity of the clustering with the estimated number (1 when no
 cluster mixes characters, however split); and the number GCD's own criterion (plain k-means' accuracy on the
 labelled images, the smallest count at its maximum) picks on the same features.
+
+Then, for each row, what the features link: the share of the new characters' images whose nearest image in the
+pool (in the space they are clustered in) is of the same character, and the share whose nearest image of another
+drawing source (the file name before ``__``: a sprite style, a font, an emoji vendor) is. Clustering can only put a
+character's sources together where the second share is high.
 
 The trained run and the features are kept in ``--out`` and reused while ``best.pt`` is unchanged.
 """
@@ -34,6 +39,7 @@ from sklearn.metrics.cluster import contingency_matrix
 
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, read_heldout
+from simpsons_classifier.data.split import source_group
 from simpsons_classifier.discovery.clustering import (
     clustering_accuracy,
     clustering_space,
@@ -93,6 +99,16 @@ def gcd_estimate(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarra
     return min(n for n in accuracy if accuracy[n] == max(accuracy.values()))
 
 
+def nearest_is_same(points: np.ndarray, truth: np.ndarray, groups: np.ndarray, other_source: bool) -> np.ndarray:
+    """For each of ``points`` (unit-length rows), whether its nearest other point (of another source, with
+    ``other_source``) has the same class."""
+    similarity = points @ points.T
+    np.fill_diagonal(similarity, -np.inf)
+    if other_source:
+        similarity[groups[:, None] == groups[None, :]] = -np.inf
+    return truth[similarity.argmax(axis=1)] == truth
+
+
 def purity(truth: np.ndarray, clusters: np.ndarray) -> float:
     """Share of the images whose cluster's most common character is theirs: 1 when no cluster mixes characters,
     however many clusters a character is split into (what a user sorting folders by hand cares about)."""
@@ -117,6 +133,7 @@ def main() -> None:
     classes = RunData.read(run).classes
     labels = np.searchsorted(classes, found["class_train"])
     truth = np.concatenate([found["class_val"], found["class_heldout"]])
+    groups = np.array([source_group(s.path) for s in [*RunData.read(run).split.val, *read_heldout(run)]])
     old = np.isin(truth, classes)
     true_new = len(set(found["class_heldout"]))
     print(f"labelled: {len(labels)} training images of {len(classes)} characters; unlabelled pool: {len(truth)} "
@@ -132,7 +149,7 @@ def main() -> None:
         accuracy = clustering_accuracy(truth, clusters.assignments, old)
         return f"{accuracy.all:.3f} {accuracy.old:.3f} {accuracy.new:.3f}"
 
-    print(f"\n{'features':<22} {'new clusters':>12}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
+    print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
     for name, of in spaces.items():
         labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
@@ -144,9 +161,17 @@ def main() -> None:
         unwhitened = semi_supervised_kmeans(l2_normalise(labelled), labels, l2_normalise(unlabelled), len(classes),
                                             true_new)
         gcd = gcd_estimate(labelled_space, labels, unlabelled_space, len(classes))
-        print(f"{name:<22} {f'{estimated.new} of {true_new}':>12}  {scored(estimated):>24}  {scored(at_true):>19}  "
+        print(f"{name:<22} {f'{estimated.new} ({estimated.before_merging}) of {true_new}':>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
               f"{scored(unwhitened):>17}  {purity(truth, estimated.assignments):>6.3f}  {gcd:>13}   "
               f"({seconds:.0f} s)")
+
+    print(f"\n{'features':<22} {'new images whose nearest image is the same character: any source':>66}  "
+          f"{'another source':>14}")
+    for name, of in spaces.items():
+        labelled, unlabelled = clustering_space(of("train"), labels, np.vstack([of("val"), of("heldout")]))
+        same = nearest_is_same(unlabelled, truth, groups, other_source=False)[~old].mean()
+        across = nearest_is_same(unlabelled, truth, groups, other_source=True)[~old].mean()
+        print(f"{name:<22} {same:>66.3f}  {across:>14.3f}")
 
 
 if __name__ == "__main__":

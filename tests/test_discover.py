@@ -15,9 +15,11 @@ from tiny_runs import train_tiny_run
 from simpsons_classifier.cli import main
 
 from simpsons_classifier.discovery.clustering import (
+    Clusters,
     clustering_accuracy,
     discover_clusters,
     l2_normalise,
+    merge_new_clusters,
     semi_supervised_kmeans,
 )
 from simpsons_classifier.run_dir import RunDir
@@ -51,6 +53,48 @@ def test_planted_new_characters_are_found_and_counted():
     assert (accuracy.all, accuracy.old, accuracy.new) == (1.0, 1.0, 1.0)
     # the unlabelled images of known classes fall to their own class's cluster, not merely to some cluster
     assert np.array_equal(clusters.assignments[truth < 6], truth[truth < 6])
+
+
+def two_poses(known: int, new: int, labelled_per_pose: int = 8, unlabelled_per_pose: int = 6, seed: int = 0):
+    """Like :func:`planted`, but every character is two tight groups (two poses) either side of its centre, along
+    a direction of its own, so the known characters show how far apart one character's groups lie."""
+    rng = np.random.default_rng(seed)
+    dimensions = 64
+    centres = l2_normalise(rng.normal(size=(known + new, dimensions)))
+    poses = l2_normalise(rng.normal(size=(known + new, dimensions)))
+
+    def images(c: int, n: int) -> np.ndarray:
+        return np.vstack([centres[c] + side * 0.35 * poses[c] + 0.05 * rng.normal(size=(n, dimensions)) / 8
+                          for side in (-1, 1)])
+
+    labelled = np.vstack([images(c, labelled_per_pose) for c in range(known)])
+    unlabelled = np.vstack([images(c, unlabelled_per_pose) for c in range(known, known + new)])
+    return (labelled, np.repeat(np.arange(known), 2 * labelled_per_pose), unlabelled,
+            np.repeat(np.arange(known, known + new), 2 * unlabelled_per_pose))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_new_character_split_into_its_poses_is_merged_as_the_known_ones_show(seed):
+    labelled, labels, unlabelled, truth = two_poses(known=12, new=4, seed=seed)
+    clusters = discover_clusters(labelled, labels, unlabelled, known=12)
+    assert clusters.before_merging == 8  # the silhouette splits every new character into its two poses
+    assert clusters.new == 4
+    assert clustering_accuracy(truth, clusters.assignments, old=truth < 12).all == 1.0
+
+
+def test_merging_joins_only_new_clusters_more_alike_than_the_threshold():
+    known_centroids = l2_normalise(np.array([[1.0, 0, 0, 0]]))
+    unlabelled = l2_normalise(np.array([[1.0, 0.1, 0, 0],  # the known class
+                                        [0, 1, 0.2, 0], [0, 1, -0.2, 0],  # two near groups: one character
+                                        [0, 0, 0, 1]]))  # a group apart
+    assignments = np.array([0, 1, 2, 3])
+    found = Clusters(assignments, np.vstack([known_centroids, unlabelled[1:]]), 1, np.ones(4))
+    merged = merge_new_clusters(found, unlabelled, threshold=0.5)
+    assert merged.assignments.tolist() == [0, 1, 1, 2]
+    assert (merged.new, merged.before_merging) == (2, 3)
+    assert np.allclose(merged.centroids[0], known_centroids[0])
+    assert np.allclose(merged.centroids[1], [0, 1, 0, 0]) and np.allclose(merged.similarities[3], 1.0)
+    assert merge_new_clusters(found, unlabelled, threshold=0.99).assignments.tolist() == [0, 1, 2, 3]
 
 
 def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():

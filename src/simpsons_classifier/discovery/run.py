@@ -65,7 +65,7 @@ def discover(
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            clusters = _clusters(bank, outputs.features.numpy()[~is_known], unknown_paths)
+            clusters = _clusters(bank, outputs.features.numpy()[~is_known], unknown_paths, progress)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped)
     _write(discovery, previous)
     return discovery
@@ -79,11 +79,12 @@ def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Sk
     return readable, [Skipped(str(f), reason) for f, reason in zip(files, reasons) if reason is not None]
 
 
-def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str]) -> list[Cluster]:
+def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str], progress: bool) -> list[Cluster]:
     """The rejected images' clusters, named: a known class's name, or ``new-NN`` by decreasing size."""
     present = np.unique(bank.labels.numpy())  # a class without training features cannot anchor a cluster
     labels = np.searchsorted(present, bank.labels.numpy())
-    found: Clusters = discover_clusters(bank.features.numpy(), labels, features, known=len(present))
+    found: Clusters = discover_clusters(bank.features.numpy(), labels, features, known=len(present),
+                                        progress=progress)
     groups = []
     for index in np.unique(found.assignments):
         members = np.flatnonzero(found.assignments == index)
