@@ -14,9 +14,10 @@ images (Old) and over the new characters' (New).
 Rows: the features ``discover`` uses (the fine-tuned model's penultimate features), and those concatenated with the
 frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it; the accuracy with the true
-number (the clustering's quality apart from the count); that without the within-class whitening; the purity of the clustering with the estimated number (1 when no
-cluster mixes characters, however split); and the number GCD's own criterion (plain k-means' accuracy on the
-labelled images, the smallest count at its maximum) picks on the same features.
+number (the clustering's quality apart from the count); that without the within-class whitening; the purity of
+the clustering with the estimated number (1 when no cluster mixes characters, however split); and the number
+GCD's own criterion (plain k-means' accuracy on the labelled images, the smallest count at its maximum) picks on
+the same features.
 
 Then, for each row, what the features link: the share of the new characters' images whose nearest image in the
 pool (in the space they are clustered in) is of the same character, and the share whose nearest image of another
@@ -161,7 +162,8 @@ def main() -> None:
         unwhitened = semi_supervised_kmeans(l2_normalise(labelled), labels, l2_normalise(unlabelled), len(classes),
                                             true_new)
         gcd = gcd_estimate(labelled_space, labels, unlabelled_space, len(classes))
-        print(f"{name:<22} {f'{estimated.new} ({estimated.before_merging}) of {true_new}':>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
+        count = f"{estimated.new} ({estimated.before_merging}) of {true_new}"
+        print(f"{name:<22} {count:>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
               f"{scored(unwhitened):>17}  {purity(truth, estimated.assignments):>6.3f}  {gcd:>13}   "
               f"({seconds:.0f} s)")
 

@@ -84,8 +84,8 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_y[labelled], pool_x, per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
         spread = label_spread(train_x, train_y, labelled)
-        print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled images, "
-              f"probe on its labels {100 * fit_probe(train_x, spread).score(val_x, val_y):.1f}%")
+        print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
+              f"images, probe on its labels {100 * fit_probe(train_x, spread).score(val_x, val_y):.1f}%")
 
 
 if __name__ == "__main__":

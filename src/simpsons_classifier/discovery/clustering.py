@@ -23,7 +23,7 @@ cosine similarity does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -180,8 +180,8 @@ def estimate_new_clusters(
     Neither criterion is good on a large pool of weakly separated images. On the stand-in benchmark's pool (500
     images, 25 new characters; benchmarks/discover.py) the silhouette keeps rising with the count (near-identical
     animation frames and drawing styles make tight small groups) up to the most it may try, while GCD's
-    criterion picks 8-16 (hence :func:`merge_new_clusters`); on the small planted sets of tests/test_discover.py the silhouette finds the true count and GCD's
-    criterion finds none.
+    criterion picks 8-16 (hence :func:`merge_new_clusters`); on the small planted sets of tests/test_discover.py
+    the silhouette finds the true count and GCD's criterion finds none.
     """
     max_new = most_new_clusters(len(unlabelled)) if max_new is None else max_new
     reference, reference_labels = _per_class_sample(labelled, labels, SILHOUETTE_LABELLED_PER_CLASS, seed)
@@ -216,7 +216,7 @@ def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: fl
     is_new = assignments >= known
     found, members = np.unique(assignments[is_new], return_inverse=True)  # new clusters k-means left empty drop
     if len(found) < 2:
-        return clusters
+        return replace(clusters, before_merging=len(found))
     centres = _group_centres(unlabelled[is_new], members)
     distances = np.clip(1 - centres @ centres.T, 0, None)
     np.fill_diagonal(distances, 0)
@@ -241,8 +241,9 @@ def _group_centres(points: np.ndarray, groups: np.ndarray) -> np.ndarray:
 MERGE_THRESHOLDS = np.round(np.arange(-0.2, 0.9001, 0.01), 2)
 """Cosine similarities between cluster centres that :func:`merge_threshold` tries."""
 MERGE_SPLITS = 3
-"""Random halvings of the known characters :func:`merge_threshold` averages over: one halving's half is a dozen
-characters, and which ones moves the best threshold by a few hundredths."""
+"""Random halvings of the known characters :func:`merge_threshold` averages over, each half taking its turn as
+the pretend-new one: on the stand-in benchmark a half is a dozen characters, and which ones moves the best
+threshold by a few hundredths."""
 MERGE_LABELLED_PER_CLASS = 20
 """Labelled points per known class each half keeps, so the threshold costs the same on any training set."""
 
