@@ -131,10 +131,11 @@ def main() -> None:
 
     run = trained_run(args.data, args.out, args.new, args.epochs, args.overrides)
     found = features(run, args.out / "features.npz")
-    classes = RunData.read(run).classes
+    data = RunData.read(run)
+    classes = data.classes
     labels = np.searchsorted(classes, found["class_train"])
     truth = np.concatenate([found["class_val"], found["class_heldout"]])
-    groups = np.array([source_group(s.path) for s in [*RunData.read(run).split.val, *read_heldout(run)]])
+    groups = np.array([source_group(s.path) for s in [*data.split.val, *read_heldout(run)]])
     old = np.isin(truth, classes)
     true_new = len(set(found["class_heldout"]))
     print(f"labelled: {len(labels)} training images of {len(classes)} characters; unlabelled pool: {len(truth)} "
@@ -152,6 +153,7 @@ def main() -> None:
 
     print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
+    links = {}
     for name, of in spaces.items():
         labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
         started = time.perf_counter()
@@ -166,13 +168,12 @@ def main() -> None:
         print(f"{name:<22} {count:>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
               f"{scored(unwhitened):>17}  {purity(truth, estimated.assignments):>6.3f}  {gcd:>13}   "
               f"({seconds:.0f} s)")
+        links[name] = [nearest_is_same(unlabelled_space, truth, groups, other_source)[~old].mean()
+                       for other_source in (False, True)]
 
     print(f"\n{'features':<22} {'new images whose nearest image is the same character: any source':>66}  "
           f"{'another source':>14}")
-    for name, of in spaces.items():
-        labelled, unlabelled = clustering_space(of("train"), labels, np.vstack([of("val"), of("heldout")]))
-        same = nearest_is_same(unlabelled, truth, groups, other_source=False)[~old].mean()
-        across = nearest_is_same(unlabelled, truth, groups, other_source=True)[~old].mean()
+    for name, (same, across) in links.items():
         print(f"{name:<22} {same:>66.3f}  {across:>14.3f}")
 
 

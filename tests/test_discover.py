@@ -64,7 +64,7 @@ def two_poses(known: int, new: int, labelled_per_pose: int = 8, unlabelled_per_p
     poses = l2_normalise(rng.normal(size=(known + new, dimensions)))
 
     def images(c: int, n: int) -> np.ndarray:
-        return np.vstack([centres[c] + side * 0.35 * poses[c] + 0.05 * rng.normal(size=(n, dimensions)) / 8
+        return np.vstack([centres[c] + side * 0.35 * poses[c] + 0.05 * rng.normal(size=(n, dimensions)) / np.sqrt(dimensions)
                           for side in (-1, 1)])
 
     labelled = np.vstack([images(c, labelled_per_pose) for c in range(known)])
