@@ -1,7 +1,7 @@
 """Discovering new characters, by the Generalized Category Discovery protocol (Vaze et al., 2022).
 
     python benchmarks/discover.py [--data data/standin] [--out runs/discover-bench] [--new 25] [--epochs 4]
-        [--set split=random ...]
+        [--seeds 3] [--set split=random ...]
 
 A run is trained on the stand-in (``simpsons data standin --out data/standin --classes 50``) with
 ``configs/demo.yaml``'s settings, ``--new`` characters kept out of it entirely (``holdout_classes``). The
@@ -13,7 +13,9 @@ images (Old) and over the new characters' (New).
 
 Rows: the features ``discover`` uses (the fine-tuned model's penultimate features), and those concatenated with the
 frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
-k-means' count before the merge step) against the true one and the accuracy with it; the accuracy with the true
+k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
+clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
+the features moves the result as much as a seed does) and their mean; the accuracy with the true
 number (the clustering's quality apart from the count); that without the within-class whitening; the purity of
 the clustering with the estimated number (1 when no cluster mixes characters, however split); and the number
 GCD's own criterion (plain k-means' accuracy on the labelled images, the smallest count at its maximum) picks on
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/discover-bench", type=Path)
     parser.add_argument("--new", type=int, default=25, help="characters kept out of training (default 25 of 50)")
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--seeds", type=int, default=3, help="clustering seeds the estimated count is run with")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. split=random for a dataset without the stand-in's drawing styles")
     args = parser.parse_args()
@@ -151,23 +154,36 @@ def main() -> None:
         accuracy = clustering_accuracy(truth, clusters.assignments, old)
         return f"{accuracy.all:.3f} {accuracy.old:.3f} {accuracy.new:.3f}"
 
+    def counted(clusters) -> str:
+        return f"{clusters.new} ({clusters.before_merging}) of {true_new}"
+
+    def mean_scored(runs) -> str:
+        accuracies = [clustering_accuracy(truth, clusters.assignments, old) for clusters in runs]
+        return " ".join(f"{np.mean([getattr(a, part) for a in accuracies]):.3f}" for part in ("all", "old", "new"))
+
     print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
     links = {}
     for name, of in spaces.items():
         labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
         started = time.perf_counter()
-        estimated = discover_clusters(labelled, labels, unlabelled, known=len(classes))
-        seconds = time.perf_counter() - started
+        seeded = [discover_clusters(labelled, labels, unlabelled, known=len(classes), seed=seed)
+                  for seed in range(args.seeds)]
+        seconds = (time.perf_counter() - started) / args.seeds
+        estimated = seeded[0]
         labelled_space, unlabelled_space = clustering_space(labelled, labels, unlabelled)
         at_true = semi_supervised_kmeans(labelled_space, labels, unlabelled_space, len(classes), true_new)
         unwhitened = semi_supervised_kmeans(l2_normalise(labelled), labels, l2_normalise(unlabelled), len(classes),
                                             true_new)
         gcd = gcd_estimate(labelled_space, labels, unlabelled_space, len(classes))
-        count = f"{estimated.new} ({estimated.before_merging}) of {true_new}"
-        print(f"{name:<22} {count:>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
+        print(f"{name:<22} {counted(estimated):>18}  {scored(estimated):>24}  {scored(at_true):>19}  "
               f"{scored(unwhitened):>17}  {purity(truth, estimated.assignments):>6.3f}  {gcd:>13}   "
-              f"({seconds:.0f} s)")
+              f"({seconds:.0f} s a seed)")
+        for seed, clusters in enumerate(seeded[1:], 1):
+            print(f"{'  seed ' + str(seed):<22} {counted(clusters):>18}  {scored(clusters):>24}")
+        if len(seeded) > 1:
+            count = f"{np.mean([c.new for c in seeded]):.1f} of {true_new}"
+            print(f"{'  mean':<22} {count:>18}  {mean_scored(seeded):>24}")
         links[name] = [nearest_is_same(unlabelled_space, truth, groups, other_source)[~old].mean()
                        for other_source in (False, True)]
 

@@ -262,8 +262,9 @@ def merge_threshold(labelled: np.ndarray, labels: np.ndarray, known: int, seed: 
 
     Why learnt and not fixed: how alike two groups of one character are depends on the dataset (frames of one
     pose, sprites of one style) and on the features. With it (and ``MAX_NEW_CLUSTERS`` raised from 60 to 120) the
-    benchmark of benchmarks/discover.py estimates 31 new characters of 25 on the stand-in (was 59; All 0.65, was
-    0.51) and 69 of 75 on emoji (was 58; All 0.58, was 0.55); on fonts 66 of 17 (was 45; All 0.58, was 0.59)."""
+    benchmark of benchmarks/discover.py estimates 28 new characters of 25 on the stand-in (mean of three seeds;
+    was 59; All 0.62, was 0.51) and 73 of 75 on emoji (was 58; All 0.57, was 0.55); on fonts 50 of 17 (was 45; All
+    0.59 either way)."""
     if known < 4:
         return None
     labelled, labels = _per_class_sample(labelled, labels, MERGE_LABELLED_PER_CLASS, seed)
