@@ -2,6 +2,7 @@
 scored as epoch 0, sizing a run to a budget, and class-balanced sampling."""
 
 import csv
+import warnings
 from collections import Counter
 
 import pytest
@@ -30,6 +31,17 @@ def test_learning_rate_warms_up_linearly_then_decays_to_zero_by_steps():
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))  # then only down
     assert rates[55] == pytest.approx(0.05, abs=0.002) and rates[-1] < 0.001
     assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_a_skipped_first_step_still_advances_the_schedule_without_a_warning():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.AdamW([parameter], lr=0.1)
+    schedule = WarmupCosineSchedule(optimizer, total_steps=100, warmup_steps=10)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        schedule.after_step()  # the first step was skipped: no optimizer.step() before it
+    assert caught == []
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.02)
 
 
 def test_unfreeze_point_is_a_fraction_of_the_run():

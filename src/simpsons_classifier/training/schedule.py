@@ -13,6 +13,7 @@ The freezing schedule trains the head alone until the unfreeze point, then the h
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Protocol
 
 import torch
@@ -74,7 +75,12 @@ class WarmupCosineSchedule(_TorchSchedule):
         )
 
     def after_step(self) -> None:
-        self.scheduler.step()
+        """Counts every step, skipped ones too (a non-finite loss, fp16's overflowing first steps), so the schedule
+        stays where a resume puts it; PyTorch's warning about a first optimiser step skipped is therefore not
+        shown."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            self.scheduler.step()
 
     def after_epoch(self, val_loss: float) -> None:
         pass
