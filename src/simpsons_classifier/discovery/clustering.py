@@ -129,8 +129,8 @@ def _anchored_kmeans(
 
 
 def _group_sums(points: np.ndarray, groups: np.ndarray, count: int) -> np.ndarray:
-    """``count`` × D: the sum of the points of each group, as a sparse one-hot product (ten times faster than
-    ``np.add.at``, which k-means' every step and the merge threshold's every try call)."""
+    """``count`` × D: the sum of the points of each group, as a sparse one-hot product: ten times faster than
+    ``np.add.at``, and k-means needs it at every iteration, the merge threshold at every threshold it tries."""
     one_hot = sparse.csr_matrix((np.ones(len(groups)), (groups, np.arange(len(groups)))), shape=(count, len(groups)))
     return np.asarray(one_hot @ points)
 
