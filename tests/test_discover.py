@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from synthetic import draw_character
 from tiny_runs import train_tiny_run
 
@@ -22,6 +23,9 @@ from simpsons_classifier.discovery.clustering import (
     merge_new_clusters,
     semi_supervised_kmeans,
 )
+from simpsons_classifier.discovery.results import new_cluster_name
+from simpsons_classifier.discovery.run import _clusters
+from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.run_dir import RunDir
 
 DIMENSIONS = 32
@@ -129,6 +133,16 @@ def test_a_cluster_left_unmatched_counts_as_wrong():
     truth = np.array([0, 0, 1, 1])
     accuracy = clustering_accuracy(truth, np.array([0, 1, 2, 3]), old=np.array([True, True, False, False]))
     assert accuracy.all == pytest.approx(0.5)
+
+
+def test_new_clusters_skip_the_names_of_known_characters_called_new_nn():
+    labelled, labels, unlabelled, truth = planted(known=4, new_sizes=[6, 6], unlabelled_per_known=0)
+    classes = ["apu", new_cluster_name(1), "marge", new_cluster_name(3)]  # clusters added without renaming
+    bank = FeatureBank(torch.as_tensor(labelled, dtype=torch.float32), torch.as_tensor(labels), classes,
+                       torch.zeros(4, DIMENSIONS), torch.zeros(4))
+    clusters = _clusters(bank, unlabelled, [f"frame{i}.png" for i in range(len(unlabelled))], progress=False)
+    assert sorted(c.name for c in clusters if c.new) == [new_cluster_name(2), new_cluster_name(4)]
+    assert all(c.name in classes for c in clusters if not c.new)
 
 
 # --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---
@@ -256,6 +270,22 @@ def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tm
     assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors
     status, _, errors = discover_cli(RunDir(tmp_path / "no-run"), images, tmp_path / "out", capsys)
     assert status == 2 and "no trained run there (best.pt is missing)" in errors
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stored, problem", [("{", "is not an unknown-character rule (JSONDecodeError"),
+                                             ('{"threshold": 1.0}', "is not an unknown-character rule (KeyError"),
+                                             ('{"score": "psychic", "threshold": 1.0}', "unknown open-set score")])
+def test_a_damaged_unknown_character_rule_is_refused_naming_the_file(run, tmp_path, capsys, stored, problem):
+    images = new_characters(tmp_path / "images")
+    rule = run.openset.read_bytes()
+    run.openset.write_text(stored)
+    try:
+        status, _, errors = discover_cli(run, images, tmp_path / "out", capsys)
+    finally:
+        run.openset.write_bytes(rule)
+    assert status == 2 and f"{run.openset}" in errors and problem in errors
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

@@ -127,7 +127,7 @@ def scan_dataset(
     candidates = _labelled_files(root, labels_from_filenames)
     if not candidates:
         raise DatasetError(f"no files found under {root}")
-    reasons = _check_all(candidates, progress)
+    reasons = check_images([path for path, _ in candidates], progress)
     samples, skipped = [], []
     for (path, label), reason in zip(candidates, reasons):
         if reason is not None:
@@ -151,7 +151,7 @@ def scan_unlabeled(folder: str | Path, progress: bool = True) -> ScanResult:
     candidates = [(path, UNLABELED) for path in files_below(root)]
     if not candidates:
         raise DatasetError(f"unlabelled folder {folder} holds no files")
-    reasons = _check_all(candidates, progress)
+    reasons = check_images([path for path, _ in candidates], progress)
     result = ScanResult(root=root, samples=[Sample(str(path), UNLABELED) for (path, _), reason
                                             in zip(candidates, reasons) if reason is None],
                         skipped=[Skipped(str(path), reason) for (path, _), reason in zip(candidates, reasons)
@@ -198,8 +198,9 @@ def files_below(folder: Path) -> list[Path]:
     return found
 
 
-def _check_all(candidates: list[tuple[Path, str]], progress: bool) -> list[str | None]:
+def check_images(paths: list[Path], progress: bool = True) -> list[str | None]:
+    """For each file, why it is not a readable image, or None when it is; with a progress bar."""
     # Decoding releases the GIL, so threads use every core without pickling paths to processes.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        results = pool.map(check_image, (path for path, _ in candidates))
-        return list(tqdm(results, total=len(candidates), desc="checking images", unit="img", disable=not progress))
+        results = pool.map(check_image, paths)
+        return list(tqdm(results, total=len(paths), desc="checking images", unit="img", disable=not progress))

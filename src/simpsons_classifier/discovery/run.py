@@ -10,15 +10,13 @@ refused rather than deleted).
 
 from __future__ import annotations
 
-import os
+import itertools
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from ..data.images import check_image
-from ..data.scan import Sample, Skipped, write_skipped
+from ..data.scan import Sample, Skipped, check_images, write_skipped
 from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
 from ..evaluation.openset import OpenSetDetector, OpenSetRule
@@ -34,7 +32,6 @@ from .results import Cluster, Discovery, new_cluster_name
 CLUSTERS_HEADER = ("path", "cluster")
 UNKNOWN = ""
 """The label of an image to score: none of the model's classes."""
-MAX_CHECK_THREADS = 8
 
 
 def discover(
@@ -73,8 +70,7 @@ def discover(
 
 def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Skipped]]:
     """(readable images, unreadable files with the reason), in the order given."""
-    with ThreadPoolExecutor(max_workers=min(MAX_CHECK_THREADS, os.cpu_count() or 1)) as pool:
-        reasons = list(pool.map(check_image, files))
+    reasons = check_images(files, progress)
     readable = [str(f) for f, reason in zip(files, reasons) if reason is None]
     return readable, [Skipped(str(f), reason) for f, reason in zip(files, reasons) if reason is not None]
 
@@ -92,7 +88,10 @@ def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str], progres
         groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean())))
     new = sorted((g for g in groups if g[0] is None), key=lambda g: -len(g[1]))
     known = sorted((g for g in groups if g[0] is not None), key=lambda g: -len(g[1]))
-    return ([Cluster(new_cluster_name(rank), paths, tight, True) for rank, (_, paths, tight) in enumerate(new, 1)]
+    # A class may itself be named new-NN (a cluster added to the dataset without renaming): its folder keeps it.
+    taken = set(bank.classes)
+    free_names = (n for n in map(new_cluster_name, itertools.count(1)) if n not in taken)
+    return ([Cluster(name, paths, tight, True) for name, (_, paths, tight) in zip(free_names, new)]
             + [Cluster(name, paths, tight, False) for name, paths, tight in known])
 
 

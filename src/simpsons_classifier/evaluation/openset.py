@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ..data.scan import Sample
 from ..run_dir import RunDir
 from ..storage import write_json_atomic
-from .ood_scores import LOGIT_SCORES, FeatureBank, Score, fit_score
+from .ood_scores import LOGIT_SCORES, SCORE_NAMES, FeatureBank, Score, fit_score
 from .results import OpenSetFigures, Separation
 from .run_model import ModelOutputs
 
@@ -52,8 +52,15 @@ class OpenSetRule:
         path = Path(path)
         if not path.is_file():
             return None
-        stored = json.loads(path.read_text())
-        return cls(stored["score"], float(stored["threshold"]))
+        try:
+            stored = json.loads(path.read_text())
+            rule = cls(stored["score"], float(stored["threshold"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path} is not an unknown-character rule ({type(error).__name__}: {error}): "
+                             "`simpsons evaluate --run RUN` writes it again") from error
+        if rule.score not in SCORE_NAMES:
+            raise ValueError(f"{path}: unknown open-set score {rule.score!r}; use one of {', '.join(SCORE_NAMES)}")
+        return rule
 
 
 class OpenSetDetector:
