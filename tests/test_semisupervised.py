@@ -11,10 +11,12 @@ from synthetic import draw_character, make_dataset, tiny_config
 from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
+from simpsons_classifier.data.run_data import prepare_run_data, read_unlabeled
 from simpsons_classifier.data.scan import DatasetError
 from simpsons_classifier.evaluation.ood_scores import fit_scores
 from simpsons_classifier.evaluation.openset import TARGET_TPR, calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
+from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, trainer
 from simpsons_classifier.training.curves import UNLABELED_COLUMNS
 from simpsons_classifier.training.distributed import Context
@@ -219,6 +221,21 @@ def test_a_missing_empty_or_unreadable_unlabelled_folder_is_one_error_naming_it(
     assert cli.main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--unlabeled", str(folder)]) == 2
     error = capsys.readouterr().err
     assert "Traceback" not in error and f"unlabelled folder {folder}" in error and problem in error
+
+
+def test_an_unlabelled_folder_holding_the_dataset_never_gives_the_validation_images_to_training(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=4, per_source=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    split = prepare_run_data(_semi_config(unlabeled_dir=str(data)), data, run, progress=False).split
+    val = {os.path.realpath(s.path) for s in split.val}
+    used = {os.path.realpath(s.path) for s in read_unlabeled(run)}
+    with open(RunDir(run).unlabeled_skipped) as handle:
+        left_out = {os.path.realpath(row["path"]) for row in csv.DictReader(handle)
+                    if row["reason"] == "a validation image of this run"}
+    assert val and used and not used & val
+    assert left_out == val
+    assert used == {os.path.realpath(s.path) for s in split.train}
 
 
 def test_the_unlabelled_keys_are_validated_by_name():

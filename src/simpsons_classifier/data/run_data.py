@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ import numpy as np
 from ..config import Config
 from ..run_dir import RunDir
 from ..storage import write_json_atomic
-from .scan import DatasetError, Sample, scan_dataset, scan_unlabeled, write_skipped
+from .scan import DatasetError, Sample, ScanResult, Skipped, scan_dataset, scan_unlabeled, write_skipped
 from .split import Split, make_split, read_samples, write_samples
 
 UNLABELED_SUBSET = "unlabeled"
@@ -145,6 +145,8 @@ def prepare_run_data(
     scan.write_skipped(run.skipped)
     unlabeled = scan_unlabeled(config.unlabeled_dir, progress) if config.unlabeled_dir else None
     if unlabeled is not None:
+        unlabeled = _without_scored_images(unlabeled, {"a validation image of this run": split.val,
+                                                       "a held-out character's image of this run": heldout})
         write_samples(run.unlabeled, {UNLABELED_SUBSET: unlabeled.samples}, unlabeled.root)
         write_skipped(run.unlabeled_skipped, unlabeled.skipped)
     summary = {
@@ -168,6 +170,20 @@ def prepare_run_data(
     }
     write_json_atomic(run.dataset, summary)
     return RunData(scan.classes, split, summary)
+
+
+def _without_scored_images(unlabeled: ScanResult, scored: dict[str, list[Sample]]) -> ScanResult:
+    """``unlabeled`` with the images the run is scored on moved to its skipped files, each with the reason that
+    names its subset: an unlabelled folder that holds the dataset, or lies above it, would otherwise train on the
+    validation images through their pseudo-labels."""
+    reasons = {os.path.realpath(s.path): reason for reason, samples in scored.items() for s in samples}
+    kept = [s for s in unlabeled.samples if os.path.realpath(s.path) not in reasons]
+    if not kept:
+        raise DatasetError(f"every readable image in the unlabelled folder {unlabeled.root} is one this run is "
+                           "validated or scored on: give a folder of other images")
+    left_out = [Skipped(s.path, reasons[os.path.realpath(s.path)]) for s in unlabeled.samples
+                if os.path.realpath(s.path) in reasons]
+    return replace(unlabeled, samples=kept, skipped=[*unlabeled.skipped, *left_out])
 
 
 def pick_heldout_classes(classes: list[str], count: int, seed: int) -> list[str]:
