@@ -521,3 +521,17 @@ def test_a_file_where_a_class_folder_would_be_is_named_in_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"bart_simpson.zip is a file beside the class folders, not in one"):
         scan = scan_dataset(data, progress=False)
     assert len(scan.classes) == 3
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda path: path.write_text("notes, not weights"), "not a readable checkpoint"),
+    (lambda path: path.write_bytes(path.read_bytes()[:1000]), "not a readable checkpoint"),
+    (lambda path: path.write_bytes(b""), "not a readable checkpoint"),
+    (lambda path: torch.save(torch.zeros(3), path), "not a simpsons-classifier checkpoint"),
+])
+def test_a_damaged_checkpoint_is_one_error_naming_the_file(tmp_path, capsys, damage, problem):
+    path = tmp_path / "best.pt"
+    checkpoint.save_atomic({"format": checkpoint.FORMAT_VERSION, "model": {"w": torch.ones(300)}}, path)
+    damage(path)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {problem}")):
+        checkpoint.read(path)

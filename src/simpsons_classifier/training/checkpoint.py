@@ -1,12 +1,14 @@
 """Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
 
-``last.pt`` holds everything a resume needs (model, EMA, optimizer, scheduler, epoch); the random state is not
-stored because every epoch reseeds from ``seed + epoch``. ``best.pt`` holds only what inference needs: the
+``last.pt`` holds everything a resume needs (model, EMA, optimizer, scheduler, epoch): at the end of an epoch no
+random state, since every epoch reseeds from the seed and its number; one written mid-epoch (a stop signal) also
+holds the epoch's progress and random state. ``best.pt`` holds only what inference needs: the
 evaluated (EMA) weights, the class names, the input normalisation and the config.
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +37,13 @@ def read(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != FORMAT_VERSION:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, KeyError) as error:  # truncated, not torch's, foreign
+        # torch's own message is a zip-reader internal, or advice to load with weights_only=False: not ours to give
+        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}); it may have been cut short "
+                         "or replaced by another file") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a simpsons-classifier checkpoint of format {FORMAT_VERSION}")
     return payload
 
