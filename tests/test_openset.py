@@ -13,7 +13,7 @@ from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import read_heldout
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.evaluation import evaluate_run
-from simpsons_classifier.evaluation.evaluate import like_validation
+from simpsons_classifier.evaluation.evaluate import like_validation, stratified_sample
 from simpsons_classifier.evaluation.far_ood import FAR_PHOTOS, far_ood_sets, far_selection_set, folder_set
 from simpsons_classifier.evaluation.ood_scores import SCORE_NAMES, FeatureBank, fit_score, fit_scores
 from simpsons_classifier.evaluation.openset import calibrate, separation, split_heldout_classes, tied_with_best
@@ -211,3 +211,12 @@ def test_with_a_group_split_held_out_characters_are_compared_in_the_validation_s
     assert like_validation(heldout, val, Config(split="group")) == heldout[3:]
     assert like_validation(heldout, val, Config(split="random")) == heldout
     assert like_validation(heldout[:3], val, Config(split="group")) == heldout[:3]  # none alike: all kept
+
+
+def test_the_feature_bank_sample_keeps_every_class_in_proportion_even_the_rarest():
+    samples = [Sample(f"{label}_{i}.png", label) for label, count in (("homer", 3000), ("bart", 900), ("kang", 2))
+               for i in range(count)]
+    kept = stratified_sample(samples, 1000)
+    counts = {label: sum(s.label == label for s in kept) for label in ("homer", "bart", "kang")}
+    assert counts == {"homer": 769, "bart": 231, "kang": 1}
+    assert kept == [s for s in samples if s in kept]  # in the order given

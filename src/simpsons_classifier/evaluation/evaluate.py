@@ -4,6 +4,7 @@ or on another labelled folder. The logits are computed once and every figure is 
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,17 @@ def like_validation(heldout: list[Sample], val: list[Sample], config: Config) ->
     return [s for s in heldout if source_group(s.path) in sources] or heldout
 
 
+def stratified_sample(samples: list[Sample], size: int, seed: int = 0) -> list[Sample]:
+    """About ``size`` of ``samples`` (in their order), each class in proportion and by at least one image, so
+    that no rare character is missing from the nearest-neighbour scores."""
+    rng, share = random.Random(seed), size / len(samples)
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        by_class[sample.label].append(index)
+    kept = [i for indices in by_class.values() for i in rng.sample(indices, max(1, round(len(indices) * share)))]
+    return [samples[i] for i in sorted(kept)]
+
+
 def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True) -> FeatureBank:
     """The run's feature bank, computed from (a stratified sample of) its training images when missing or older
     than ``best.pt``."""
@@ -140,7 +152,7 @@ def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True)
         return FeatureBank.read(run.feature_bank)
     train = RunData.read(run).split.train
     if len(train) > BANK_MAX_IMAGES:
-        train = [train[i] for i in sorted(random.Random(0).sample(range(len(train)), BANK_MAX_IMAGES))]
+        train = stratified_sample(train, BANK_MAX_IMAGES)
     outputs = sample_outputs(loaded, train, progress=progress, desc="training features")
     classifier = loaded.model.get_classifier()
     bank = FeatureBank(outputs.features, outputs.targets, list(loaded.classes), classifier.weight.detach().clone(),
