@@ -177,12 +177,16 @@ def _without_scored_images(unlabeled: ScanResult, scored: dict[str, list[Sample]
     names its subset: an unlabelled folder that holds the dataset, or lies above it, would otherwise train on the
     validation images through their pseudo-labels."""
     reasons = {os.path.realpath(s.path): reason for reason, samples in scored.items() for s in samples}
-    kept = [s for s in unlabeled.samples if os.path.realpath(s.path) not in reasons]
+    kept, left_out = [], []
+    for sample in unlabeled.samples:
+        reason = reasons.get(os.path.realpath(sample.path))
+        if reason is None:
+            kept.append(sample)
+        else:
+            left_out.append(Skipped(sample.path, reason))
     if not kept:
         raise DatasetError(f"every readable image in the unlabelled folder {unlabeled.root} is one this run is "
                            "validated or scored on: give a folder of other images")
-    left_out = [Skipped(s.path, reasons[os.path.realpath(s.path)]) for s in unlabeled.samples
-                if os.path.realpath(s.path) in reasons]
     return replace(unlabeled, samples=kept, skipped=[*unlabeled.skipped, *left_out])
 
 
