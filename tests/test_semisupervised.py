@@ -14,14 +14,13 @@ from simpsons_classifier import cli
 from simpsons_classifier.data.run_data import prepare_run_data, read_unlabeled
 from simpsons_classifier.data.scan import DatasetError
 from simpsons_classifier.evaluation.ood_scores import fit_scores
-from simpsons_classifier.evaluation.openset import TARGET_TPR, calibrate
+from simpsons_classifier.evaluation.openset import calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, trainer
 from simpsons_classifier.training.curves import UNLABELED_COLUMNS
 from simpsons_classifier.training.distributed import Context
 from simpsons_classifier.training.pseudo_labels import (
-    KNOWN_SHARE,
     SelfAdaptiveThreshold,
     known_threshold,
     select_pseudo_labels,
@@ -71,7 +70,6 @@ def test_an_unknown_character_below_the_open_set_threshold_is_never_pseudo_label
     val_logits = torch.randn(200, 5) + 6 * torch.nn.functional.one_hot(torch.randint(5, (200,)), 5)
     threshold = known_threshold(val_logits.max(dim=1).values)
     # the rule the run stores after training: same share of known validation images, same threshold
-    assert KNOWN_SHARE == TARGET_TPR
     outputs = ModelOutputs(torch.zeros(200, 2), val_logits, torch.zeros(200, dtype=torch.long))
     assert threshold == pytest.approx(calibrate(outputs, fit_scores(None)).threshold)
     unknown = torch.tensor([[threshold - 0.01, -50.0, -50.0, -50.0, -50.0]])  # softmax 1.0, yet below the rule

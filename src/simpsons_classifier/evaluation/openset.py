@@ -26,13 +26,14 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from ..data.scan import Sample
 from ..run_dir import RunDir
 from ..storage import write_json_atomic
+from ..training.pseudo_labels import KNOWN_SHARE, known_threshold
 from .ood_scores import LOGIT_SCORES, SCORE_NAMES, FeatureBank, Score, fit_score
 from .results import OpenSetFigures, Separation
 from .run_model import ModelOutputs
 
 DEFAULT_SCORE = "max_logit"
-TARGET_TPR = 0.95
-"""Share of known-character images the threshold accepts."""
+TARGET_TPR = KNOWN_SHARE
+"""Share of known-character images the threshold accepts: the one training's pseudo-labels use."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def calibrate(known: ModelOutputs, scores: dict[str, Score], selection: ModelOut
     name = max(tied, key=lambda n: (far_candidates[n].auroc if far_candidates else 0.0, candidates[n].auroc),
                default=DEFAULT_SCORE)
     values = scores[name](known.features, known.logits).numpy()
-    threshold = float(np.quantile(values, 1 - TARGET_TPR, method="lower"))
+    threshold = known_threshold(values)
     return Calibration(
         score=name,
         threshold=threshold,

@@ -30,15 +30,14 @@ from ..models import freeze_frozen_norms
 from .validate import autocast
 
 KNOWN_SHARE = 0.95
-"""Share of the known validation images the known-character threshold accepts: ``evaluation.openset.TARGET_TPR``
-(a test keeps the two equal)."""
+"""Share of the known validation images the known-character threshold accepts (``evaluation.openset`` calibrates
+every score to it too)."""
 
 
-def known_threshold(val_max_logits: torch.Tensor) -> float:
-    """The max-logit that accepts :data:`KNOWN_SHARE` of the validation images whose max-logits are given, as
-    ``evaluation.openset.calibrate`` picks it."""
-    values = val_max_logits.float().numpy()
-    return float(np.quantile(values, 1 - KNOWN_SHARE, method="lower"))
+def known_threshold(val_scores: torch.Tensor | np.ndarray) -> float:
+    """The score that accepts :data:`KNOWN_SHARE` of the validation images whose scores are given (their
+    max-logits here; any open-set score in ``evaluation.openset.calibrate``)."""
+    return float(np.quantile(np.asarray(val_scores, dtype=np.float64), 1 - KNOWN_SHARE, method="lower"))
 
 
 def accepted_as_known(logits: torch.Tensor, known_at: float) -> torch.Tensor:
