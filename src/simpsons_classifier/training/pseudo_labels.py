@@ -37,7 +37,8 @@ every score to it too)."""
 def known_threshold(val_scores: torch.Tensor | np.ndarray) -> float:
     """The score that accepts :data:`KNOWN_SHARE` of the validation images whose scores are given (their
     max-logits here; any open-set score in ``evaluation.openset.calibrate``)."""
-    return float(np.quantile(np.asarray(val_scores, dtype=np.float64), 1 - KNOWN_SHARE, method="lower"))
+    values = torch.as_tensor(val_scores).float().cpu().numpy()  # bf16 and CUDA tensors have no NumPy view
+    return float(np.quantile(values, 1 - KNOWN_SHARE, method="lower"))
 
 
 def accepted_as_known(logits: torch.Tensor, known_at: float) -> torch.Tensor:
