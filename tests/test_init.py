@@ -138,10 +138,10 @@ def source_run(tmp_path_factory):
 
 def test_a_missing_run_or_one_without_best_pt_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cannot start from run .*nothing: no such folder"):
-        read_init_run(tmp_path / "nothing", "resnet10t")
+        read_init_run(tmp_path / "nothing", "resnet10t", tmp_path)
     (tmp_path / "unfinished").mkdir()
     with pytest.raises(FileNotFoundError, match=r"unfinished: it has no best.pt"):
-        read_init_run(tmp_path / "unfinished", "resnet10t")
+        read_init_run(tmp_path / "unfinished", "resnet10t", tmp_path)
 
 
 def test_another_backbone_is_refused_naming_both(source_run, tmp_path):
@@ -149,6 +149,21 @@ def test_another_backbone_is_refused_naming_both(source_run, tmp_path):
         train(tiny_config(backbone="resnet18", init_run=str(source_run)), make_dataset(tmp_path / "data"),
               tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before the run folder was written
+
+
+def test_data_sharing_no_class_with_the_run_is_refused_before_the_scan_naming_both_folders(source_run, tmp_path,
+                                                                                          capsys):
+    data = make_dataset(tmp_path / "data", classes=2)
+    for folder in data.iterdir():
+        folder.rename(data / f"other_{folder.name}")
+    (data / "other_000_class0" / "broken.png").write_bytes(b"not an image")  # a scan would open it
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), "--init", str(source_run),
+                 "--config", str(source_run.config)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot start from run {source_run} with the data in {data}" in error
+    assert "none of the start run's 4 classes" in error and "other_000_class0, other_001_class1" in error
+    assert not out.exists()  # refused before the run folder, its config or a scan
 
 
 def test_init_and_resume_together_are_refused(source_run, tmp_path, capsys):

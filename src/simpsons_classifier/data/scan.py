@@ -172,6 +172,12 @@ def drop_small_classes(result: ScanResult, minimum: int) -> ScanResult:
     return result
 
 
+def class_names(root: str | Path) -> list[str]:
+    """The class folders' names in the dataset folder ``root``, without opening an image: what a command can check
+    before it scans (see ``resolve_root`` for the folders walked into)."""
+    return sorted(d.name for d in _visible(resolve_root(root)) if d.is_dir())
+
+
 def _labelled_files(root: Path, labels_from_filenames: bool) -> list[tuple[Path, str]]:
     if labels_from_filenames:
         return [(path, label_from_filename(path)) for path in files_below(root)]

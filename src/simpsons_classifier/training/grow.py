@@ -18,14 +18,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..config import ConfigError
+from ..data.scan import DatasetError, class_names
 from ..run_dir import RunDir
 from .checkpoint import LoadedModel, load_model
 from .probe import pre_logit_features
 
 
-def read_init_run(run_dir: str | Path, backbone: str) -> LoadedModel:
-    """The best model of the run a new run starts from; refuses a missing run, one without ``best.pt`` and one
-    of another backbone than ``backbone`` (the new run's config)."""
+def read_init_run(run_dir: str | Path, backbone: str, data_dir: str | Path) -> LoadedModel:
+    """The best model of the run a new run on ``data_dir`` starts from; refuses a missing run, one without
+    ``best.pt``, one of another backbone than ``backbone`` (the new run's config), and data whose class folders
+    share no name with the run's classes (checked on the folder names, before the data is scanned)."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise FileNotFoundError(f"cannot start from run {run}: no such folder")
@@ -37,6 +39,10 @@ def read_init_run(run_dir: str | Path, backbone: str) -> LoadedModel:
             f"cannot start from run {run}: it was trained with backbone {source.config.backbone}, the config asks "
             f"for {backbone}; use the run's backbone (--set backbone={source.config.backbone}, or --config "
             f"{run.config} for its whole recipe)")
+    try:
+        HeadPlan(tuple(source.classes), tuple(class_names(data_dir)))
+    except ValueError as error:
+        raise DatasetError(f"cannot start from run {run} with the data in {data_dir}: {error}") from None
     return source
 
 

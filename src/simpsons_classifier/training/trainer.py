@@ -85,7 +85,8 @@ def train(
     started = time.perf_counter()
     run = RunDir(out_dir)
     _refuse_existing(run)
-    source = read_init_run(config.init_run, config.backbone) if config.init_run else None  # before writing anything
+    # Before anything is written: the start run, and whether the data's class folders share a name with it.
+    source = read_init_run(config.init_run, config.backbone, data_dir) if config.init_run else None
     ctx = distributed.setup()
     with hold_run(run, enabled=ctx.is_main):
         if ctx.is_main:
