@@ -248,6 +248,29 @@ def test_a_full_disk_while_checkpointing_keeps_the_last_good_checkpoint_and_says
     assert code == 2 and f"cannot write {run}: 0 MB free" in _error_line(stderr) and "[ENOSPC]" in stderr
 
 
+def test_the_free_space_asked_for_covers_the_checkpoints_at_their_peak(tmp_path, monkeypatch):
+    """The up-front free-space check asks for at least what the checkpoint files take together at their peak (a new
+    last.pt beside the old one, with best.pt and start.pt there)."""
+    asked, peak = [], [0]
+    real_check, real_save = trainer.check_writable, torch.save
+
+    def record_check(folder, needed_bytes=0):
+        asked.append(needed_bytes)
+        return real_check(folder, needed_bytes)
+
+    def save_and_measure(payload, handle, *args, **kwargs):
+        real_save(payload, handle, *args, **kwargs)
+        handle.flush()  # the temporary file, complete, beside the checkpoints it replaces
+        peak[0] = max(peak[0], sum(p.stat().st_size for p in run.iterdir() if p.is_file() and ".pt" in p.name))
+
+    monkeypatch.setattr(trainer, "check_writable", record_check)
+    monkeypatch.setattr(torch, "save", save_and_measure)
+    run = tmp_path / "run"
+    config = tiny_config(head_init="probe", wise_alpha=0.5)  # start.pt is kept for the weight ensemble
+    trainer.train(config, make_dataset(tmp_path / "data", classes=3, per_source=1), run, progress=False)
+    assert (run / "start.pt").is_file() and max(asked) >= peak[0] > 0
+
+
 class DiskFullAfter:
     """A file that takes ``room`` bytes, then fails as a full disk does (torch.save's zip writer then fails closing
     the archive, with a RuntimeError raised while handling the OSError)."""

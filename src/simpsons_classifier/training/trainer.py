@@ -65,9 +65,9 @@ from .validate import autocast, predict, score_sums, scores_from_sums
 from .weight_ensemble import weight_ensemble
 
 _EPOCH_SEED_STRIDE = 10_007  # seed * stride + epoch: distinct streams for different seeds and epochs
-CHECKPOINT_COPIES = 5
-"""Free space a run needs, in copies of its model: last.pt holds the model, its EMA and AdamW's two moments, and
-best.pt one more (each is written beside the old one before it replaces it)."""
+CHECKPOINT_COPIES = 10
+"""Free space a run needs, in copies of its model, at its peak: while a new last.pt (the model, its EMA and AdamW's
+two moments: 4) is written beside the old one (4) before replacing it, best.pt (1) and start.pt (1) are there."""
 
 
 class RunExistsError(FileExistsError):
