@@ -207,6 +207,24 @@ def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(t
                 == [[r[c] for c in columns] for r in csv.DictReader(other)])
 
 
+def test_timing_steps_for_a_budget_leaves_no_trace_in_the_run(tmp_path):
+    """A budget that keeps the config's epochs ends with the weights of a run without one: the timed steps are
+    undone, FreeMatch's per-class bars included."""
+    data = make_dataset(tmp_path / "data")
+    config = _semi_config(epochs=2, unlabeled_dir=str(_unlabeled_folder(tmp_path / "frames")),
+                          pseudo_label_threshold=None)
+    plain = trainer.train(config, data, tmp_path / "plain", progress=False)
+    budgeted = trainer.train(config, data, tmp_path / "budgeted", progress=False, budget_seconds=3600)
+    a, b = checkpoint.read(plain.last), checkpoint.read(budgeted.last)
+    assert b["epoch"] == 2
+    for part in ("model", "ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert a["adaptive_bar"].keys() == b["adaptive_bar"].keys()
+    for key, value in a["adaptive_bar"].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["adaptive_bar"][key])), key
+
+
 @pytest.mark.parametrize("make, problem", [
     (lambda folder: None, "does not exist or is not a folder"),
     (lambda folder: folder.mkdir(), "holds no files"),

@@ -58,7 +58,7 @@ def time_per_item(items: Iterable, work: Callable, count: int) -> float:
 
 
 class Restored:
-    """``with Restored(model, optimizer):`` puts back their states on exit."""
+    """``with Restored(state):`` puts back the ``state_dict()`` of each object given on exit."""
 
     def __init__(self, *objects) -> None:
         self.objects = objects

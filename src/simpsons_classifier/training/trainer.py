@@ -319,7 +319,7 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
                    pipeline: BatchPipeline, train_set: ImageDataset, val_loader: DataLoader,
                    ctx: distributed.Context, workers: int, balanced: bool,
                    unlabeled_set: ImageDataset | None = None) -> None:
-    """Time a few real steps and validation batches (the weights and optimiser put back afterwards), then set
+    """Time a few real steps and validation batches (the training state put back afterwards), then set
     ``config.epochs`` to what fits in the budget, in the run's config too, and resize the schedule to it."""
     budget_seconds, started = budget
     seed_epoch(config, -1)
@@ -327,7 +327,7 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
     loader = _train_loader(train_set, config, ctx, 0, workers, pipeline.collate, balanced)
     unlabeled_loader = (None if unlabeled_set is None else _unlabeled_loader(
         unlabeled_set, config, ctx, 0, workers, pipeline.collate_views, len(loader)))
-    with Restored(state.model, state.optimizer):
+    with Restored(state):  # the weights, the optimiser, fp16's loss scale and FreeMatch's bars
         step_seconds = time_per_item(pipeline.batches(loader, unlabeled_loader),
                                      lambda batch: train_on_batch(state, batch, config), TIMED_STEPS)
     with torch.no_grad():
