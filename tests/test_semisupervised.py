@@ -11,7 +11,7 @@ from synthetic import draw_character, make_dataset, tiny_config
 from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
-from simpsons_classifier.data.run_data import prepare_run_data, read_unlabeled
+from simpsons_classifier.data.run_data import prepare_run_data, read_unlabeled, repoint_unlabeled
 from simpsons_classifier.data.scan import DatasetError
 from simpsons_classifier.evaluation.ood_scores import fit_scores
 from simpsons_classifier.evaluation.openset import calibrate
@@ -138,6 +138,35 @@ def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_p
     import yaml
 
     assert yaml.safe_load((run / "config.yaml").read_text())["unlabeled_dir"] == str(unlabeled)
+
+
+def test_a_run_whose_unlabelled_folder_moved_resumes_with_its_new_place(tmp_path, capsys, monkeypatch):
+    data = make_dataset(tmp_path / "data")
+    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    config = tmp_path / "tiny.yaml"
+    _semi_config(epochs=1).save(config)
+    run = tmp_path / "run"
+    ctrl_c_at_step(monkeypatch, 1)
+    assert cli.main(["train", "--data", str(data), "--out", str(run), "--unlabeled", str(unlabeled),
+                     "--config", str(config)]) == 130
+    monkeypatch.undo()
+    moved = unlabeled.rename(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(run)]) == 2
+    assert f"unlabelled folder {unlabeled} is not there any more" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(run), "--unlabeled", str(tmp_path)]) == 2  # not the folder it was
+    assert "holds none of the run's 18 unlabelled images" in capsys.readouterr().err
+
+    assert cli.main(["train", "--resume", str(run), "--unlabeled", str(moved)]) == 0
+    assert f"unlabelled folder moved: {unlabeled} -> {moved} (18 images)" in capsys.readouterr().out
+    assert read_unlabeled(run)[0].path.startswith(str(moved))
+    assert checkpoint.read(run / "last.pt")["epoch"] == 1
+
+
+def test_an_unlabelled_folder_for_a_run_trained_without_one_is_refused(tmp_path):
+    run = RunDir(tmp_path / "run").make()
+    with pytest.raises(DatasetError, match="trained without an unlabelled folder"):
+        repoint_unlabeled(run, tmp_path)
 
 
 def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):

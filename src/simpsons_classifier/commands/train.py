@@ -24,7 +24,8 @@ def register(subcommands) -> None:
                              "(config key init_run)")
     parser.add_argument("--unlabeled", metavar="DIR",
                         help="also learn from the unlabelled images anywhere below DIR (semi-supervised, FixMatch; "
-                             "unknown characters welcome, they are not pseudo-labelled; config key unlabeled_dir)")
+                             "unknown characters welcome, they are not pseudo-labelled; config key unlabeled_dir); "
+                             "with --resume: the run's unlabelled folder moved to DIR")
     parser.add_argument("--data-root", metavar="NEWROOT",
                         help="with --resume: the run's dataset moved to NEWROOT (the folder of class folders); "
                              "recorded in RUN/dataset.json")
@@ -47,10 +48,11 @@ def run(args: argparse.Namespace) -> int:
         if args.data:
             raise ConfigError("--resume RUN reads the run's own split; if its dataset moved, give the new folder "
                               "with --data-root NEWROOT")
-        if args.out or args.config or args.set or args.budget or args.unlabeled:
+        if args.out or args.config or args.set or args.budget:
             raise ConfigError("--resume RUN continues a run with its own data, config and epochs: give it alone "
-                              "(or with --data-root NEWROOT when its dataset moved)")
-        run_dir = resume(args.resume, data_root=args.data_root)
+                              "(or with --data-root NEWROOT / --unlabeled NEWDIR when its dataset / unlabelled "
+                              "folder moved)")
+        run_dir = resume(args.resume, data_root=args.data_root, unlabeled_root=args.unlabeled)
     else:
         if args.data_root:
             raise ConfigError("--data-root points a run being resumed at its moved dataset: use it with --resume RUN")

@@ -93,11 +93,13 @@ class Repointed:
     root: Path
     images: int
     missing: int
+    folder: str = "dataset"
+    """Which of the run's folders moved: its dataset or its unlabelled folder."""
 
     def __str__(self) -> str:
         missing = (f", {self.missing} of them missing: another image takes the place of each, with a warning"
                    if self.missing else "")
-        return f"dataset moved: {self.previous} -> {self.root} ({self.images} images{missing})"
+        return f"{self.folder} moved: {self.previous} -> {self.root} ({self.images} images{missing})"
 
 
 def repoint_data(run_dir: str | Path | RunDir, new_root: str | Path) -> Repointed:
@@ -122,6 +124,26 @@ def repoint_data(run_dir: str | Path | RunDir, new_root: str | Path) -> Repointe
     summary = {**data.summary, "root": str(root), "sample_paths": RELATIVE_PATHS}
     write_json_atomic(run.dataset, summary)
     return Repointed(data.summary["root"], root, len(samples), len(samples) - found)
+
+
+def repoint_unlabeled(run_dir: str | Path | RunDir, new_root: str | Path) -> Repointed:
+    """Record in ``dataset.json`` that a semi-supervised run's unlabelled folder now lies in ``new_root``, once
+    its images are found there (they are named relative to the folder in ``unlabeled.csv``)."""
+    run = RunDir(run_dir)
+    if not run.unlabeled.is_file():
+        raise DatasetError(f"--unlabeled {new_root}: {run} was trained without an unlabelled folder, and a resumed "
+                           "run keeps its data; start a new run with --unlabeled to use one")
+    root = Path(os.path.abspath(new_root))
+    if not root.is_dir():
+        raise DatasetError(f"--unlabeled {new_root}: not a folder")
+    samples = read_samples(run.unlabeled, root).get(UNLABELED_SUBSET, [])
+    found = sum(Path(s.path).is_file() for s in samples)
+    if samples and not found:
+        raise DatasetError(f"--unlabeled {root} holds none of the run's {len(samples)} unlabelled images (no "
+                           f"{samples[0].path}): give the folder the run was started with, as it is now")
+    summary = json.loads(run.dataset.read_text())
+    write_json_atomic(run.dataset, {**summary, "unlabeled_root": str(root)})
+    return Repointed(summary["unlabeled_root"], root, len(samples), len(samples) - found, "unlabelled folder")
 
 
 def prepare_run_data(
@@ -214,5 +236,6 @@ def read_unlabeled(run_dir: str | Path | RunDir) -> list[Sample]:
         return []
     root = Path(json.loads(run.dataset.read_text())["unlabeled_root"])
     if not root.is_dir():
-        raise DatasetError(f"the run's unlabelled folder {root} is not there any more")
+        raise DatasetError(f"the run's unlabelled folder {root} is not there any more; if it moved, give its new "
+                           f"place with simpsons train --resume {run} --unlabeled NEWDIR")
     return read_samples(run.unlabeled, root).get(UNLABELED_SUBSET, [])

@@ -37,7 +37,7 @@ from ..augment import BatchPipeline, build_eval_transform
 from ..config import Config
 from ..augment.pipeline import Views
 from ..data.dataset import ImageDataset
-from ..data.run_data import RunData, prepare_run_data, read_unlabeled, repoint_data
+from ..data.run_data import RunData, prepare_run_data, read_unlabeled, repoint_data, repoint_unlabeled
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
 from ..run_lock import hold_run
@@ -107,16 +107,19 @@ def _refuse_existing(run: RunDir) -> None:
         raise RunExistsError(f"{run} already holds a run: continue it with --resume {run} or use another --out")
 
 
-def resume(run_dir: str | Path, progress: bool = True, data_root: str | Path | None = None) -> RunDir:
+def resume(run_dir: str | Path, progress: bool = True, data_root: str | Path | None = None,
+           unlabeled_root: str | Path | None = None) -> RunDir:
     """Continue the run in ``run_dir`` from its last checkpoint (the end of an epoch, or the step where a stop
-    signal left it), with its own config and split. ``data_root``: the run's dataset moved there (recorded in the
-    run, see ``repoint_data``)."""
+    signal left it), with its own config and split. ``data_root`` / ``unlabeled_root``: the run's dataset /
+    unlabelled folder moved there (recorded in the run, see ``repoint_data`` and ``repoint_unlabeled``)."""
     run = RunDir(run_dir)
     config = Config.load(run.config)
     ctx = distributed.setup()
     with hold_run(run, enabled=ctx.is_main):
         if ctx.is_main and data_root is not None:
             print(repoint_data(run, data_root))
+        if ctx.is_main and unlabeled_root is not None:
+            print(repoint_unlabeled(run, unlabeled_root))
         distributed.barrier(ctx)
         payload = checkpoint.read(run.last)
         if ctx.is_main:
