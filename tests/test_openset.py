@@ -73,6 +73,25 @@ def test_feature_scores_need_the_bank_and_say_how_to_get_it():
         fit_score("nope", None)
 
 
+def test_a_score_that_cannot_be_fitted_is_left_out_with_a_warning_and_the_rule_chosen_among_the_rest(monkeypatch):
+    """ViM's float32 eigendecomposition can fail on a dozen training images' features: the run goes on."""
+    from pytorch_ood.detector import ViM
+
+    def fail_to_converge(self, features, labels):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+
+    monkeypatch.setattr(ViM, "fit_features", fail_to_converge)
+    generator = torch.Generator().manual_seed(0)
+    bank = planted_bank(generator)
+    with pytest.warns(UserWarning, match=r"'vim' is left out: it cannot be fitted on the features of 240 training"):
+        scores = fit_scores(bank)
+    assert set(scores) == set(SCORE_NAMES) - {"vim"}
+    known = outputs(bank, planted_bank(generator).features)
+    selection = outputs(bank, 0.05 * torch.rand(20, DIMS, generator=generator) + torch.linspace(0, 1, DIMS))
+    calibration = calibrate(known, scores, selection, ["held_a"])
+    assert set(calibration.candidates) == set(scores) and calibration.score in scores
+
+
 def test_the_bank_survives_a_round_trip(tmp_path):
     bank = planted_bank(torch.Generator().manual_seed(1))
     bank.write(tmp_path / "features.pt")
