@@ -45,8 +45,16 @@ def test_group_split_can_hold_out_named_sources():
     split = make_split(_samples(), "group", 0.3, seed=0, val_groups=["dreamworld", "gen7x"])
     assert {source_group(s.path) for s in split.val} == {"dreamworld", "gen7x"}
     assert "gen7x" not in {source_group(s.path) for s in split.train}
-    with pytest.raises(DatasetError, match="match no file"):
+    with pytest.raises(DatasetError, match=r"\['photos'\] match no file's source group \(a file's group is its name "
+                       r"before `__`.*`--set 'val_groups=\[\]'`.*`--set split=random`"):
         make_split(_samples(), "group", 0.3, seed=0, val_groups=["photos"])
+
+
+def test_held_out_groups_that_plain_file_names_lack_are_refused_saying_how_groups_are_read():
+    """`configs/demo.yaml`'s drawing sources, asked of a dataset of plain frame names."""
+    samples = [Sample(f"/d/c{c}/pic_{i}.jpg", f"c{c}") for c in range(2) for i in range(5)]
+    with pytest.raises(DatasetError, match=r"no file name here has `__`, so a file's group is its whole name"):
+        make_split(samples, "group", 0.3, seed=0, val_groups=["dreamworld", "gen7x"])
 
 
 def test_split_file_round_trips_with_paths_relative_to_the_dataset_folder(tmp_path):

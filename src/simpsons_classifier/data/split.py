@@ -105,7 +105,12 @@ def _held_out_groups(samples: list[Sample], val_groups: set[str]) -> Split:
     present = {source_group(s.path) for s in samples}
     missing = sorted(val_groups - present)
     if missing:
-        raise DatasetError(f"val_groups {missing} match no file (groups found: {sorted(present)[:20]})")
+        how = ("a file's group is its name before `__`" if any("__" in Path(s.path).name for s in samples)
+               else "no file name here has `__`, so a file's group is its whole name")
+        raise DatasetError(
+            f"val_groups {missing} match no file's source group ({how}; {len(present)} groups, e.g. "
+            f"{sorted(present)[:8]}): name groups this data has, draw whole groups at random with `--set "
+            "'val_groups=[]'`, or split at random with `--set split=random`")
     split = Split(train=[], val=[])
     for sample in samples:
         (split.val if source_group(sample.path) in val_groups else split.train).append(sample)
