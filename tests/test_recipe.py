@@ -11,7 +11,7 @@ from synthetic import make_dataset, tiny_config
 
 from simpsons_classifier.config import Config, ConfigError
 from simpsons_classifier.training import checkpoint, trainer
-from simpsons_classifier.training.budget import epochs_within, parse_budget
+from simpsons_classifier.training.budget import PassTimes, epochs_within, finishing_seconds, parse_budget
 from simpsons_classifier.training.sampling import BalancedSampler, should_balance
 from simpsons_classifier.training.schedule import WarmupCosineSchedule, active_stages, warmup_cosine
 from simpsons_classifier.training.trainer import train
@@ -101,10 +101,17 @@ def test_bad_budgets_are_refused_by_name(text):
 
 
 def test_budget_sizes_the_epochs_from_the_time_left():
-    # 600 s, 10 % kept for evaluation and report, 60 s spent: 480 s left for 100 s epochs -> 4 epochs.
-    assert epochs_within(600, 60, 100, max_epochs=25) == 4
-    assert epochs_within(600, 60, 100, max_epochs=3) == 3  # never more than the config asks for
-    assert epochs_within(10, 60, 100, max_epochs=25) == 1  # at least one
+    # 600 s, 60 s kept for evaluation and report, 60 s spent: 480 s left for 100 s epochs -> 4 epochs.
+    assert epochs_within(600, 60, 100, max_epochs=25, finish_seconds=60) == 4
+    assert epochs_within(600, 60, 100, max_epochs=3, finish_seconds=60) == 3  # never more than the config asks for
+    assert epochs_within(10, 60, 100, max_epochs=25, finish_seconds=60) == 1  # at least one
+
+
+def test_the_time_kept_after_training_covers_its_passes_over_the_images():
+    """A big training set's feature pass outgrows a tenth of a short budget: the passes decide, not the share."""
+    assert finishing_seconds(600, PassTimes(train=10, val=5)) == 60  # 10 + 6 x 5 = 40 s: a tenth of 600 s
+    assert finishing_seconds(180, PassTimes(train=12, val=5.5)) == pytest.approx(45)  # not 18 s
+    assert finishing_seconds(1800, PassTimes(train=420, val=40)) == pytest.approx(660)
 
 
 def test_a_run_with_a_budget_writes_the_epochs_that_fit_into_its_config(tmp_path):
@@ -113,6 +120,10 @@ def test_a_run_with_a_budget_writes_the_epochs_that_fit_into_its_config(tmp_path
     assert Config.load(tight.config).epochs == 1 and checkpoint.read(tight.last)["epoch"] == 1
     loose = train(tiny_config(epochs=2), data, tmp_path / "loose", progress=False, budget_seconds=3600)
     assert Config.load(loose.config).epochs == 2 and checkpoint.read(loose.last)["epoch"] == 2
+    # With the probe head, its passes over the images are what the time to keep is measured on.
+    probed = train(tiny_config(epochs=30, head_init="probe"), data, tmp_path / "probed", progress=False,
+                   budget_seconds=0.001)
+    assert Config.load(probed.config).epochs == 1 and checkpoint.read(probed.last)["epoch"] == 1
 
 
 def test_balanced_sampling_draws_classes_in_proportion_to_the_square_root_of_their_size():

@@ -22,6 +22,7 @@ its checkpoints before it trains (``storage.check_writable``).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Generator, Iterable
@@ -43,7 +44,8 @@ from ..run_dir import RunDir
 from ..run_lock import hold_run
 from ..storage import check_writable
 from . import checkpoint, distributed
-from .budget import TIMED_STEPS, Restored, epochs_within, format_duration, time_per_item
+from .budget import (TIMED_STEPS, PassTimes, Restored, epochs_within, finishing_seconds, format_duration,
+                     time_per_item)
 from .checkpoint import LoadedModel
 from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
@@ -214,6 +216,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         if resume_from is not None:
             state.load_state_dict(resume_from)
         history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch + state.ensembled]
+        passes = None  # timed where the probe head makes them, for --budget
         if resume_from is None:
             if ctx.is_main and balanced:
                 print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
@@ -229,17 +232,20 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                     grow_from_run(state.model, source, plan, plain_loader, ctx.device, show)
                 else:
                     fit_probe_head(state.model, plain_loader, ctx.device, show)
+                train_pass = time.perf_counter() - started
                 state.sync_ema()
                 if config.ensembles_weights and ctx.is_main:
                     checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
-                record(PROBE_EPOCH, float("nan"), validate(_epoch_name(PROBE_EPOCH, config)),
-                       time.perf_counter() - started)
+                val_started = time.perf_counter()
+                scores = validate(_epoch_name(PROBE_EPOCH, config))
+                passes = PassTimes(train=train_pass, val=time.perf_counter() - val_started)
+                record(PROBE_EPOCH, float("nan"), scores, time.perf_counter() - started)
             if unlabeled_set is not None and state.known_at is None:  # no validation yet: calibrate on the start
                 validation_logits(desc="calibrating the known-character threshold")
             if budget is not None:
                 _fit_to_budget(config, run, state, budget, pipeline, train_set, val_loader, ctx, workers, balanced,
-                               unlabeled_set)
+                               passes, unlabeled_set)
 
         for epoch in range(state.epoch, config.epochs):
             seed_epoch(config, epoch)
@@ -320,10 +326,11 @@ def _save_and_stop(state: TrainingState, run: RunDir, ctx: distributed.Context, 
 
 def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tuple[float, float],
                    pipeline: BatchPipeline, train_set: ImageDataset, val_loader: DataLoader,
-                   ctx: distributed.Context, workers: int, balanced: bool,
+                   ctx: distributed.Context, workers: int, balanced: bool, passes: PassTimes | None,
                    unlabeled_set: ImageDataset | None = None) -> None:
-    """Time a few real steps and validation batches (the training state put back afterwards), then set
-    ``config.epochs`` to what fits in the budget, in the run's config too, and resize the schedule to it."""
+    """Time a few real steps (the training state put back afterwards), then set ``config.epochs`` to what fits in
+    the budget, in the run's config too, and resize the schedule to it. ``passes``: the probe head's passes over
+    the training and validation images, timed; without them, estimated from a few validation batches."""
     budget_seconds, started = budget
     seed_epoch(config, -1)
     state.train_stages(("head", config.unfreeze_stage))  # the costlier steps that most of a run takes
@@ -333,15 +340,21 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
     with Restored(state):  # the weights, the optimiser, fp16's loss scale and FreeMatch's bars
         step_seconds = time_per_item(pipeline.batches(loader, unlabeled_loader),
                                      lambda batch: train_on_batch(state, batch, config), TIMED_STEPS)
-    with torch.no_grad():
-        val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
-    epoch_seconds = len(loader) * step_seconds + len(val_loader) * val_seconds
-    config.epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs)
+    if passes is None:
+        with torch.no_grad():
+            val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
+        passes = PassTimes(train=math.ceil(len(train_set) / val_loader.batch_size) * val_seconds,
+                           val=len(val_loader) * val_seconds)
+    epoch_seconds = len(loader) * step_seconds + passes.val
+    finish_seconds = finishing_seconds(budget_seconds, passes)
+    config.epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs,
+                                  finish_seconds)
     state.resize(config, len(loader))
     if ctx.is_main:
         config.save(run.config)  # what a resume reads
-        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch, "
-              f"so {config.epochs} epoch{'s' if config.epochs > 1 else ''}", flush=True)
+        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch and "
+              f"{format_duration(finish_seconds)} to evaluate and report, so {config.epochs} "
+              f"epoch{'s' if config.epochs > 1 else ''}", flush=True)
 
 
 def train_on_batch(state: TrainingState, batch: tuple, config: Config) -> tuple[float | None, PseudoLabels | None]:
