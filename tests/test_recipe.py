@@ -10,7 +10,7 @@ import torch
 from synthetic import make_dataset, tiny_config
 
 from simpsons_classifier.config import Config, ConfigError
-from simpsons_classifier.training import checkpoint, trainer
+from simpsons_classifier.training import budget, checkpoint, trainer
 from simpsons_classifier.training.budget import PassTimes, epochs_within, finishing_seconds, parse_budget
 from simpsons_classifier.training.sampling import BalancedSampler, should_balance
 from simpsons_classifier.training.schedule import WarmupCosineSchedule, active_stages, warmup_cosine
@@ -107,11 +107,25 @@ def test_budget_sizes_the_epochs_from_the_time_left():
     assert epochs_within(10, 60, 100, max_epochs=25, finish_seconds=60) == 1  # at least one
 
 
+def test_a_pass_is_timed_as_its_start_up_once_and_its_steady_items(monkeypatch):
+    """Each epoch's first step pays the loader's start-up (workers, their first batches), once."""
+    clock = [0.0]
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: clock[0])
+
+    def work(seconds: float) -> None:
+        clock[0] += seconds
+
+    timing = budget.time_items([3.0, 1.0, 1.2, 0.8, 9.0], work, count=3)  # start-up, steady steps, unreached
+    assert timing == budget.ItemTimes(first=3.0, per_item=pytest.approx(1.0))
+    assert timing.total(21) == pytest.approx(23.0) and timing.total(0) == 0.0
+    assert budget.time_items([3.0], work, count=3) == budget.ItemTimes(first=3.0, per_item=0.0)
+
+
 def test_the_time_kept_after_training_covers_its_passes_over_the_images():
     """A big training set's feature pass outgrows a tenth of a short budget: the passes decide, not the share."""
-    assert finishing_seconds(600, PassTimes(train=10, val=5)) == 60  # 10 + 6 x 5 = 40 s: a tenth of 600 s
-    assert finishing_seconds(180, PassTimes(train=12, val=5.5)) == pytest.approx(45)  # not 18 s
-    assert finishing_seconds(1800, PassTimes(train=420, val=40)) == pytest.approx(660)
+    assert finishing_seconds(600, PassTimes(train=10, val=5)) == 60  # 10 + 7 x 5 = 45 s: a tenth of 600 s
+    assert finishing_seconds(180, PassTimes(train=12, val=5.5)) == pytest.approx(50.5)  # not 18 s
+    assert finishing_seconds(1800, PassTimes(train=420, val=40)) == pytest.approx(700)
 
 
 def test_a_run_with_a_budget_writes_the_epochs_that_fit_into_its_config(tmp_path):

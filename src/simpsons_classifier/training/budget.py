@@ -2,11 +2,10 @@
 
 Before the first epoch the loop times a few real training steps (data loading and augmentation included), on a
 copy of the weights and optimiser state that is put back afterwards, so the run itself is the same as one given
-that many epochs. An epoch is those steps plus a validation pass; what follows the last epoch is a pass over the
-training images and a few over the validation images. Both passes are timed whole where the probe head made them
-(a few batches under-count them: the loader's workers start and prefetch while the first one is awaited), else
-estimated from a few validation batches. The epochs that fit are written into the run's config, which is what a
-resume reads. The per-epoch line then shows the time left.
+that many epochs. An epoch is its steps (the first one paying the loader's start-up) plus a validation pass; what
+follows the last epoch is a pass over the training images and a few over the validation images. Both passes are
+timed whole where the probe head made them, else estimated from a few validation batches. The epochs that fit
+are written into the run's config, which is what a resume reads. The per-epoch line then shows the time left.
 """
 
 from __future__ import annotations
@@ -23,14 +22,15 @@ from ..config import ConfigError
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _BUDGET = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 TIMED_STEPS = 6
-"""Training steps timed (after one untimed step that pays the start-up costs)."""
+"""Training steps timed after the first one, which pays the loader's start-up (as each epoch's first step does)."""
 FINISH_SHARE = 0.1
 """The least share of the budget kept for what follows training (calibration, evaluation, report)."""
-FINISH_VALIDATION_PASSES = 6
+FINISH_VALIDATION_PASSES = 7
 """What follows the last epoch, in passes over the validation images: the weight ensemble's score, the
 evaluation, the score on unseen backgrounds (about two: its images are composed on the fly) and the report's
-pictures (about two); beside one pass over the training images for the unknown-character rule's features. On a
-2-core CPU (EfficientNet-Lite0, 415 training and 178 validation images) they took 46 s: 12 s + 6 x 5.5 s."""
+pictures (about three); beside one pass over the training images for the unknown-character rule's features. On
+a 2-core CPU with EfficientNet-Lite0 that took 57 s on the stand-in (estimated 23 s + 7 x 4.6 s = 55 s) and 46 s
+on 415 training and 178 validation frames of 480x360 (estimated 12 s + 7 x 5.5 s = 50 s)."""
 
 
 @dataclass(frozen=True)
@@ -65,19 +65,32 @@ def epochs_within(budget_seconds: float, spent_seconds: float, epoch_seconds: fl
     return max(1, min(max_epochs, math.floor(left / epoch_seconds))) if epoch_seconds > 0 else max_epochs
 
 
-def time_per_item(items: Iterable, work: Callable, count: int) -> float:
-    """Seconds per item of ``work(item)`` over ``count`` items after one untimed warm-up item; 0 when the
-    iterable runs out before any is timed."""
+@dataclass(frozen=True)
+class ItemTimes:
+    """How long the items of a loader took: the first one, the loader's start-up included, and each one after."""
+
+    first: float
+    per_item: float
+
+    def total(self, items: int) -> float:
+        """Seconds for a pass over ``items`` items: the start-up is paid once a pass."""
+        return self.first + (items - 1) * self.per_item if items else 0.0
+
+
+def time_items(items: Iterable, work: Callable, count: int) -> ItemTimes:
+    """Times ``work(item)`` over the first item and up to ``count`` more; ``per_item`` is 0 when the iterable
+    runs out before a second item."""
     iterator: Iterator = iter(items)
-    timed, started = 0, None
+    first, timed, started = 0.0, 0, time.perf_counter()
     for i, item in enumerate(iterator):
-        if i == 1:
-            started = time.perf_counter()
         work(item)
+        if i == 0:
+            first = time.perf_counter() - started
+            started = time.perf_counter()
         timed = i
         if i >= count:
             break
-    return (time.perf_counter() - started) / timed if started is not None and timed else 0.0
+    return ItemTimes(first, (time.perf_counter() - started) / timed if timed else 0.0)
 
 
 class Restored:

@@ -45,7 +45,7 @@ from ..run_lock import hold_run
 from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import (TIMED_STEPS, PassTimes, Restored, epochs_within, finishing_seconds, format_duration,
-                     time_per_item)
+                     time_items)
 from .checkpoint import LoadedModel
 from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
@@ -338,14 +338,14 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
     unlabeled_loader = (None if unlabeled_set is None else _unlabeled_loader(
         unlabeled_set, config, ctx, 0, workers, pipeline.collate_views, len(loader)))
     with Restored(state):  # the weights, the optimiser, fp16's loss scale and FreeMatch's bars
-        step_seconds = time_per_item(pipeline.batches(loader, unlabeled_loader),
-                                     lambda batch: train_on_batch(state, batch, config), TIMED_STEPS)
+        steps = time_items(pipeline.batches(loader, unlabeled_loader),
+                           lambda batch: train_on_batch(state, batch, config), TIMED_STEPS)
     if passes is None:
         with torch.no_grad():
-            val_seconds = time_per_item(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
-        passes = PassTimes(train=math.ceil(len(train_set) / val_loader.batch_size) * val_seconds,
-                           val=len(val_loader) * val_seconds)
-    epoch_seconds = len(loader) * step_seconds + passes.val
+            batches = time_items(val_loader, lambda batch: state.evaluated(batch[0].to(ctx.device)), 2)
+        passes = PassTimes(train=batches.total(math.ceil(len(train_set) / val_loader.batch_size)),
+                           val=batches.total(len(val_loader)))
+    epoch_seconds = steps.total(len(loader)) + passes.val
     finish_seconds = finishing_seconds(budget_seconds, passes)
     config.epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs,
                                   finish_seconds)
