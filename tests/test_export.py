@@ -111,7 +111,7 @@ def retrained(exported, tmp_path):
     payload["model"] = {k: v + 1 if v.is_floating_point() else v for k, v in payload["model"].items()}
     retrained = tmp_path / "retrained"
     shutil.copytree(exported / "export", retrained / "export")
-    for name in ("config.yaml", "openset.json", "dataset.json", "split.csv"):
+    for name in ("config.yaml", "openset.json", "features.pt", "dataset.json", "split.csv"):
         (retrained / name).write_bytes((exported / name).read_bytes())
     checkpoint.save_atomic(payload, retrained / "best.pt")
     return retrained

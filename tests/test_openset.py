@@ -92,6 +92,14 @@ def test_a_score_that_cannot_be_fitted_is_left_out_with_a_warning_and_the_rule_c
     assert set(calibration.candidates) == set(scores) and calibration.score in scores
 
 
+def test_without_held_out_characters_msp_with_the_knn_veto_is_kept_and_max_logit_without_a_bank():
+    generator = torch.Generator().manual_seed(0)
+    bank = planted_bank(generator)
+    known = outputs(bank, planted_bank(generator).features)
+    assert calibrate(known, fit_scores(bank)).score == "msp_knn"
+    assert calibrate(known, fit_scores(None)).score == "max_logit"
+
+
 def test_the_bank_survives_a_round_trip(tmp_path):
     bank = planted_bank(torch.Generator().manual_seed(1))
     bank.write(tmp_path / "features.pt")

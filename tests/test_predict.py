@@ -2,6 +2,7 @@ import csv
 import dataclasses
 import io
 import json
+import shutil
 
 import pytest
 import torch
@@ -116,6 +117,23 @@ def test_unknown_follows_the_stored_rule_even_with_tta(run):
     augmented = predictor.predict_batch(batch)
     assert [p.unknown for p in augmented] == [p.unknown for p in plain]
     assert any(abs(a.top_k[0][1] - b.top_k[0][1]) > 1e-4 for a, b in zip(augmented, plain))
+
+
+def test_a_run_without_the_features_its_rule_is_fitted_on_is_refused_naming_the_file_and_the_fix(run, tmp_path,
+                                                                                                  capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "features.pt").unlink()
+    image, rule = RunData.read(run).split.val[0].path, json.loads((copy / "openset.json").read_text())
+
+    def predict_with(score: str) -> tuple[int, str]:
+        (copy / "openset.json").write_text(json.dumps(rule | {"score": score}))
+        return main(["predict", "--run", str(copy), image]), capsys.readouterr().err
+
+    status, errors = predict_with("knn")
+    assert status == 2 and (f"error: {copy / 'features.pt'} is missing, and the run's unknown-character score (knn) "
+                            f"is fitted on it: `simpsons evaluate --run {copy}` computes it again") in errors
+    assert predict_with("max_logit")[0] == 0  # a logit score needs no training features
 
 
 def test_results_do_not_depend_on_the_batch_size(run):

@@ -31,7 +31,11 @@ from .ood_scores import LOGIT_SCORES, SCORE_NAMES, FeatureBank, Score, fit_score
 from .results import OpenSetFigures, Separation
 from .run_model import ModelOutputs
 
-DEFAULT_SCORE = "max_logit"
+DEFAULT_SCORES = ("msp_knn", "max_logit")
+"""The score kept when no held-out characters choose one: the first of these the run has. Where held-out
+characters chose, MSP with the k-NN veto was chosen or tied with the best on the stand-in, fonts and emoji, and
+it rejects far-away images far better than the logit scores (README, "Unknown characters"). Max logit needs no
+feature bank."""
 TARGET_TPR = KNOWN_SHARE
 """Share of known-character images the threshold accepts: the one training's pseudo-labels use."""
 
@@ -79,7 +83,13 @@ class OpenSetDetector:
         rule = OpenSetRule.read(run.openset)
         if rule is None:
             return None
-        return cls(rule, FeatureBank.read(run.feature_bank) if run.feature_bank.is_file() else None)
+        if not run.feature_bank.is_file():
+            if rule.needs_features:
+                raise FileNotFoundError(f"{run.feature_bank} is missing, and the run's unknown-character score "
+                                        f"({rule.score}) is fitted on it: `simpsons evaluate --run {run}` computes "
+                                        "it again")
+            return cls(rule, None)
+        return cls(rule, FeatureBank.read(run.feature_bank))
 
     def scores(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         return self.score(features, logits)
@@ -167,13 +177,13 @@ def calibrate(known: ModelOutputs, scores: dict[str, Score], selection: ModelOut
     """The rule that accepts ``TARGET_TPR`` of the ``known`` validation images, with the one of ``scores``
     (:func:`~.ood_scores.fit_scores`) that separates them best from ``selection`` (images of held-out classes) when
     given, ties (:func:`tied_with_best`) going to the one that separates them best from ``selection_far``
-    (far-away images); else ``DEFAULT_SCORE``."""
+    (far-away images); else the first of ``DEFAULT_SCORES`` in ``scores``."""
     candidates = compare_scores(scores, known, selection) if selection is not None and len(selection.logits) else {}
     far_candidates = (compare_scores(scores, known, selection_far)
                       if candidates and selection_far is not None and len(selection_far.logits) else {})
     tied = tied_with_best(candidates, len(known.logits), len(selection.logits)) if candidates else []
-    name = max(tied, key=lambda n: (far_candidates[n].auroc if far_candidates else 0.0, candidates[n].auroc),
-               default=DEFAULT_SCORE)
+    name = (max(tied, key=lambda n: (far_candidates[n].auroc if far_candidates else 0.0, candidates[n].auroc))
+            if tied else next(n for n in DEFAULT_SCORES if n in scores))
     values = scores[name](known.features, known.logits).numpy()
     threshold = known_threshold(values)
     return Calibration(
