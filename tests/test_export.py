@@ -125,8 +125,11 @@ def test_an_export_older_than_the_checkpoint_or_missing_is_refused(exported, ret
         Predictor.from_run(exported.parent, backend)
 
 
-def test_a_float_only_export_leaves_the_int8_model_stale(retrained):
+def test_a_float_only_export_leaves_the_int8_model_stale(retrained, capsys):
     assert main(["export", "--run", str(retrained), "--format", "onnx"]) == 0
+    assert "(input images: N×3×H×W float32; outputs logits and features)" in capsys.readouterr().out
+    session = ort.InferenceSession(str(retrained / "export" / "model.onnx"))
+    assert [output.name for output in session.get_outputs()] == ["logits", "features"]
     assert Predictor.from_run(retrained, ONNX).classes
     with pytest.raises(StaleExportError, match="--int8"):
         Predictor.from_run(retrained, ONNX_INT8)

@@ -23,10 +23,11 @@ def register(subcommands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.export import FP32, INT8, ExportMetadata, export_onnx
+    from ..inference.export import FEATURES_NAME, FP32, INPUT_NAME, INT8, OUTPUT_NAME, ExportMetadata, export_onnx
 
     out_dir = export_onnx(args.run, args.out, args.int8, args.calibration_images)
-    print(f"exported {out_dir}/{FP32.model_file} (input: N×3×H×W float32, output: logits) and "
+    print(f"exported {out_dir}/{FP32.model_file} (input {INPUT_NAME}: N×3×H×W float32; outputs {OUTPUT_NAME} and "
+          f"{FEATURES_NAME}) and "
           f"{out_dir}/{FP32.metadata_file} (classes, preprocessing, unknown-character threshold)")
     if args.int8:
         quantisation = ExportMetadata.read(out_dir, INT8).quantisation
