@@ -94,11 +94,28 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, datas
 @pytest.mark.slow
 def test_two_process_torchrun_on_gloo(tmp_path):
     data = make_dataset(tmp_path / "data", classes=3, per_source=2)
-    result = torchrun_train(data, tmp_path / "run", tiny_config(epochs=2), 29517)
+    result = torchrun_train(data, tmp_path / "run", tiny_config(epochs=2), 29517, "--budget", "1h")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "epoch 2/2" in result.stdout and result.stdout.count("epoch 2/2") == 1  # only rank 0 prints
     assert checkpoint.read(tmp_path / "run" / "last.pt")["epoch"] == 2
     assert (tmp_path / "run" / "eval" / "metrics.json").is_file()
+
+
+def _least_epochs_of_two_ranks(rank: int, port: int, agreed) -> None:
+    import torch.distributed as dist
+
+    from simpsons_classifier.training import distributed
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    agreed[rank] = distributed.min_across([7, 5][rank], distributed.Context(rank, 2, torch.device("cpu")))
+    dist.destroy_process_group()
+
+
+def test_processes_agree_on_the_least_number_of_epochs_their_timings_allow():
+    """Each process times its own steps for --budget; one that ran an epoch more than the others would hang."""
+    agreed = torch.multiprocessing.Manager().dict()
+    torch.multiprocessing.spawn(_least_epochs_of_two_ranks, args=(29531, agreed), nprocs=2)
+    assert dict(agreed) == {0: 5, 1: 5}
 
 
 @pytest.mark.parametrize("classes", [2, 4])

@@ -86,6 +86,16 @@ def any_across(flag: bool, ctx: Context) -> bool:
     return sum_across([float(flag)], ctx)[0] > 0
 
 
+def min_across(value: int, ctx: Context) -> int:
+    """The least of every process's ``value``, in every process: a count they must all agree on (epochs timed on
+    each process's own steps differ by its timing noise, and a process that runs one epoch more waits forever)."""
+    if not ctx.distributed:
+        return value
+    tensor = torch.tensor([value], dtype=torch.int64, device=ctx.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return int(tensor.item())
+
+
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         dist.barrier()

@@ -347,8 +347,8 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
                            val=batches.total(len(val_loader)))
     epoch_seconds = steps.total(len(loader)) + passes.val
     finish_seconds = finishing_seconds(budget_seconds, passes)
-    config.epochs = epochs_within(budget_seconds, time.perf_counter() - started, epoch_seconds, config.epochs,
-                                  finish_seconds)
+    config.epochs = distributed.min_across(epochs_within(budget_seconds, time.perf_counter() - started,
+                                                         epoch_seconds, config.epochs, finish_seconds), ctx)
     state.resize(config, len(loader))
     if ctx.is_main:
         config.save(run.config)  # what a resume reads
