@@ -56,10 +56,20 @@ def test_train_then_evaluate_another_folder_from_the_command_line(tmp_path, data
     out = tmp_path / "flat-eval"
     assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(flat), "--labels-from-filenames",
                  "--out", str(out)]) == 0
+    assert (f"2 files left out (unreadable, or of a character the model does not know): {out / 'skipped.csv'}"
+            in capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_images"] == 4 and metrics["num_skipped"] == 2
     skipped = (out / "skipped.csv").read_text()
     assert "not one the model knows" in skipped and "broken_1.png" in skipped
+
+    # Without --out a test folder gets its own folder: the validation split's evaluation, which the report shows,
+    # stays as it was.
+    validation = (tmp_path / "run" / "eval" / "metrics.json").read_bytes()
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--data", str(flat), "--labels-from-filenames"]) == 0
+    assert json.loads((tmp_path / "run" / "eval-testset" / "metrics.json").read_text())["num_images"] == 4
+    assert (tmp_path / "run" / "eval" / "metrics.json").read_bytes() == validation
+    assert f"outputs: {tmp_path / 'run' / 'eval-testset'}/" in capsys.readouterr().out
 
 
 def test_command_line_errors_are_clear_and_exit_2(tmp_path, capsys):

@@ -216,8 +216,11 @@ class RunDir(Folder):
     def discover_dir(self) -> DiscoverDir:
         return DiscoverDir(self.path / "discover")
 
-    def eval_dir(self, tta: bool = False) -> EvalDir:
-        return EvalDir(self.path / ("eval-tta" if tta else "eval"))
+    def eval_dir(self, tta: bool = False, data: str | Path | None = None) -> EvalDir:
+        """``eval/``: the validation split's evaluation, which the report shows; ``eval-FOLDER/`` another folder's,
+        so that a test set never takes its place; ``-tta`` with test-time augmentation."""
+        name = "eval" + (f"-{Path(data).resolve().name}" if data is not None else "") + ("-tta" if tta else "")
+        return EvalDir(self.path / name)
 
     # --- state ---
     def holds_run(self) -> bool:

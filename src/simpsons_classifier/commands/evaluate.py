@@ -22,7 +22,8 @@ def register(subcommands) -> None:
                              "which evaluates on other images instead of the run's split")
     parser.add_argument("--labels-from-filenames", action="store_true",
                         help="flat folder whose file names carry the label (bart_simpson_12.jpg)")
-    parser.add_argument("--out", help="where to write (default RUN/eval, RUN/eval-tta with --tta)")
+    parser.add_argument("--out", help="where to write (default RUN/eval for the validation split, RUN/eval-FOLDER "
+                                      "for --data FOLDER; -tta added with --tta)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--robustness", action="store_true",
                         help="also score the images pasted onto backgrounds never used in training")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         RunData.read(run_dir).check_root()
     result = evaluate_run(run_dir, args.data, args.labels_from_filenames, args.out, tta=args.tta,
                           robustness=args.robustness, far_dirs=args.far, recalibrate=args.recalibrate)
-    out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta).path
+    out_dir = Path(args.out) if args.out else run_dir.eval_dir(args.tta, args.data).path
     print_evaluation(result, run_dir, out_dir, f"{args.data or 'validation'}{' with TTA' if args.tta else ''}")
     return 0
 
@@ -74,6 +75,9 @@ def print_evaluation(result: EvalResult, run_dir: RunDir, out_dir: Path, title: 
     for group, (images, top1) in result.per_group_top1.items():
         lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}%")
     written = EvalDir(out_dir)
+    if result.num_skipped:
+        lines.append(f"  {result.num_skipped} file{'s' if result.num_skipped > 1 else ''} left out (unreadable, or "
+                     f"of a character the model does not know): {written.skipped}")
     lines.append(f"  outputs: {written.path}/ (" + ", ".join(
         p.name for p in (written.metrics, written.per_class, written.confusion_png, written.confused_pairs,
                          written.predictions)) + f"); the run: {run_dir}/")

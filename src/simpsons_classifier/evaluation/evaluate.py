@@ -42,7 +42,8 @@ def evaluate_run(
     far_dirs: list[str | Path] = (),
     recalibrate: bool = False,
 ) -> EvalResult:
-    """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default ``RUN/eval``, ``RUN/eval-tta`` with ``tta``).
+    """Evaluate ``RUN/best.pt``; results go to ``out_dir`` (default :meth:`RunDir.eval_dir`: ``RUN/eval``, or
+    ``RUN/eval-FOLDER`` for ``data_dir``, with ``-tta`` for ``tta``).
 
     ``tta`` averages flipped and zoomed views; ``robustness`` adds ``robustness_top1``: top-1 on the same
     images pasted onto backgrounds never used in training. On the validation split of a run that kept classes
@@ -53,7 +54,7 @@ def evaluate_run(
         raise ValueError("recalibrating chooses the unknown-character rule on the run's own validation split, as "
                          "the model is served: not with other data or test-time augmentation")
     run = RunDir(run_dir)
-    out = EvalDir(Path(out_dir)) if out_dir else run.eval_dir(tta)
+    out = EvalDir(Path(out_dir)) if out_dir else run.eval_dir(tta, data_dir)
     check_writable(out.make().path)  # a full disk or a read-only folder: refused now, not after the model has run
     loaded = load_model(run)
     skipped: list[Skipped] = []
