@@ -4,6 +4,7 @@ in one self-contained page that Chromium loads with every image decoded."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,9 @@ def run(request, tmp_path_factory) -> Path:
 def test_train_writes_the_report_and_every_explanation_picture(run):
     explain = run / "explain"
     assert (run / "report.html").is_file()
+    rule = json.loads((run / "openset.json").read_text())  # no characters held out: the rule, and how to measure it
+    assert (f"<b>{rule['score']}</b> score is below" in (html := (run / "report.html").read_text())
+            and "No character was held out of this run" in html and "holdout_classes=K" in html)
     assert (explain / "kernels_3x3.png").is_file() and (explain / "kernels_1x1.png").is_file()
     assert len(framed_tiles(explain / "gradcam_classes.png")) == CLASSES  # one validation image per class
     assert len(list(explain.glob("feature_maps_*.png"))) == 3

@@ -1,6 +1,6 @@
 """``RUN/report.html``: one self-contained page (every image a data URI) that reads top to bottom: config,
-dataset, curves, metrics, per-class table, confusion, unknown characters (when classes were held out), confused
-pairs, top losses, Grad-CAM, kernels, feature maps.
+dataset, curves, metrics, per-class table, confusion, unknown characters (the rule, and how it does when classes
+were held out), confused pairs, top losses, Grad-CAM, kernels, feature maps.
 
 Evaluation and explanation pictures are made again first when missing or older than ``best.pt``.
 """
@@ -16,6 +16,7 @@ from ..config import Config
 from ..data.images import load_rgb
 from ..data.run_data import RunData
 from ..evaluation import EvalResult, ensure_evaluated
+from ..evaluation.openset import TARGET_TPR, OpenSetRule
 from ..explain import CONFUSED_PAIRS_SHOWN, explain_run
 from ..run_dir import RunDir
 from ..storage import write_text_atomic
@@ -67,6 +68,8 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
         confusion=file_data_uri(evaluated.confusion_png),
         openset=result.openset,
         openset_picture=file_data_uri(evaluated.openset_scores),
+        rule=OpenSetRule.read(run.openset),  # shown alone when no characters were held out to measure it on
+        target_tpr=TARGET_TPR,
         discover_page=(run.discover_dir.page.relative_to(run.path).as_posix() if run.discover_dir.page.is_file()
                        else None),
         detector_page=(run.detector.report.relative_to(run.path).as_posix() if run.detector.report.is_file()
