@@ -29,8 +29,8 @@ FINISH_VALIDATION_PASSES = 7
 """What follows the last epoch, in passes over the validation images: the weight ensemble's score, the
 evaluation, the score on unseen backgrounds (about two: its images are composed on the fly) and the report's
 pictures (about three); beside one pass over the training images for the unknown-character rule's features. On
-a 2-core CPU with EfficientNet-Lite0 that took 57 s on the stand-in (estimated 23 s + 7 x 4.6 s = 55 s) and 46 s
-on 415 training and 178 validation frames of 480x360 (estimated 12 s + 7 x 5.5 s = 50 s)."""
+the stand-in with EfficientNet-Lite0 on a 2-core CPU that took 57 s, estimated at 23 s + 7 x 4.6 s = 55 s (README,
+"Configuration": the 3-minute budget)."""
 
 
 @dataclass(frozen=True)
