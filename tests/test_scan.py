@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from simpsons_classifier.config import Config
 from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.images import load_rgb
+from simpsons_classifier.data.run_data import prepare_run_data
 from simpsons_classifier.data.scan import DatasetError, label_from_filename, resolve_root, scan_dataset
 
 from kaggle_layouts import CHARACTERS, MOST_COMMON, PER_CLASS, make_characters_download, make_journey_download
@@ -107,6 +109,17 @@ def test_small_classes_are_dropped_and_reported(tmp_path):
             draw_character(c, i).save(tmp_path / f"c{c}" / f"{i}.png")
     result = scan_dataset(tmp_path, min_images_per_class=2, progress=False)
     assert result.classes == ["c0"] and result.dropped_classes == {"c1": 1}
+
+
+def test_training_data_of_fewer_than_two_characters_is_refused_before_any_image_is_read_by_the_model(tmp_path):
+    """A one-class folder used to fail in scikit-learn's probe, after a pass over every image."""
+    for c, count in enumerate([5, 1]):
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        for i in range(count):
+            draw_character(c, i).save(tmp_path / "data" / f"c{c}" / f"{i}.png")
+    with pytest.raises(DatasetError, match=r"holds images of 1 character \(c0\); left out for having fewer than "
+                                           r"min_images_per_class=2 images: c1 \(1\): a classifier needs at least 2"):
+        prepare_run_data(Config(), tmp_path / "data", tmp_path / "run", progress=False)
 
 
 def test_missing_folder_and_folder_without_images(tmp_path):

@@ -155,6 +155,13 @@ def prepare_run_data(
     dataset.json beside it), whose split is used instead of making one."""
     run = RunDir(run_dir)
     scan = scan_dataset(data_dir, min_images_per_class=config.min_images_per_class, progress=progress)
+    if len(scan.classes) < 2:
+        dropped = (f"; left out for having fewer than min_images_per_class={config.min_images_per_class} images: "
+                   + ", ".join(f"{name} ({count})" for name, count in scan.dropped_classes.items())
+                   if scan.dropped_classes else "")
+        found = f"1 character ({scan.classes[0]})" if scan.classes else "no character"
+        raise DatasetError(f"{scan.root} holds images of {found}{dropped}: a classifier needs at least 2, each a "
+                           "folder of its images")
     heldout_classes = pick_heldout_classes(scan.classes, config.holdout_classes, config.seed)
     heldout = [s for s in scan.samples if s.label in heldout_classes]
     scan.samples = [s for s in scan.samples if s.label not in heldout_classes]
