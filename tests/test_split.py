@@ -41,6 +41,15 @@ def test_group_split_never_puts_a_group_on_both_sides():
     assert make_split(samples, "group", 0.3, seed=0) == split
 
 
+def test_a_random_split_too_small_for_every_character_on_both_sides_is_refused_saying_what_to_change():
+    samples = [Sample(f"/d/c{c}/{i}.png", f"c{c}") for c in range(10) for i in range(2)]
+    with pytest.raises(DatasetError, match=r"20 images of 10 characters with val_fraction=0.3 cannot put every "
+                                           r"character on both sides .*add images, or set val_fraction"):
+        make_split(samples, "random", 0.3, seed=0)
+    halves = make_split(samples, "random", 0.5, seed=0)
+    assert {s.label for s in halves.train} == {s.label for s in halves.val} == {f"c{c}" for c in range(10)}
+
+
 def test_group_split_can_hold_out_named_sources():
     split = make_split(_samples(), "group", 0.3, seed=0, val_groups=["dreamworld", "gen7x"])
     assert {source_group(s.path) for s in split.val} == {"dreamworld", "gen7x"}

@@ -97,7 +97,13 @@ def make_split(
 
 def _random_split(samples: list[Sample], val_fraction: float, seed: int) -> Split:
     labels = [s.label for s in samples]
-    train, val = train_test_split(samples, test_size=val_fraction, random_state=seed, stratify=labels)
+    try:
+        train, val = train_test_split(samples, test_size=val_fraction, random_state=seed, stratify=labels)
+    except ValueError as error:  # scikit-learn's: too few images on one side for every class to be there
+        raise DatasetError(f"a stratified split of {len(samples)} images of {len(set(labels))} characters with "
+                           f"val_fraction={val_fraction} cannot put every character on both sides ({error}): add "
+                           "images, or set val_fraction so that both sides hold at least one image a character"
+                           ) from error
     return Split(train=list(train), val=list(val))
 
 
