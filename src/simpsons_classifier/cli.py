@@ -25,12 +25,16 @@ permission, a read-only file system: ``storage.STORAGE_ERRNOS``), raised by a wr
 ``storage.write_atomic``."""
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simpsons", description="Train, evaluate and use a character classifier.")
     subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subcommands)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except Interrupted as stop:

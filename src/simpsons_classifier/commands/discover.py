@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import add_run_argument
+
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("discover", help="group images a run rejects as unknown into candidate new "
                                                      "characters")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.add_argument("--images", required=True, metavar="DIR", help="a folder of images, searched recursively "
                                                                        "(only read)")
     parser.add_argument("--out", metavar="OUT", help="where the clusters go (default: RUN/discover); replaced when "

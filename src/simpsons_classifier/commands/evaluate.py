@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import add_run_argument
 from ..run_dir import EvalDir, RunDir
 
 if TYPE_CHECKING:
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("evaluate", help="evaluate a run's best model")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.add_argument("--data", help="another labelled folder (default: the run's validation split)")
     parser.add_argument("--data-root", metavar="NEWROOT",
                         help="the run's dataset moved to NEWROOT (the folder of class folders): its validation "

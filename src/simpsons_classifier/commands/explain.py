@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_run_argument
+
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("explain", help="Grad-CAM, kernels and feature maps of a run's best model")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.add_argument("--images", nargs="+", metavar="PATH",
                         help="explain these images or folders (default: the run's validation images)")
     parser.set_defaults(handler=run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_run_argument
 from ..inference.options import CALIBRATION_IMAGES
 
 EXPORT_FORMATS = ("onnx",)
@@ -11,8 +12,8 @@ EXPORT_FORMATS = ("onnx",)
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("export", help="export a run's best model (ONNX) with its labels and preprocessing")
-    parser.add_argument("--run", required=True)
-    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    add_run_argument(parser)
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="file format (default onnx)")
     parser.add_argument("--int8", action="store_true",
                         help="also write an int8 model (static quantisation calibrated on the run's training "
                              "images), run by --backend onnx-int8")

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TextIO
 
+from . import add_run_argument
 from ..inference.options import BACKEND_HELP, BACKENDS, DEFAULT_BATCH_SIZE, DEFAULT_TOP_K, TORCH
 
 FORMATS = ("table", "json", "csv", "kaggle")
@@ -27,9 +28,10 @@ LABEL_COLUMN = 24
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("predict", help="predict the characters in images (files or folders)")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
-    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K)
+    parser.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                        help=f"characters listed per image, best first (default {DEFAULT_TOP_K})")
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="kaggle: a competition submission, one Id,Expected row per file (Id = file name, "
                              "Expected = the top-1 character, never unknown) in natural order (img2 before img10); "
@@ -38,7 +40,8 @@ def register(subcommands) -> None:
     parser.add_argument("--out", metavar="FILE", help="write there instead of to stdout (e.g. submission.csv)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"images per forward pass (default {DEFAULT_BATCH_SIZE})")
     parser.set_defaults(handler=run)
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_run_argument
+
 
 def register(subcommands) -> None:
     parser = subcommands.add_parser("report", help="write RUN/report.html (evaluates and explains first if needed)")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.set_defaults(handler=run)
 
 

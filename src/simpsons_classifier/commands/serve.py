@@ -8,6 +8,7 @@ import ipaddress
 import os
 import sys
 
+from . import add_run_argument
 from ..inference.options import BACKEND_HELP, BACKENDS, TORCH
 from ..serve.settings import API_KEY_VARIABLE, MEGABYTE, MEGAPIXEL, ServeSettings
 
@@ -17,10 +18,10 @@ DEFAULTS = ServeSettings()
 def register(subcommands) -> None:
     parser = subcommands.add_parser(
         "serve", help="serve a run over HTTP: POST /predict (and /detect when the run has a detector), a web page at /")
-    parser.add_argument("--run", required=True)
+    add_run_argument(parser)
     parser.add_argument("--host", default="127.0.0.1",
                         help="127.0.0.1 (default) answers this machine only; 0.0.0.0 every network it is on")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--backend", choices=BACKENDS, default=TORCH, help=BACKEND_HELP)
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average flips and zooms")
     parser.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
