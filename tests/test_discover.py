@@ -24,7 +24,7 @@ from simpsons_classifier.discovery.clustering import (
     semi_supervised_kmeans,
 )
 from simpsons_classifier.discovery.results import new_cluster_name
-from simpsons_classifier.discovery.run import _clusters
+from simpsons_classifier.discovery.run import _clusters, discover
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.run_dir import RunDir
 
@@ -268,8 +268,8 @@ def test_a_run_without_an_unknown_character_rule_is_refused_with_the_fix(run, tm
     finally:
         run.openset.write_bytes(rule)
     assert status == 2 and "no unknown-character rule" in errors and f"simpsons evaluate --run {run}" in errors
-    status, _, errors = discover_cli(RunDir(tmp_path / "no-run"), images, tmp_path / "out", capsys)
-    assert status == 2 and "no trained run there (best.pt is missing)" in errors
+    with pytest.raises(FileNotFoundError, match=r"no-run is not a folder"):
+        discover(tmp_path / "no-run", images, tmp_path / "out")
 
 
 @pytest.mark.slow

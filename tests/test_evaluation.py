@@ -76,7 +76,7 @@ def test_command_line_errors_are_clear_and_exit_2(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "r"), "--set", "lr=fast"]) == 2
     assert "lr must be float" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(tmp_path / "nothing")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "nothing is not a folder" in capsys.readouterr().err
 
 
 def test_tta_views_flip_and_zoom_and_average_probabilities():

@@ -34,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The exit status: 0 done, 2 a usage or user error (argparse's own included), 128 + the signal when stopped."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument argparse has already explained
+        return done.code if isinstance(done.code, int) else 2
     try:
         return args.handler(args)
     except Interrupted as stop:

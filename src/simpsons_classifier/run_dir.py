@@ -223,6 +223,15 @@ class RunDir(Folder):
         return EvalDir(self.path / name)
 
     # --- state ---
+    def why_no_model(self) -> str | None:
+        """None when the run has a model to load (``best.pt``); otherwise what is wrong, and what to run."""
+        if not self.path.is_dir():
+            return f"{self} is not a folder"
+        if not self.best.is_file():
+            return (f"{self} holds no trained model ({self.best.name} is missing): train one with  "
+                    f"simpsons train --data DIR --out {self}")
+        return None
+
     def holds_run(self) -> bool:
         """True once the first epoch has been checkpointed: the folder must be resumed, not trained into."""
         return self.last.is_file()

@@ -29,11 +29,11 @@ def register(subcommands) -> None:
     train.set_defaults(handler=run_train)
 
     evaluate = actions.add_parser("evaluate", help="score a run's detector on its held-out scenes")
-    add_run_argument(evaluate)
+    add_run_argument(evaluate, needs_model=False)
     evaluate.set_defaults(handler=run_evaluate)
 
     predict = actions.add_parser("predict", help="the characters found in images, with their boxes")
-    add_run_argument(predict)
+    add_run_argument(predict, needs_model=False)
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
     predict.add_argument("--format", choices=FORMATS, default="json", help="output format (default json)")
     predict.add_argument("--min-score", type=float, default=None, help="report boxes scoring at least this")

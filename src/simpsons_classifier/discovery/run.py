@@ -40,8 +40,8 @@ def discover(
     """Score every image below ``images`` with the run's model, cluster those its open-set rule rejects, and write
     the clusters to ``out_dir`` (default ``RUN/discover``)."""
     run, images = RunDir(run_dir), Path(images)
-    if not run.best.is_file():
-        raise FileNotFoundError(f"--run {run}: no trained run there ({run.best.name} is missing)")
+    if reason := run.why_no_model():
+        raise FileNotFoundError(f"--run {reason}")
     if not images.is_dir():
         raise FileNotFoundError(f"--images {images}: not a folder")
     out = DiscoverDir(Path(out_dir)) if out_dir is not None else run.discover_dir
