@@ -107,6 +107,14 @@ def test_budget_sizes_the_epochs_from_the_time_left():
     assert epochs_within(10, 60, 100, max_epochs=25, finish_seconds=60) == 1  # at least one
 
 
+def test_a_budget_too_short_for_one_epoch_says_how_long_the_run_will_take():
+    fits = budget.plan_summary(180, spent_seconds=30, epoch_seconds=20, finish_seconds=50, epochs=5)
+    assert fits == "budget 3m00s: about 20s an epoch and 50s to evaluate and report, so 5 epochs"
+    short = budget.plan_summary(60, spent_seconds=31, epoch_seconds=16, finish_seconds=51, epochs=1)
+    assert short.endswith("so 1 epoch; with 31s spent already, the run will take about 1m38s, the least a run of "
+                          "one epoch needs")
+
+
 def test_a_pass_is_timed_as_its_start_up_once_and_its_steady_items(monkeypatch):
     """Each epoch's first step pays the loader's start-up (workers, their first batches), once."""
     clock = [0.0]

@@ -25,6 +25,8 @@ TIMED_STEPS = 6
 """Training steps timed after the first one, which pays the loader's start-up (as each epoch's first step does)."""
 FINISH_SHARE = 0.1
 """The least share of the budget kept for what follows training (calibration, evaluation, report)."""
+OVERRUN_TOLERANCE = 0.05
+"""How far past the budget a run's estimate may go before the plan says the budget is too short."""
 FINISH_VALIDATION_PASSES = 7
 """What follows the last epoch, in passes over the validation images: the weight ensemble's score, the
 evaluation, the score on unseen backgrounds (about two: its images are composed on the fly) and the report's
@@ -63,6 +65,19 @@ def epochs_within(budget_seconds: float, spent_seconds: float, epoch_seconds: fl
     one, at most ``max_epochs``."""
     left = budget_seconds - spent_seconds - finish_seconds
     return max(1, min(max_epochs, math.floor(left / epoch_seconds))) if epoch_seconds > 0 else max_epochs
+
+
+def plan_summary(budget_seconds: float, spent_seconds: float, epoch_seconds: float, finish_seconds: float,
+                 epochs: int) -> str:
+    """The line that says how the budget is spent; when even one epoch does not fit, how long the run will take
+    instead, so that a budget too short is said at once and not found out at the end."""
+    line = (f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch and "
+            f"{format_duration(finish_seconds)} to evaluate and report, so {epochs} epoch{'s' if epochs > 1 else ''}")
+    expected = spent_seconds + epochs * epoch_seconds + finish_seconds
+    if expected > budget_seconds * (1 + OVERRUN_TOLERANCE):
+        line += (f"; with {format_duration(spent_seconds)} spent already, the run will take about "
+                 f"{format_duration(expected)}, the least a run of one epoch needs")
+    return line
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from ..run_lock import hold_run
 from ..storage import check_writable
 from . import checkpoint, distributed
 from .budget import (TIMED_STEPS, PassTimes, Restored, epochs_within, finishing_seconds, format_duration,
-                     time_items)
+                     plan_summary, time_items)
 from .checkpoint import LoadedModel
 from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, write_metrics
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
@@ -347,14 +347,13 @@ def _fit_to_budget(config: Config, run: RunDir, state: TrainingState, budget: tu
                            val=batches.total(len(val_loader)))
     epoch_seconds = steps.total(len(loader)) + passes.val
     finish_seconds = finishing_seconds(budget_seconds, passes)
-    config.epochs = distributed.min_across(epochs_within(budget_seconds, time.perf_counter() - started,
-                                                         epoch_seconds, config.epochs, finish_seconds), ctx)
+    spent_seconds = time.perf_counter() - started
+    config.epochs = distributed.min_across(epochs_within(budget_seconds, spent_seconds, epoch_seconds, config.epochs,
+                                                         finish_seconds), ctx)
     state.resize(config, len(loader))
     if ctx.is_main:
         config.save(run.config)  # what a resume reads
-        print(f"budget {format_duration(budget_seconds)}: about {format_duration(epoch_seconds)} an epoch and "
-              f"{format_duration(finish_seconds)} to evaluate and report, so {config.epochs} "
-              f"epoch{'s' if config.epochs > 1 else ''}", flush=True)
+        print(plan_summary(budget_seconds, spent_seconds, epoch_seconds, finish_seconds, config.epochs), flush=True)
 
 
 def train_on_batch(state: TrainingState, batch: tuple, config: Config) -> tuple[float | None, PseudoLabels | None]:
