@@ -47,6 +47,22 @@ def test_every_mode_becomes_rgb(tmp_path):
         assert np.allclose(image.getpixel((0, 0)), expected, atol=3), name
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_an_image_is_turned_upright_as_its_exif_orientation_says(tmp_path, suffix):
+    """Stored 40x20 with red on the left and orientation 6 (turn 90 degrees clockwise to view): read 20x40 with red
+    on top, as a photo viewer or a browser shows it."""
+    stored = Image.new("RGB", (40, 20), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 20, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    stored.save(tmp_path / f"sideways{suffix}", exif=exif, quality=95)
+    for draft in (None, (64, 64)):
+        upright = load_rgb(tmp_path / f"sideways{suffix}", draft_size=draft)
+        assert upright.size == (20, 40)
+        assert np.allclose(upright.getpixel((10, 5)), (255, 0, 0), atol=40)
+        assert np.allclose(upright.getpixel((10, 35)), (0, 0, 255), atol=40)
+
+
 def _broken_files(folder):
     folder.mkdir(parents=True, exist_ok=True)
     draw_character(0, 0).save(folder / "good.png")

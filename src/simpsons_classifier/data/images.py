@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # A decompression bomb is an unreadable file here, not a crash: PIL raises DecompressionBombError past this.
 Image.MAX_IMAGE_PIXELS = 8192 * 8192
@@ -53,7 +53,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def load_rgb(path: str | Path | BinaryIO, draft_size: tuple[int, int] | None = None,
              max_pixels: int | None = None) -> Image.Image:
-    """Decode ``path`` fully as RGB. ``draft_size`` lets JPEGs decode at a reduced scale (much cheaper).
+    """Decode ``path`` fully as RGB, upright as its EXIF orientation says. ``draft_size`` lets JPEGs decode at a
+    reduced scale (much cheaper).
 
     ``max_pixels`` bounds the memory a decode takes: an image with more pixels to decode is refused from its header
     alone with ``ImageTooLarge``. A baseline JPEG counts at its reduced scale; a progressive one at full size, since
@@ -72,6 +73,9 @@ def load_rgb(path: str | Path | BinaryIO, draft_size: tuple[int, int] | None = N
                 raise ImageTooLarge(f"{width}x{height} = {width * height} pixels to decode is over the limit of "
                                     f"{max_pixels} pixels")
             image.load()
+            # A phone photo is stored sideways with an EXIF orientation that every viewer applies: the model must
+            # see it as people do.
+            ImageOps.exif_transpose(image, in_place=True)
             return to_rgb(image)
     except UnidentifiedImageError as error:
         raise UnreadableImage(_first_line(error) if isinstance(path, (str, Path)) else UNIDENTIFIED) from None
