@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..data.kaggle import SOURCES  # standard library only, so --help stays fast
@@ -22,6 +23,12 @@ def register(subcommands) -> None:
                         help="; ".join(f"{name}: {source.describe()}" for name, source in SOURCES.items()))
     kaggle.add_argument("--out", required=True, metavar="DIR", help="where to unzip it")
     kaggle.set_defaults(handler=fetch_kaggle)
+    frames = tools.add_parser("frames", help="still frames from episode videos, named by episode and time")
+    frames.add_argument("videos", nargs="+", metavar="VIDEO", help="video files, or folders searched for them")
+    frames.add_argument("--out", required=True, metavar="DIR", help="where the frames go")
+    frames.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
+                        help="one frame every this many seconds of video (default 1)")
+    frames.set_defaults(handler=extract_frames)
 
 
 def build_standin(args: argparse.Namespace) -> int:
@@ -41,4 +48,23 @@ def fetch_kaggle(args: argparse.Namespace) -> int:
     print(f"{source.describe()} {'downloaded into' if downloaded else 'is already in'} {args.out}; next:")
     for command in source.next_commands(Path(args.out)):
         print(f"  {command}")
+    return 0
+
+
+def extract_frames(args: argparse.Namespace) -> int:
+    from ..data.frames import extract_frames, find_videos
+
+    videos = find_videos(args.videos)
+    if not videos:
+        raise FileNotFoundError(f"no video files in {' '.join(args.videos)}")
+    result = extract_frames(videos, args.out, args.every)
+    for video, reason in result.unreadable.items():
+        print(f"{video}: {reason}", file=sys.stderr)
+    print(f"{result.frames} frames of {len(result.written)} video(s) in {result.out}"
+          + (f"; {len(result.unreadable)} video(s) could not be read (above)" if result.unreadable else ""))
+    if not result.written:
+        return 1
+    print("next: label some frames by moving them into one folder per character (simpsons train --data DIR), or "
+          f"with a trained run:\n  simpsons discover --run RUN --images {result.out}\n  simpsons train --data "
+          f"LABELLED --out RUN --unlabeled {result.out}")
     return 0
