@@ -51,7 +51,8 @@ def episode_names(videos: list[Path]) -> dict[Path, str]:
     (``season1/e01.mp4`` and ``season2/e01.mp4``), so that no video's frames overwrite another's."""
     stems = Counter(video.stem for video in videos)
     names = {video: video.stem if stems[video.stem] == 1 else f"{video.parent.name}-{video.stem}" for video in videos}
-    clashes = sorted({str(v) for v in videos if list(names.values()).count(names[v]) > 1})
+    uses = Counter(names.values())
+    clashes = sorted(str(video) for video, name in names.items() if uses[name] > 1)
     if clashes:
         raise ValueError(f"videos whose frames would share names: {', '.join(clashes)}; rename one of each")
     return names
