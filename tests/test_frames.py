@@ -67,3 +67,7 @@ def test_videos_of_the_same_name_in_two_folders_keep_their_frames_apart(tmp_path
     extract_frames(videos, tmp_path / "frames", progress=False)
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["season1-e01__000000.0s.jpg",
                                                                       "season2-e01__000000.0s.jpg"]
+    twins = [write_video(tmp_path / side / "season1" / "e01.mp4", seconds=1) for side in ("a", "b")]
+    with pytest.raises(ValueError, match="videos whose frames would share names: .*a/season1/e01.mp4, "
+                                         ".*b/season1/e01.mp4; rename one of each"):
+        extract_frames(twins, tmp_path / "clash", progress=False)
