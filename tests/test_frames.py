@@ -54,8 +54,9 @@ def test_unreadable_videos_are_named_with_why_and_the_others_go_on(tmp_path, cap
     assert main(["data", "frames", str(tmp_path / "broken.mp4"), "--out", str(tmp_path / "none")]) == 1
     assert main(["data", "frames", str(tmp_path / "frames"), "--out", str(tmp_path / "none")]) == 2
     assert "no video files in" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="must be more than 0 seconds"):
-        extract_frames([good], out, every_seconds=0, progress=False)
+    for too_often in (0, 0.05):  # 0.05: two frames would share a name, written to the tenth of a second
+        with pytest.raises(ValueError, match=r"must be at least 0.1 s \(frames are named to the tenth of a second"):
+            extract_frames([good], out, every_seconds=too_often, progress=False)
 
 
 def test_videos_of_the_same_name_in_two_folders_keep_their_frames_apart(tmp_path):

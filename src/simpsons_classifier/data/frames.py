@@ -9,6 +9,7 @@ in order, which is exact whatever the container's index, and one every ``every_s
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,10 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".m
 """What a folder given to ``simpsons data frames`` is searched for; a file named on its own is tried whatever its
 suffix."""
 JPEG_QUALITY = 95
+MIN_EVERY_SECONDS = 0.1
+"""The closest frames can be: :func:`frame_name` writes the time to the tenth of a second."""
+TIME_TOLERANCE = 1e-6
+"""Seconds within which a frame's time counts as the time a frame is due (timestamps are rounded milliseconds)."""
 
 
 @dataclass
@@ -71,8 +76,9 @@ def extract_frames(videos: list[Path], out: str | Path, every_seconds: float = 1
     import cv2
     from tqdm import tqdm
 
-    if every_seconds <= 0:
-        raise ValueError(f"--every {every_seconds}: must be more than 0 seconds")
+    if every_seconds < MIN_EVERY_SECONDS:
+        raise ValueError(f"--every {every_seconds}: must be at least {MIN_EVERY_SECONDS} s (frames are named to the "
+                         "tenth of a second)")
     episodes = episode_names(videos)
     result = FramesResult(make_folder(out))
     for video, episode in episodes.items():
@@ -93,13 +99,13 @@ def extract_frames(videos: list[Path], out: str | Path, every_seconds: float = 1
                 seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000
                 if seconds <= 0 and fps > 0:
                     seconds = index / fps
-                if seconds >= due - 1e-6:
+                if seconds >= due - TIME_TOLERANCE:
                     ok, frame = capture.retrieve()
                     if ok:
                         encoded = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1]
                         write_atomic(result.out / frame_name(episode, seconds), lambda f: f.write(encoded.tobytes()))
                         written += 1
-                        due += every_seconds * max(1, int((seconds - due) // every_seconds) + 1)
+                        due = (math.floor((seconds + TIME_TOLERANCE) / every_seconds) + 1) * every_seconds
                 index += 1
                 bar.update()
         capture.release()
