@@ -40,6 +40,37 @@ def test_one_frame_every_so_many_seconds_named_by_episode_and_time(tmp_path):
     assert len(list((tmp_path / "half").iterdir())) == 6
 
 
+def write_shots(path: Path) -> Path:
+    """Three 2-second shots at 10 frames a second on a photo: a mouth (6x4 px) opening and closing every 0.2 s; a
+    second character (a 36 px square) beside the first on the same background; another background."""
+    import skimage.data
+
+    street, kitchen = (cv2.resize(getattr(skimage.data, name)()[..., :3], (160, 90)) for name in ("astronaut", "coffee"))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (160, 90))
+    for shot in range(3):
+        for index in range(2 * FPS):
+            picture = (kitchen if shot == 2 else street).copy()
+            picture[40:44, 77:83] = 0 if index // 2 % 2 else 255  # the mouth
+            if shot == 1:
+                picture[27:63, 110:146] = (40, 200, 250)
+            writer.write(np.ascontiguousarray(picture[..., ::-1]))
+    writer.release()
+    return path
+
+
+def test_frames_of_the_same_shot_are_left_out_and_each_cut_kept(tmp_path, capsys):
+    video = write_shots(tmp_path / "e01.mp4")
+    result = extract_frames([video], tmp_path / "shots", every_seconds=0.5, progress=False)
+    assert sorted(p.name for p in (tmp_path / "shots").iterdir()) == [
+        "e01__000000.0s.jpg", "e01__000002.0s.jpg", "e01__000004.0s.jpg"]
+    assert result.written == {video: 3} and result.alike == {video: 9}
+    every = extract_frames([video], tmp_path / "every", every_seconds=0.5, min_change=0, progress=False)
+    assert every.written == {video: 12} and not every.alike
+    assert main(["data", "frames", str(video), "--every", "0.5", "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert "3 frames of 1 video(s)" in printed and "9 left out as like the frame before (--min-change)" in printed
+
+
 def test_unreadable_videos_are_named_with_why_and_the_others_go_on(tmp_path, capsys):
     good = write_video(tmp_path / "good.mp4", seconds=1)
     (tmp_path / "broken.mp4").write_text("not a video")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data.kaggle import SOURCES  # standard library only, so --help stays fast
+from ..data.frames import MIN_CHANGE  # standard library only, so --help stays fast
+from ..data.kaggle import SOURCES  # the same
 
 
 def register(subcommands) -> None:
@@ -28,6 +29,10 @@ def register(subcommands) -> None:
     frames.add_argument("--out", required=True, metavar="DIR", help="where the frames go")
     frames.add_argument("--every", type=float, default=1.0, metavar="SECONDS",
                         help="one frame every this many seconds of video (default 1)")
+    frames.add_argument("--min-change", type=float, default=MIN_CHANGE, metavar="DIFFERENCE",
+                        help="leave out a frame whose grey thumbnail differs from the last kept one's by less than "
+                             f"this mean absolute difference, 0 to 1 (default {MIN_CHANGE}: the same shot; 0 keeps "
+                             "every frame)")
     frames.set_defaults(handler=extract_frames)
 
 
@@ -57,10 +62,11 @@ def extract_frames(args: argparse.Namespace) -> int:
     videos = find_videos(args.videos)
     if not videos:
         raise FileNotFoundError(f"no video files in {' '.join(args.videos)}")
-    result = extract_frames(videos, args.out, args.every)
+    result = extract_frames(videos, args.out, args.every, args.min_change)
     for video, reason in result.unreadable.items():
         print(f"{video}: {reason}", file=sys.stderr)
     print(f"{result.frames} frames of {len(result.written)} video(s) in {result.out}"
+          + (f"; {sum(result.alike.values())} left out as like the frame before (--min-change)" if result.alike else "")
           + (f"; {len(result.unreadable)} video(s) could not be read (above)" if result.unreadable else ""))
     if not result.written:
         return 1
