@@ -18,7 +18,7 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from simpsons_classifier.data.frames import MIN_CHANGE, _thumbnail
+from simpsons_classifier.data.frames import MIN_CHANGE, grey_thumbnail
 
 SPRITE_PX = 192
 
@@ -50,7 +50,7 @@ def main() -> None:
     }
     print(f"mean absolute difference of grey thumbnails from the first frame (--min-change default {MIN_CHANGE}):")
     for name, changed in changes.items():
-        difference = float(np.abs(_thumbnail(changed) - _thumbnail(start)).mean())
+        difference = float(np.abs(grey_thumbnail(changed) - grey_thumbnail(start)).mean())
         print(f"  {name:<32} {difference:.3f}  {'kept' if difference >= MIN_CHANGE else 'left out'}")
 
 

@@ -109,7 +109,7 @@ def extract_frames(videos: list[Path], out: str | Path, every_seconds: float = 1
         with tqdm(total=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None, desc=f"frames of {video.name}",
                   unit="frame", disable=not progress, leave=False) as bar:
             for seconds, frame in _frames_due(capture, every_seconds, bar.update):
-                thumbnail = _thumbnail(frame)
+                thumbnail = grey_thumbnail(frame)
                 if last_kept is not None and np.abs(thumbnail - last_kept).mean() < min_change:
                     result.alike[video] += 1
                     continue
@@ -144,7 +144,7 @@ def _frames_due(capture, every_seconds: float, on_frame) -> Iterator[tuple[float
             due = (math.floor((seconds + TIME_TOLERANCE) / every_seconds) + 1) * every_seconds
 
 
-def _thumbnail(frame: np.ndarray) -> np.ndarray:
+def grey_thumbnail(frame: np.ndarray) -> np.ndarray:
     """The frame in grey at ``THUMBNAIL`` pixels, 0 to 1: what two frames are compared on."""
     import cv2
     import numpy as np
