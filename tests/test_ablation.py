@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from synthetic import tiny_config
 
@@ -25,9 +27,13 @@ def test_ablate_trains_each_config_on_one_split_and_compare_rebuilds_the_table(t
     assert "split: group" in (smoothed / "config.yaml").read_text()
     markdown = (out / "ablation.md").read_text()
     header, rule, *rows = markdown.splitlines()[:4]
-    assert header.startswith("| model version | top-1 | top-5 | loss |") and "key differences" in header
+    assert header.startswith("| model version | top-1 | 95 % interval | vs plain, image by image | top-5 | loss |")
+    assert "key differences" in header
     assert rows[0].startswith("| plain (resnet10t") and rows[0].endswith("label_smoothing=0.0 |")
     assert rows[1].startswith("| smoothed (resnet10t") and rows[1].endswith("label_smoothing=0.1 |")
+    first, second = ([cell.strip() for cell in row.split("|")[1:-1]] for row in rows[:2])
+    assert first[3] == "–" and re.fullmatch(r"\+\d+ / −\d+ images, p = [\d.e-]+", second[3])
+    assert re.fullmatch(r"\d+\.\d–\d+\.\d %", first[2])
     assert "split=group" in markdown  # shared by both runs, listed once under the table
     assert "<td>label_smoothing=0.1</td>" in (out / "ablation.html").read_text()
     assert (plain / "report.html").is_file() and (smoothed / "report.html").is_file()

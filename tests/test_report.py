@@ -12,6 +12,8 @@ from pictures import framed_tiles
 from synthetic import make_dataset, tiny_config
 
 from simpsons_classifier.cli import main
+from simpsons_classifier.evaluation import EvalResult
+from simpsons_classifier.evaluation.uncertainty import format_interval
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,8 @@ def test_train_writes_the_report_and_every_explanation_picture(run):
     rule = json.loads((run / "openset.json").read_text())  # no characters held out: the rule, and how to measure it
     assert (f"<b>{rule['score']}</b> score is below" in (html := (run / "report.html").read_text())
             and "No character was held out of this run" in html and "holdout_classes=K" in html)
+    result = EvalResult.read(run / "eval" / "metrics.json")  # top-1 with how far it can be trusted
+    assert f"top-1, 95 % interval {format_interval(result.top1_interval)}</span>" in html
     assert (explain / "kernels_3x3.png").is_file() and (explain / "kernels_1x1.png").is_file()
     assert len(framed_tiles(explain / "gradcam_classes.png")) == CLASSES  # one validation image per class
     assert len(list(explain.glob("feature_maps_*.png"))) == 3

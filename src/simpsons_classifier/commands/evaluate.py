@@ -55,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
 def print_evaluation(result: EvalResult, run_dir: RunDir, out_dir: Path, title: str) -> None:
     """The figures of an evaluation, and where its files are."""
+    from ..evaluation.uncertainty import format_interval
+
     lines = [
         f"\n{title}: {result.num_images} images, {result.num_classes} classes",
-        f"  top-1 {100 * result.top1:.1f}%   top-5 {100 * result.top5:.1f}%   loss {result.loss:.3f}   "
-        f"macro-F1 {result.macro_f1:.3f}",
+        f"  top-1 {100 * result.top1:.1f}% (95% interval {format_interval(result.top1_interval)})   "
+        f"top-5 {100 * result.top5:.1f}%   loss {result.loss:.3f}   macro-F1 {result.macro_f1:.3f}",
     ]
     if result.robustness_top1 is not None:
         lines.append(f"  on unseen backgrounds: top-1 {100 * result.robustness_top1:.1f}%")
@@ -74,7 +76,8 @@ def print_evaluation(result: EvalResult, run_dir: RunDir, out_dir: Path, title: 
             lines.append(f"    {name:<12} {near.auroc:>10.3f} {near.fpr_at_95_tpr:>10.3f} {far.auroc:>10.3f} "
                          f"{far.fpr_at_95_tpr:>10.3f}{'   (chosen)' if name == openset.chosen else ''}")
     for group, (images, top1) in result.per_group_top1.items():
-        lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}%")
+        lines.append(f"    {group:<14} {images:>5} images   top-1 {100 * top1:.1f}% "
+                     f"({format_interval(result.group_interval(group))})")
     written = EvalDir(out_dir)
     if result.num_skipped:
         lines.append(f"  {result.num_skipped} file{'s' if result.num_skipped > 1 else ''} left out (unreadable, or "

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..storage import write_json_atomic
+from .uncertainty import share_interval
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,16 @@ class EvalResult:
     per_group_top1: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Source group -> (images, top-1), when file names carry a source (``SOURCE__i.png``)."""
     openset: OpenSetFigures | None = None
+
+    @property
+    def top1_interval(self) -> tuple[float, float]:
+        """Where top-1 could as well be on another draw of as many images (95 %, Wilson)."""
+        return share_interval(self.top1, self.num_images)
+
+    def group_interval(self, group: str) -> tuple[float, float]:
+        """The same for one source group's top-1."""
+        images, top1 = self.per_group_top1[group]
+        return share_interval(top1, images)
 
     def write(self, path: Path) -> None:
         write_json_atomic(path, asdict(self))

@@ -17,6 +17,7 @@ from ..data.images import load_rgb
 from ..data.run_data import RunData
 from ..evaluation import EvalResult, ensure_evaluated
 from ..evaluation.openset import TARGET_TPR, OpenSetRule
+from ..evaluation.uncertainty import format_interval
 from ..explain import CONFUSED_PAIRS_SHOWN, explain_run
 from ..run_dir import RunDir
 from ..storage import write_text_atomic
@@ -52,6 +53,7 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
         run_dir=str(run.path.resolve()),
         written=datetime.now().strftime("%Y-%m-%d %H:%M"),
         pct=lambda x: f"{100 * x:.1f} %",
+        interval=format_interval,
         config=config,
         differences=config.differences(),
         config_rows=[{"key": k, "value": v, "reference": reference[k], "differs": v != reference[k]}

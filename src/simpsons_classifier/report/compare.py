@@ -1,6 +1,8 @@
 """The table that compares finished runs (``simpsons compare``, and the end of ``simpsons ablate``).
 
-One row per run: model version, top-1, top-5, loss, macro-F1, top-1 per drawing source, and the config keys
+One row per run: model version, top-1 with its 95 % interval, how the run differs from the first one image by
+image (the images only it gets right, only the first gets right, and McNemar's p-value: a small one says the
+difference is not the luck of the split), top-5, loss, macro-F1, top-1 per drawing source, and the config keys
 whose values differ between the runs (keys all runs share are listed once under the table). A second table
 lists the classes whose accuracy (recall) differs most between the runs: a pooled number can hide that one
 recipe wins some classes and loses others.
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..evaluation import EvalResult, ensure_evaluated
+from ..evaluation.uncertainty import format_interval, paired_difference
 from ..run_dir import EvalDir, RunDir
 from ..storage import make_folder, write_text_atomic
 from ..tables import read_rows
@@ -49,12 +52,15 @@ def compare_runs(run_dirs: list[str | Path]) -> Comparison:
     reference = Config().to_dict()
     shared = ", ".join(f"{k}={v}" for k, v in configs[0].items() if k not in varying and v != reference[k])
     groups = list(dict.fromkeys(g for m in metrics for g in m.per_group_top1))
+    right = [_right_by_image(e) for e in eval_dirs]
+    versus = ["–", *[_versus(right[0], r) for r in right[1:]]]
     runs = Table(
-        ["model version", "top-1", "top-5", "loss", "macro-F1", *[f"top-1 {g}" for g in groups], "key differences"],
-        [[_version(r, c), _pct(m.top1), _pct(m.top5), f"{m.loss:.3f}", f"{m.macro_f1:.3f}",
-          *[_pct(m.per_group_top1[g][1]) if g in m.per_group_top1 else "–" for g in groups],
+        ["model version", "top-1", "95 % interval", f"vs {run_dirs[0].name}, image by image", "top-5", "loss",
+         "macro-F1", *[f"top-1 {g}" for g in groups], "key differences"],
+        [[_version(r, c), _pct(m.top1), format_interval(m.top1_interval), v, _pct(m.top5), f"{m.loss:.3f}",
+          f"{m.macro_f1:.3f}", *[_pct(m.per_group_top1[g][1]) if g in m.per_group_top1 else "–" for g in groups],
           ", ".join(f"{k}={c[k]}" for k in varying) or "–"]
-         for r, c, m in zip(run_dirs, configs, metrics)],
+         for r, c, m, v in zip(run_dirs, configs, metrics, versus)],
     )
     return Comparison(runs, shared, _class_table(run_dirs, eval_dirs))
 
@@ -67,6 +73,16 @@ def _class_table(run_dirs: list[RunDir], eval_dirs: list[EvalDir]) -> Table:
     shown = sorted((c for c in classes if spread[c] > 0), key=lambda c: -spread[c])[:CLASSES_SHOWN]
     return Table(["class", *[f"recall {r.name}" for r in run_dirs]],
                  [[c, *[_pct(r[c]) for r in recalls]] for c in shown])
+
+
+def _right_by_image(eval_dir: EvalDir) -> dict[str, bool]:
+    """Whether the run got each validation image right, by path."""
+    return {row["path"]: row["true"] == row["predicted"] for row in read_rows(eval_dir.predictions)}
+
+
+def _versus(first: dict[str, bool], other: dict[str, bool]) -> str:
+    difference = paired_difference(first, other)
+    return difference.describe() if difference else "no image in common"
 
 
 def _version(run_dir: RunDir, config: dict) -> str:
