@@ -39,7 +39,7 @@ from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.data.split import Split
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import train
-from simpsons_classifier.training.curves import UNLABELED_COLUMNS, read_metrics
+from simpsons_classifier.training.curves import read_metrics, unlabeled_epochs
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -98,10 +98,9 @@ def labelled_vs_semi(config: Config, data: Path, where: Path, split_file: Path, 
     only = run_once(config, data, where / "labelled-only", split_file)
     semi_config = Config.from_dict({"unlabeled_dir": str(unlabeled.resolve())}, base=config)
     semi = run_once(semi_config, data, where / "semi", split_file)
-    last = next(r for r in read_metrics(RunDir(where / "semi").metrics) if r["epoch"] == config.epochs - 1)
-    used, rejected, pending = (int(last[c]) for c in UNLABELED_COLUMNS)
-    drawn = max(used + rejected + pending, 1)
-    share = f"{100 * used / drawn:.0f}% used, {100 * rejected / drawn:.0f}% unknown, {100 * pending / drawn:.0f}% pending"
+    last = unlabeled_epochs(read_metrics(RunDir(where / "semi").metrics), config.epochs)[-1]
+    share = (f"{100 * last.share(last.used):.0f}% used, {100 * last.share(last.rejected):.0f}% unknown, "
+             f"{100 * last.share(last.pending):.0f}% pending")
     return [("labelled-only", *only, ""), ("semi-supervised", *semi, share)]
 
 

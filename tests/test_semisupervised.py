@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from PIL import Image
 from interrupts import ctrl_c_at_step
 from synthetic import draw_character, make_dataset, tiny_config
 from torchrun import PROCESSES, torchrun_train
@@ -18,7 +19,7 @@ from simpsons_classifier.evaluation.openset import calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import checkpoint, trainer
-from simpsons_classifier.training.curves import UNLABELED_COLUMNS
+from simpsons_classifier.training.curves import CURVES_DPI, PROBE_EPOCH, UNLABELED_COLUMNS, unlabeled_epochs
 from simpsons_classifier.training.distributed import Context
 from simpsons_classifier.training.pseudo_labels import (
     SelfAdaptiveThreshold,
@@ -135,6 +136,14 @@ def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_p
         counts = [int(row[c]) for c in UNLABELED_COLUMNS]
         assert sum(counts) == STEPS_PER_EPOCH * 2 * 8  # every image drawn is used, rejected or pending
         assert counts[1] > 0  # a max-logit threshold accepting 95 % of validation images rejects some
+    html = (run / "report.html").read_text()  # the same counts, epoch by epoch, in the report
+    assert f"images of <code>{unlabeled}</code>" in html
+    for epoch, row in enumerate(rows, start=1):
+        drawn = STEPS_PER_EPOCH * 2 * 8
+        cells = "".join(f'<td class="num">{row[c]} ({100 * int(row[c]) / drawn:.0f} %)</td>' for c in UNLABELED_COLUMNS)
+        assert f'<tr><td class="num">{epoch}</td><td class="num">{drawn}</td>{cells}</tr>' in html
+    with Image.open(run / "curves.png") as curves:  # a third panel: the draws, stacked
+        assert curves.width == 16 * CURVES_DPI
     import yaml
 
     assert yaml.safe_load((run / "config.yaml").read_text())["unlabeled_dir"] == str(unlabeled)
@@ -293,3 +302,12 @@ def test_the_unlabelled_keys_are_validated_by_name():
         from simpsons_classifier.data.scan import scan_unlabeled
 
         scan_unlabeled("/nonexistent/frames", progress=False)
+
+
+def test_the_unlabelled_draws_per_epoch_leave_out_the_starting_head_and_the_weight_ensemble():
+    counts = dict(zip(UNLABELED_COLUMNS, (6, 2, 8)))
+    rows = [{"epoch": epoch, **counts} for epoch in (PROBE_EPOCH, 0, 1, 2)]  # 2 epochs, then the ensemble
+    epochs = unlabeled_epochs(rows, epochs=2)
+    assert [e.epoch for e in epochs] == [1, 2]  # counted from 1, as the curves and the console count them
+    assert (epochs[0].drawn, epochs[0].share(epochs[0].pending)) == (16, 0.5)
+    assert unlabeled_epochs([{"epoch": 0, "val_top1": 0.5}], epochs=2) == []  # no unlabelled folder

@@ -22,7 +22,7 @@ from ..explain import CONFUSED_PAIRS_SHOWN, explain_run
 from ..run_dir import RunDir
 from ..storage import write_text_atomic
 from ..tables import read_rows
-from ..training.curves import best_checkpoint_name, read_metrics
+from ..training.curves import best_checkpoint_name, read_metrics, unlabeled_epochs
 from .charts import class_counts_png
 from .inline import data_uri, file_data_uri
 from .templates import template
@@ -64,6 +64,7 @@ def build_report(run_dir: str | Path | RunDir) -> Path:
         skipped=read_rows(run.skipped)[:SKIPPED_SHOWN] if run.skipped.is_file() else [],
         best_checkpoint=best_checkpoint_name(history, config.epochs),
         curves=file_data_uri(run.curves),
+        unlabeled=unlabeled_epochs(history, config.epochs),
         metrics=result,
         groups=[(g, n, top1) for g, (n, top1) in result.per_group_top1.items()],
         per_class=[{**row, "train": train_counts[row["class"]]} for row in per_class],

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..storage import write_figure, write_text_atomic  # noqa: E402
 
@@ -37,6 +39,32 @@ def best_checkpoint_name(rows: list[dict[str, float]], epochs: int) -> str:
     return f"epoch {epoch + 1}"
 
 
+@dataclass(frozen=True)
+class UnlabeledEpoch:
+    """One training epoch's unlabelled draws of a semi-supervised run: pseudo-labelled and trained on (``used``),
+    rejected as unknown characters, and pending (below the confidence bar); ``epoch`` counted from 1."""
+
+    epoch: int
+    used: int
+    rejected: int
+    pending: int
+
+    @property
+    def drawn(self) -> int:
+        return self.used + self.rejected + self.pending
+
+    def share(self, count: int) -> float:
+        """``count`` as a share of the epoch's draws."""
+        return count / self.drawn if self.drawn else 0.0
+
+
+def unlabeled_epochs(rows: list[dict[str, float]], epochs: int) -> list[UnlabeledEpoch]:
+    """The unlabelled draws of each training epoch; none for a run without an unlabelled folder. The starting head's
+    row and the weight ensemble's draw nothing and are left out."""
+    return [UnlabeledEpoch(int(r["epoch"]) + 1, *(int(r[c]) for c in UNLABELED_COLUMNS)) for r in rows
+            if all(c in r for c in UNLABELED_COLUMNS) and r["epoch"] not in (PROBE_EPOCH, epochs)]
+
+
 def read_metrics(path: str | Path) -> list[dict[str, float]]:
     if not Path(path).is_file():
         return []
@@ -56,11 +84,14 @@ def write_metrics(path: str | Path, rows: list[dict[str, float]]) -> None:
 
 
 def plot_curves(rows: list[dict[str, float]], path: str | Path, epochs: int) -> None:
-    """Losses on the left, validation accuracy on the right, learning rate as a dotted line; epochs counted from
+    """Losses on the left, validation accuracy in the middle, learning rate as a dotted line; epochs counted from
     1, the starting head (probe or grown, when there is one) as epoch 0 and the final weight ensemble, when there
-    is one, as epoch ``epochs + 1``, named."""
+    is one, as epoch ``epochs + 1``, named. A semi-supervised run gets a third panel: each epoch's unlabelled draws,
+    used, rejected as unknown and pending, stacked."""
     drawn_at = [int(r["epoch"]) + 1 for r in rows]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    unlabeled = unlabeled_epochs(rows, epochs)
+    fig, axes = plt.subplots(1, 3 if unlabeled else 2, figsize=(16 if unlabeled else 11, 4))
+    loss_ax, acc_ax = axes[:2]
     loss_ax.plot(drawn_at, [r["train_loss"] for r in rows], "o-", label="train loss (augmented)")
     loss_ax.plot(drawn_at, [r["val_loss"] for r in rows], "o-", label="validation loss")
     loss_ax.set_xlabel("epoch")
@@ -84,5 +115,23 @@ def plot_curves(rows: list[dict[str, float]], path: str | Path, epochs: int) -> 
     lr_ax.set_ylim(0, 1.1 * top if top > 0 else 1)  # from zero, so a constant rate reads as constant
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)
+    if unlabeled:
+        _plot_unlabeled(axes[2], unlabeled)
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     fig.tight_layout()
     write_figure(fig, path, CURVES_DPI)
+
+
+def _plot_unlabeled(ax, unlabeled: list[UnlabeledEpoch]) -> None:
+    at = [e.epoch for e in unlabeled]
+    bottom = [0] * len(unlabeled)
+    for name, label, colour in (("used", "pseudo-labelled", "tab:green"), ("rejected", "rejected as unknown", "tab:red"),
+                                ("pending", "pending (below the bar)", "tab:grey")):
+        counts = [getattr(e, name) for e in unlabeled]
+        ax.bar(at, counts, bottom=bottom, label=label, color=colour)
+        bottom = [b + c for b, c in zip(bottom, counts)]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("unlabelled images drawn")
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=8, frameon=False)  # above the bars
+    ax.grid(alpha=0.3, axis="y")
