@@ -11,8 +11,9 @@ is the run's training images. The whole pool is clustered, the known characters 
 to characters over the whole pool, then the share matched right over all of it (All), over the known characters'
 images (Old) and over the new characters' (New).
 
-Rows: the features ``discover`` uses (the fine-tuned model's penultimate features), and those concatenated with the
-frozen ImageNet backbone's (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
+Rows: the features ``discover`` uses (the fine-tuned model's penultimate features, each image's averaged with its
+mirror image's), the same without the mirror image, and the averaged ones concatenated with the frozen ImageNet
+backbone's, averaged the same way (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true
@@ -48,9 +49,10 @@ from simpsons_classifier.discovery.clustering import (
     clustering_space,
     discover_clusters,
     l2_normalise,
+    mirror_averaged,
     semi_supervised_kmeans,
 )
-from simpsons_classifier.evaluation.run_model import sample_outputs
+from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
 from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
@@ -74,18 +76,20 @@ def trained_run(data: Path, out: Path, new: int, epochs: int, overrides: list[st
 
 
 def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
-    """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, and their
-    classes; kept in ``cache`` while ``best.pt`` is unchanged."""
-    if run.is_newer_than_best(cache):
-        return dict(np.load(cache))
+    """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, as they are and
+    mirrored, and their classes; kept in ``cache`` while ``best.pt`` is unchanged."""
+    if run.is_newer_than_best(cache) and "finetuned_train_mirrored" in (cached := dict(np.load(cache))):
+        return cached
     loaded, data, heldout = load_model(run), RunData.read(run), read_heldout(run)
     subsets = {"train": data.split.train, "val": data.split.val, "heldout": heldout}
     frozen = create_model(loaded.config.backbone, len(loaded.classes), "imagenet").eval()
     norm = data_config(frozen)
     models = {"finetuned": loaded, "imagenet": LoadedModel(frozen, loaded.classes, loaded.config,
                                                            tuple(norm["mean"]), tuple(norm["std"]))}
-    found = {f"{name}_{subset}": sample_outputs(model, samples, desc=f"{name} {subset}").features.numpy()
-             for name, model in models.items() for subset, samples in subsets.items()}
+    found = {f"{name}_{subset}{suffix}": sample_outputs(model, samples, transform(model),
+                                                       desc=f"{name} {subset}{suffix}").features.numpy()
+             for name, model in models.items() for subset, samples in subsets.items()
+             for suffix, transform in (("", eval_transform), ("_mirrored", mirrored_transform))}
     found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
     np.savez(cache, **found)
     return found
@@ -144,10 +148,14 @@ def main() -> None:
     print(f"labelled: {len(labels)} training images of {len(classes)} characters; unlabelled pool: {len(truth)} "
           f"images ({old.sum()} validation images of known characters, {(~old).sum()} of {true_new} new ones)")
 
+    def averaged(name: str, subset: str) -> np.ndarray:
+        return mirror_averaged(found[f"{name}_{subset}"], found[f"{name}_{subset}_mirrored"])
+
     spaces = {
-        "fine-tuned": lambda subset: found[f"finetuned_{subset}"],
-        "fine-tuned + ImageNet": lambda subset: np.hstack([l2_normalise(found[f"finetuned_{subset}"]),
-                                                           l2_normalise(found[f"imagenet_{subset}"])]),
+        "fine-tuned": lambda subset: averaged("finetuned", subset),
+        "fine-tuned, unmirrored": lambda subset: found[f"finetuned_{subset}"],
+        "fine-tuned + ImageNet": lambda subset: np.hstack([l2_normalise(averaged("finetuned", subset)),
+                                                           l2_normalise(averaged("imagenet", subset))]),
     }
 
     def scored(clusters) -> str:

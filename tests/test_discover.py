@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import ImageOps
 from synthetic import draw_character
 from tiny_runs import train_tiny_run
 
 from simpsons_classifier.cli import main
 
+from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.discovery.clustering import (
     Clusters,
     clustering_accuracy,
@@ -25,8 +27,11 @@ from simpsons_classifier.discovery.clustering import (
 )
 from simpsons_classifier.discovery.results import new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, discover
+from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
+from simpsons_classifier.evaluation.run_model import eval_transform, sample_outputs
 from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training import load_model
 
 DIMENSIONS = 32
 
@@ -138,8 +143,9 @@ def test_a_cluster_left_unmatched_counts_as_wrong():
 def test_new_clusters_skip_the_names_of_known_characters_called_new_nn():
     labelled, labels, unlabelled, truth = planted(known=4, new_sizes=[6, 6], unlabelled_per_known=0)
     classes = ["apu", new_cluster_name(1), "marge", new_cluster_name(3)]  # clusters added without renaming
-    bank = FeatureBank(torch.as_tensor(labelled, dtype=torch.float32), torch.as_tensor(labels), classes,
-                       torch.zeros(4, DIMENSIONS), torch.zeros(4))
+    features = torch.as_tensor(labelled, dtype=torch.float32)
+    bank = FeatureBank(features, torch.as_tensor(labels), classes, torch.zeros(4, DIMENSIONS), torch.zeros(4),
+                       mirrored=features)
     clusters = _clusters(bank, unlabelled, [f"frame{i}.png" for i in range(len(unlabelled))], progress=False)
     assert sorted(c.name for c in clusters if c.new) == [new_cluster_name(2), new_cluster_name(4)]
     assert all(c.name in classes for c in clusters if not c.new)
@@ -191,7 +197,7 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     out = tmp_path / "out"
     status, printed, errors = discover_cli(run, images, out, capsys)
     assert status == 0
-    assert run.feature_bank.is_file()
+    assert FeatureBank.read(run.feature_bank).mirrored is not None
     assert snapshot(images) == before
     assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
     assert "2 of 14 files could not be read" in errors
@@ -218,6 +224,24 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     (out / next(iter(clusters))).rename(out / "homer")
     status, _, errors = discover_cli(run, images, out, capsys)
     assert status == 2 and "homer" in errors and (out / "homer").is_dir()
+
+
+@pytest.mark.slow
+def test_the_bank_gains_the_training_images_mirrored_features_once_and_keeps_the_rest(run):
+    run.feature_bank.unlink()
+    loaded = load_model(run)
+    plain = ensure_feature_bank(run, loaded, progress=False)
+    assert plain.mirrored is None
+    bank = ensure_feature_bank(run, loaded, progress=False, mirrored=True)
+    assert torch.equal(bank.features, plain.features) and torch.equal(bank.labels, plain.labels)
+    transform = eval_transform(loaded)
+    mirrored_images = sample_outputs(loaded, RunData.read(run).split.train,
+                                     lambda image: transform(ImageOps.mirror(image)), progress=False)
+    assert torch.allclose(bank.mirrored, mirrored_images.features, atol=1e-2, rtol=1e-2)
+    assert not torch.allclose(bank.mirrored, bank.features, atol=1e-2, rtol=1e-2)
+    written = run.feature_bank.stat().st_mtime_ns
+    again = ensure_feature_bank(run, loaded, progress=False, mirrored=True)
+    assert run.feature_bank.stat().st_mtime_ns == written and torch.equal(again.mirrored, bank.mirrored)
 
 
 @pytest.mark.slow

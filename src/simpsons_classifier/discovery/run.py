@@ -20,12 +20,12 @@ from ..data.scan import Sample, Skipped, check_images, write_skipped
 from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
 from ..evaluation.openset import OpenSetDetector, OpenSetRule
-from ..evaluation.run_model import sample_outputs
+from ..evaluation.run_model import mirrored_transform, sample_outputs
 from ..inference.files import find_files
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
 from ..training import load_model
-from .clustering import Clusters, discover_clusters
+from .clustering import Clusters, discover_clusters, mirror_averaged
 from .page import write_page
 from .results import Cluster, Discovery, new_cluster_name
 
@@ -56,13 +56,16 @@ def discover(
     known = 0
     if readable:
         loaded = load_model(run)
-        bank = ensure_feature_bank(run, loaded, progress)
+        bank = ensure_feature_bank(run, loaded, progress, mirrored=True)
         outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
         is_known = OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            clusters = _clusters(bank, outputs.features.numpy()[~is_known], unknown_paths, progress)
+            mirrored = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in unknown_paths],
+                                      mirrored_transform(loaded), progress=progress, desc="mirrored")
+            features = mirror_averaged(outputs.features.numpy()[~is_known], mirrored.features.numpy())
+            clusters = _clusters(bank, features, unknown_paths, progress)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped)
     _write(discovery, previous)
     return discovery
@@ -76,11 +79,12 @@ def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Sk
 
 
 def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str], progress: bool) -> list[Cluster]:
-    """The rejected images' clusters, named: a known class's name, or ``new-NN`` by decreasing size."""
+    """The rejected images' clusters (``features`` mirror-averaged, as the bank's are here), named: a known
+    class's name, or ``new-NN`` by decreasing size."""
     present = np.unique(bank.labels.numpy())  # a class without training features cannot anchor a cluster
     labels = np.searchsorted(present, bank.labels.numpy())
-    found: Clusters = discover_clusters(bank.features.numpy(), labels, features, known=len(present),
-                                        progress=progress)
+    labelled = mirror_averaged(bank.features.numpy(), bank.mirrored.numpy())
+    found: Clusters = discover_clusters(labelled, labels, features, known=len(present), progress=progress)
     groups = []
     for index in np.unique(found.assignments):
         members = np.flatnonzero(found.assignments == index)

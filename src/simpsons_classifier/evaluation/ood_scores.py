@@ -68,17 +68,23 @@ class FeatureBank:
     head_weight: torch.Tensor
     """C×D: the classifier's weight, for the scores that recompute logits from changed features."""
     head_bias: torch.Tensor
+    mirrored: torch.Tensor | None = None
+    """N×D: the same images' features seen mirrored, which discovery averages with ``features``; computed the
+    first time ``simpsons discover`` needs them (the scores do not)."""
 
     def write(self, path: Path) -> None:
         payload = {"features": self.features.half(), "labels": self.labels, "classes": json.dumps(self.classes),
                    "head_weight": self.head_weight, "head_bias": self.head_bias}
+        if self.mirrored is not None:
+            payload["mirrored"] = self.mirrored.half()
         write_atomic(path, lambda handle: torch.save(payload, handle))
 
     @classmethod
     def read(cls, path: str | Path) -> FeatureBank:
         stored = torch.load(Path(path), map_location="cpu", weights_only=True)
+        mirrored = stored.get("mirrored")
         return cls(stored["features"].float(), stored["labels"], json.loads(stored["classes"]),
-                   stored["head_weight"], stored["head_bias"])
+                   stored["head_weight"], stored["head_bias"], None if mirrored is None else mirrored.float())
 
     def head(self) -> nn.Module:
         """The classifier as a module taking N×D×1×1 activations (pytorch-ood's feature-map detectors)."""

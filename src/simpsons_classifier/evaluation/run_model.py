@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from ..augment import build_eval_transform
 from ..data.dataset import ImageDataset
@@ -23,6 +24,11 @@ BATCH_SIZE = 64
 
 def eval_transform(loaded: LoadedModel) -> Callable[[Image.Image], torch.Tensor]:
     return build_eval_transform(loaded.config.image_size, loaded.mean, loaded.std)
+
+
+def mirrored_transform(loaded: LoadedModel) -> Callable[[Image.Image], torch.Tensor]:
+    """The eval transform, then a left-right mirror: the image as training's horizontal flips show it."""
+    return v2.Compose([eval_transform(loaded), v2.RandomHorizontalFlip(p=1.0)])  # a Compose pickles to workers
 
 
 @dataclass(frozen=True)
