@@ -197,7 +197,7 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     out = tmp_path / "out"
     status, printed, errors = discover_cli(run, images, out, capsys)
     assert status == 0
-    assert FeatureBank.read(run.feature_bank).mirrored is not None
+    assert FeatureBank.read(run.feature_bank, mirrored=True).mirrored is not None
     assert snapshot(images) == before
     assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
     assert "2 of 14 files could not be read" in errors
@@ -242,6 +242,8 @@ def test_the_bank_gains_the_training_images_mirrored_features_once_and_keeps_the
     written = run.feature_bank.stat().st_mtime_ns
     again = ensure_feature_bank(run, loaded, progress=False, mirrored=True)
     assert run.feature_bank.stat().st_mtime_ns == written and torch.equal(again.mirrored, bank.mirrored)
+    assert FeatureBank.read(run.feature_bank).mirrored is None  # loaded only when asked for
+    assert ensure_feature_bank(run, loaded, progress=False).mirrored is None
 
 
 @pytest.mark.slow

@@ -151,7 +151,8 @@ def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True,
     """The run's feature bank as stored, computed from (a stratified sample of) its training images when missing
     or older than ``best.pt``; with ``mirrored``, holding the same images' mirrored features too (one more pass,
     once)."""
-    bank = FeatureBank.read(run.feature_bank) if run.is_newer_than_best(run.feature_bank) else None
+    fresh = run.is_newer_than_best(run.feature_bank)
+    bank = FeatureBank.read(run.feature_bank, mirrored) if fresh else None
     if bank is not None and (bank.mirrored is not None or not mirrored):
         return bank
     train = RunData.read(run).split.train
@@ -166,7 +167,7 @@ def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True,
         bank = replace(bank, mirrored=sample_outputs(loaded, train, mirrored_transform(loaded), progress=progress,
                                                      desc="training features, mirrored").features)
     bank.write(run.feature_bank)
-    return FeatureBank.read(run.feature_bank)  # as stored (float16), so a later call gives the same figures
+    return FeatureBank.read(run.feature_bank, mirrored)  # as stored (float16), so a later call gives the same figures
 
 
 def evaluate_logits(

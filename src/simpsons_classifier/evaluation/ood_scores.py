@@ -80,11 +80,12 @@ class FeatureBank:
         write_atomic(path, lambda handle: torch.save(payload, handle))
 
     @classmethod
-    def read(cls, path: str | Path) -> FeatureBank:
+    def read(cls, path: str | Path, mirrored: bool = False) -> FeatureBank:
+        """The stored bank; its mirrored features only with ``mirrored`` (serving has no use for them)."""
         stored = torch.load(Path(path), map_location="cpu", weights_only=True)
-        mirrored = stored.get("mirrored")
+        kept = stored.get("mirrored") if mirrored else None
         return cls(stored["features"].float(), stored["labels"], json.loads(stored["classes"]),
-                   stored["head_weight"], stored["head_bias"], None if mirrored is None else mirrored.float())
+                   stored["head_weight"], stored["head_bias"], None if kept is None else kept.float())
 
     def head(self) -> nn.Module:
         """The classifier as a module taking N×D×1×1 activations (pytorch-ood's feature-map detectors)."""
