@@ -23,7 +23,6 @@ import yaml
 from torch.utils.data import DataLoader
 
 from simpsons_classifier.config import Config
-from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import Sample, scan_dataset
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_logits
@@ -32,6 +31,7 @@ from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
 from simpsons_classifier.training.curves import best_checkpoint_name, read_metrics
 from simpsons_classifier.training.grow import HeadPlan, grow_from_run
+from simpsons_classifier.training.probe import probe_images
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -63,7 +63,7 @@ def grown_head(source_run: Path, run: Path) -> LoadedModel:
     plan = HeadPlan(tuple(source.classes), tuple(data.classes))
     model = create_model(source.config.backbone, len(data.classes)).eval()
     loaded = LoadedModel(model, data.classes, source.config, source.mean, source.std)
-    images = ImageDataset(data.split.train, data.classes, eval_transform(loaded))
+    images = probe_images(data.split.train, data.classes, eval_transform(loaded))
     grow_from_run(model, source, plan, DataLoader(images, batch_size=64), torch.device("cpu"), progress=False)
     return loaded
 

@@ -4,9 +4,9 @@
 
 Reads the runs of ``benchmarks/semisupervised.py`` in ``--out`` (the full run's split, and each ``labelsK/split``
 with its K labelled images a character), computes the frozen backbone's features once, and prints for each K:
-the probe fitted on the labelled images alone (what a semi-supervised run starts from), the share of the
-unlabelled images its pseudo-labels get right (overall and per drawing source), and the probe self-trained on its
-own surest guesses (each round adds the M most confident unlabelled images of each predicted class, four
+the probe fitted on the labelled images and their mirror images (what a semi-supervised run starts from; beside
+it, fitted without the mirror images), the share of the unlabelled images its pseudo-labels get right (overall and
+per drawing source), and the probe self-trained on its own surest guesses (each round adds the M most confident unlabelled images of each predicted class, four
 rounds), beside the probe fitted on every label. It bounds what pseudo-labelling the head can give without the
 features changing. Last, what the unlabelled images' own neighbourhoods give: label spreading over a k-NN graph
 of the L2-normalised features (scikit-learn's ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et
@@ -33,17 +33,20 @@ ROUNDS = 4
 PER_CLASS = (2, 4, 8)
 
 
-def self_trained(x: np.ndarray, y: np.ndarray, pool: np.ndarray, per_class: int) -> LogisticRegression:
+def self_trained(x: np.ndarray, x_mirrored: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_mirrored: np.ndarray,
+                 per_class: int) -> LogisticRegression:
     """The probe refitted ROUNDS times on the labelled images plus, each round, ``per_class`` more of the most
-    confident pool images of each class it predicts, under their predicted class."""
-    model = fit_probe(x, y)
+    confident pool images of each class it predicts, under their predicted class (``*_mirrored``: the same images
+    mirrored, which the probe is fitted on too)."""
+    model = fit_probe(x, x_mirrored, y)
     for round_ in range(1, ROUNDS + 1):
         probability = model.predict_proba(pool)
         guess, confidence = model.classes_[probability.argmax(1)], probability.max(1)
         chosen = np.concatenate([
             np.flatnonzero(guess == c)[np.argsort(-confidence[guess == c])][: per_class * round_]
             for c in np.unique(guess)])
-        model = fit_probe(np.concatenate([x, pool[chosen]]), np.concatenate([y, guess[chosen]]))
+        model = fit_probe(np.concatenate([x, pool[chosen]]), np.concatenate([x_mirrored, pool_mirrored[chosen]]),
+                          np.concatenate([y, guess[chosen]]))
     return model
 
 
@@ -63,29 +66,33 @@ def main() -> None:
 
     full = RunData.read(args.out / "full")
     config = Config.load(RunDir(args.out / "full").config)
-    train_x, train_y, val_x, val_y = frozen_features(full, config.backbone, config.image_size)
+    train_x, train_mirrored, train_y, val_x, val_y = frozen_features(full, config.backbone, config.image_size)
     paths = [str(s.path) for s in full.split.train]
     groups = np.array([source_group(p) for p in paths])
-    print(f"\nprobe on every label: {100 * fit_probe(train_x, train_y).score(val_x, val_y):.1f}% "
+    print(f"\nprobe on every label: {100 * fit_probe(train_x, train_mirrored, train_y).score(val_x, val_y):.1f}% "
           f"({len(train_y)} images, validation {len(val_y)})")
     for labels in args.labels:
         kept = {str(s.path) for s in RunData.read(args.out / f"labels{labels}" / "split").split.train}
         labelled = np.array([p in kept for p in paths])
-        start = fit_probe(train_x[labelled], train_y[labelled])
+        start = fit_probe(train_x[labelled], train_mirrored[labelled], train_y[labelled])
+        alone = fit_probe(train_x[labelled], None, train_y[labelled])
         pool_x, pool_y, pool_groups = train_x[~labelled], train_y[~labelled], groups[~labelled]
         right = start.predict(pool_x) == pool_y
         by_group = defaultdict(list)
         for group, correct in zip(pool_groups, right):
             by_group[group].append(correct)
-        print(f"\n{labels} labels a character: probe {100 * start.score(val_x, val_y):.1f}%, its pseudo-labels right "
+        print(f"\n{labels} labels a character: probe {100 * start.score(val_x, val_y):.1f}% (fitted on the images "
+              f"alone, without their mirror images: {100 * alone.score(val_x, val_y):.1f}%), its pseudo-labels right "
               f"on {100 * right.mean():.0f}% of {len(pool_y)} unlabelled images ("
               + ", ".join(f"{g} {100 * np.mean(v):.0f}%" for g, v in sorted(by_group.items())) + ")")
         for per_class in PER_CLASS:
-            trained = self_trained(train_x[labelled], train_y[labelled], pool_x, per_class)
+            trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
+                                   train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
         spread = label_spread(train_x, train_y, labelled)
         print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
-              f"images, probe on its labels {100 * fit_probe(train_x, spread).score(val_x, val_y):.1f}%")
+              f"images, probe on its labels "
+              f"{100 * fit_probe(train_x, train_mirrored, spread).score(val_x, val_y):.1f}%")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The default recipe: step schedule, unfreeze point as a fraction, scaled learning rate, EMA horizon, the probe
-scored as epoch 0, sizing a run to a budget, and class-balanced sampling."""
+fitted on mirrored images too and scored as epoch 0, sizing a run to a budget, and class-balanced sampling."""
 
 import csv
 import warnings
@@ -10,8 +10,10 @@ import torch
 from synthetic import make_dataset, tiny_config
 
 from simpsons_classifier.config import Config, ConfigError
+from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.training import budget, checkpoint, trainer
 from simpsons_classifier.training.budget import PassTimes, epochs_within, finishing_seconds, parse_budget
+from simpsons_classifier.training.probe import fit_probe_head
 from simpsons_classifier.training.sampling import BalancedSampler, should_balance
 from simpsons_classifier.training.schedule import WarmupCosineSchedule, active_stages, warmup_cosine
 from simpsons_classifier.training.trainer import train
@@ -86,6 +88,25 @@ def test_the_probe_head_is_scored_as_epoch_0_and_kept_when_fine_tuning_makes_thi
     best = checkpoint.read(run.best)
     assert best["epoch"] == -1  # the probe's weights, not the wrecked ones
     assert checkpoint.read(run.last)["best_top1"] == pytest.approx(probe_top1)
+
+
+def test_the_probe_head_is_fitted_on_each_training_image_and_its_mirror_image(tmp_path, monkeypatch):
+    data = make_dataset(tmp_path / "data", classes=3)
+    fitted_on = {}
+
+    def recording_probe(model, loader, *args, **kwargs):
+        images, labels = map(torch.cat, zip(*loader))
+        fitted_on.update(images=images, labels=labels)
+        return fit_probe_head(model, loader, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "fit_probe_head", recording_probe)
+    monkeypatch.setattr(trainer, "train_one_epoch", lambda *args, **kwargs: 1.0)  # only the start matters here
+    run = train(tiny_config(epochs=1, head_init="probe"), data, tmp_path / "run", progress=False)
+    count = len(RunData.read(run).split.train)
+    images, labels = fitted_on["images"], fitted_on["labels"]
+    assert len(images) == 2 * count
+    assert torch.equal(images[count:], images[:count].flip(-1))  # the same images, mirrored left-right
+    assert torch.equal(labels[count:], labels[:count])
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2h", 7200),

@@ -6,7 +6,7 @@ transform."""
 from simpsons_classifier.augment.background import BackgroundMixing, load_backgrounds
 from simpsons_classifier.augment.batch import build_batch_mixer
 from simpsons_classifier.augment.engines import ENGINES, build_train_transform
-from simpsons_classifier.augment.eval_transform import build_eval_transform
+from simpsons_classifier.augment.eval_transform import build_eval_transform, mirrored
 from simpsons_classifier.augment.fused import Normalise, collate
 from simpsons_classifier.augment.gpu import build_device_augment
 from simpsons_classifier.augment.pipeline import BatchPipeline
@@ -22,4 +22,5 @@ __all__ = [
     "build_train_transform",
     "collate",
     "load_backgrounds",
+    "mirrored",
 ]

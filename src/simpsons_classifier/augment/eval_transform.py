@@ -24,3 +24,8 @@ def build_eval_transform(
             v2.ToPureTensor(),
         ]
     )
+
+
+def mirrored(transform: Callable[[PIL.Image.Image], torch.Tensor]) -> Callable[[PIL.Image.Image], torch.Tensor]:
+    """``transform``, then a left-right mirror: the image as the training recipe's horizontal flips show it."""
+    return v2.Compose([transform, v2.RandomHorizontalFlip(p=1.0)])  # a Compose, not a lambda: it pickles to workers

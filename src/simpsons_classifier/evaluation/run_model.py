@@ -10,9 +10,8 @@ import torch
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
-from ..augment import build_eval_transform
+from ..augment import build_eval_transform, mirrored
 from ..data.dataset import ImageDataset
 from ..data.scan import Sample
 from ..models import FeaturesAndLogits
@@ -28,7 +27,7 @@ def eval_transform(loaded: LoadedModel) -> Callable[[Image.Image], torch.Tensor]
 
 def mirrored_transform(loaded: LoadedModel) -> Callable[[Image.Image], torch.Tensor]:
     """The eval transform, then a left-right mirror: the image as training's horizontal flips show it."""
-    return v2.Compose([eval_transform(loaded), v2.RandomHorizontalFlip(p=1.0)])  # a Compose pickles to workers
+    return mirrored(eval_transform(loaded))
 
 
 @dataclass(frozen=True)

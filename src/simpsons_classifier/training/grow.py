@@ -89,8 +89,8 @@ def grow_from_run(model: nn.Module, source: LoadedModel, plan: HeadPlan, train_i
                   device: torch.device, progress: bool = True) -> None:
     """Give ``model`` (built for ``plan.classes``) the source run's backbone, the rows of the classes it knows,
     and imprinted rows for the new classes from ``train_images`` (the un-augmented training images of every
-    class, labelled by index into ``plan.classes``: the known classes' images place the centre the new rows are
-    measured from)."""
+    class and their mirror images, labelled by index into ``plan.classes``: the known classes' images place the
+    centre the new rows are measured from)."""
     load_backbone(model, source.model)
     classifier, known = model.get_classifier(), source.model.get_classifier()
     rows = torch.tensor([plan.classes.index(c) for c in plan.kept])

@@ -51,7 +51,7 @@ from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, w
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
 from .grow import HeadPlan, grow_from_run, read_init_run
 from .interrupt import StopSignals, ignore_stop_signals
-from .probe import fit_probe_head
+from .probe import fit_probe_head, probe_images
 from .pseudo_labels import (
     PseudoLabels,
     SelfAdaptiveThreshold,
@@ -223,8 +223,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                       f"images of the smallest")
             if config.starts_from_classifier:
                 started = time.perf_counter()
-                plain_train_set = ImageDataset(data.split.train, data.classes, eval_transform,
-                                               decode_size=config.image_size)
+                plain_train_set = probe_images(data.split.train, data.classes, eval_transform, config.image_size)
                 plain_loader = DataLoader(plain_train_set, batch_size=config.batch_size * 2, num_workers=workers,
                                           worker_init_fn=ignore_stop_signals)
                 if source is not None:  # the grown head replaces the probe, which would refit the known rows
@@ -232,7 +231,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                     grow_from_run(state.model, source, plan, plain_loader, ctx.device, show)
                 else:
                     fit_probe_head(state.model, plain_loader, ctx.device, show)
-                train_pass = time.perf_counter() - started
+                train_pass = (time.perf_counter() - started) / len(plain_train_set.datasets)
                 state.sync_ema()
                 if config.ensembles_weights and ctx.is_main:
                     checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
