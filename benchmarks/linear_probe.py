@@ -92,5 +92,6 @@ def main() -> None:
         for group, (images, top1) in per_group_accuracy([s.path for s in data.split.val], correct).items():
             print(f"  {group:<14} {images:>5} images  top-1 {100 * top1:.1f}%")
 
+
 if __name__ == "__main__":
     main()

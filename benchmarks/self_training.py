@@ -6,10 +6,10 @@ Reads the runs of ``benchmarks/semisupervised.py`` in ``--out`` (the full run's 
 with its K labelled images a character), computes the frozen backbone's features once, and prints for each K:
 the probe fitted on the labelled images and their mirror images (what a semi-supervised run starts from; beside
 it, fitted without the mirror images), the share of the unlabelled images its pseudo-labels get right (overall and
-per drawing source), and the probe self-trained on its own surest guesses (each round adds the M most confident unlabelled images of each predicted class, four
-rounds), beside the probe fitted on every label. It bounds what pseudo-labelling the head can give without the
-features changing. Last, what the unlabelled images' own neighbourhoods give: label spreading over a k-NN graph
-of the L2-normalised features (scikit-learn's ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et
+per drawing source), and the probe self-trained on its own surest guesses (each round adds the M most confident
+unlabelled images of each predicted class, four rounds), beside the probe fitted on every label. It bounds what
+pseudo-labelling the head can give without the features changing. Last, what the unlabelled images' own
+neighbourhoods give: label spreading over a k-NN graph of the L2-normalised features (scikit-learn's ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et
 al., 2004), the share of the unlabelled images it labels right and the probe fitted on its labels.
 """
 
