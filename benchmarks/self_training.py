@@ -9,8 +9,9 @@ it, fitted without the mirror images), the share of the unlabelled images its ps
 per drawing source), and the probe self-trained on its own surest guesses (each round adds the M most confident
 unlabelled images of each predicted class, four rounds), beside the probe fitted on every label. It bounds what
 pseudo-labelling the head can give without the features changing. Last, what the unlabelled images' own
-neighbourhoods give: label spreading over a k-NN graph of the L2-normalised features (scikit-learn's ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et
-al., 2004), the share of the unlabelled images it labels right and the probe fitted on its labels.
+neighbourhoods give: label spreading over a k-NN graph of the L2-normalised features (scikit-learn's
+``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et al., 2004), the share of the unlabelled images
+it labels right and the probe fitted on its labels.
 """
 
 from __future__ import annotations
