@@ -11,9 +11,10 @@ is the run's training images. The whole pool is clustered, the known characters 
 to characters over the whole pool, then the share matched right over all of it (All), over the known characters'
 images (Old) and over the new characters' (New).
 
-Rows: the features ``discover`` uses (the fine-tuned model's penultimate features, each image's averaged with its
-mirror image's), the same without the mirror image, and the averaged ones concatenated with the frozen ImageNet
-backbone's, averaged the same way (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
+Rows: the features ``discover`` uses (the penultimate features of the run's ``best.pt``, each image's averaged with
+its mirror image's; the frozen ImageNet backbone's when ``best.pt`` is the probe head), the same without the
+mirror image, and the averaged ones concatenated with the frozen ImageNet backbone's, averaged the same way (each
+L2-normalised). Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true
@@ -152,9 +153,9 @@ def main() -> None:
         return mirror_averaged(found[f"{name}_{subset}"], found[f"{name}_{subset}_mirrored"])
 
     spaces = {
-        "fine-tuned": lambda subset: averaged("finetuned", subset),
-        "fine-tuned, unmirrored": lambda subset: found[f"finetuned_{subset}"],
-        "fine-tuned + ImageNet": lambda subset: np.hstack([l2_normalise(averaged("finetuned", subset)),
+        "the run's": lambda subset: averaged("finetuned", subset),
+        "the run's, unmirrored": lambda subset: found[f"finetuned_{subset}"],
+        "the run's + ImageNet": lambda subset: np.hstack([l2_normalise(averaged("finetuned", subset)),
                                                            l2_normalise(averaged("imagenet", subset))]),
     }
 
