@@ -65,6 +65,21 @@ def test_the_knn_veto_keeps_msp_near_the_training_features_and_sinks_the_rest():
     assert vetoed(far.features, far.logits).max() < vetoed(near.features, near.logits)[kept].min()
 
 
+def test_centred_knn_compares_images_by_what_sets_them_apart_not_by_what_all_of_them_share():
+    """Post-ReLU features share one large positive direction. Centred k-NN is measured from the training features'
+    mean, so adding the same vector to every feature, training and new alike, changes none of its scores; plain
+    k-NN's cosine moves with it."""
+    generator = torch.Generator().manual_seed(3)
+    bank = planted_bank(generator)
+    fresh = torch.cat([planted_bank(generator).features[::8], torch.rand(4, DIMS, generator=generator)])
+    shift = 3 * torch.rand(DIMS, generator=generator)
+    shifted_bank = FeatureBank(bank.features + shift, bank.labels, bank.classes, bank.head_weight, bank.head_bias)
+    logits = outputs(bank, fresh).logits
+    for name, unmoved in (("centred_knn", True), ("knn", False)):
+        score, shifted_score = fit_score(name, bank), fit_score(name, shifted_bank)
+        assert torch.allclose(score(fresh, logits), shifted_score(fresh + shift, logits), atol=1e-5) == unmoved, name
+
+
 def test_feature_scores_need_the_bank_and_say_how_to_get_it():
     assert set(fit_scores(None)) == {"msp", "max_logit", "energy"}
     with pytest.raises(ValueError, match="simpsons evaluate"):

@@ -15,6 +15,12 @@ outputs computed once, and flips their sign (pytorch-ood's detectors return outl
   on the stand-in's 476 training images) near-OOD AUROC was 0.58-0.70 on the stand-in, fonts and emoji, with the
   nearest image (k = 1) 0.80-0.93, far-away images rejected as well or better (``benchmarks/openset.py``, the
   mean over its draws; README, "Unknown characters").
+- ``centred_knn``: the same on features centred on the training features' mean, as SimpleShot (Wang et al., 2019)
+  does for nearest-neighbour classification. Pooled post-ReLU activations are all positive and share one large
+  mean direction, which dominates their cosine; centred, the cosine compares what sets images apart, and what all
+  of them share, which far-away images lack, counts less. Which of the two is better depends on the data: on the
+  stand-in centring took near-OOD AUROC / FPR95 from 0.949 / 0.382 to 0.971 / 0.200, on fonts it changed little,
+  and on emoji it let more far-away images through (far AUROC 0.972 to 0.899; README, "Unknown characters").
 - ``scale`` / ``ash``: energy after rescaling (SCALE, Xu et al., 2024) or pruning and rescaling (ASH-S, Djurisic
   et al., 2023) the penultimate activations, at pytorch-ood's default percentile. Both work on the pooled
   activations seen as 1x1 feature maps, where ASH's reference code applies them too.
@@ -118,11 +124,30 @@ def _fitted_feature_score(make_detector) -> Callable[[FeatureBank | None], Score
     return fit
 
 
+@dataclass(frozen=True)
+class _Centred:
+    """A pytorch-ood features detector fitted and applied on features minus ``centre``."""
+
+    detector: object
+    centre: torch.Tensor
+
+    def fit_features(self, features: torch.Tensor, labels: torch.Tensor) -> _Centred:
+        self.detector.fit_features(features - self.centre, labels)
+        return self
+
+    def predict_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.detector.predict_features(features - self.centre)
+
+
 def _knn(bank: FeatureBank, extra_neighbours: int = 0):
     from pytorch_ood.detector import KNN
 
     k = max(1, min(KNN_MAX_K, round(KNN_SHARE * len(bank.features))))
     return KNN(None, k=k + extra_neighbours, algorithm="brute")
+
+
+def _centred_knn(bank: FeatureBank) -> _Centred:
+    return _Centred(_knn(bank), bank.features.mean(0))
 
 
 def _msp_with_knn_veto(bank: FeatureBank | None) -> Score:
@@ -170,6 +195,7 @@ def _detectors():
         "max_logit": _logit_score(MaxLogit),
         "energy": _logit_score(EnergyBased),
         "knn": _fitted_feature_score(_knn),
+        "centred_knn": _fitted_feature_score(_centred_knn),
         "scale": _feature_map_score(SCALE),
         "ash": _feature_map_score(ASH),
         "vim": _fitted_feature_score(_vim),
@@ -178,7 +204,7 @@ def _detectors():
     }
 
 
-SCORE_NAMES = ("msp", "max_logit", "energy", "knn", "scale", "ash", "vim", "mahalanobis", "msp_knn")
+SCORE_NAMES = ("msp", "max_logit", "energy", "knn", "centred_knn", "scale", "ash", "vim", "mahalanobis", "msp_knn")
 LOGIT_SCORES = ("msp", "max_logit", "energy")
 """The scores that need nothing but the logits (no feature bank)."""
 
