@@ -11,10 +11,13 @@ is the run's training images. The whole pool is clustered, the known characters 
 to characters over the whole pool, then the share matched right over all of it (All), over the known characters'
 images (Old) and over the new characters' (New).
 
-Rows: the features ``discover`` uses (the penultimate features of the run's ``best.pt``, each image's averaged with
-its mirror image's; the frozen ImageNet backbone's when ``best.pt`` is the probe head), the same without the
-mirror image, and the averaged ones concatenated with the frozen ImageNet backbone's, averaged the same way (each
-L2-normalised). Columns: the estimated number of new clusters (in brackets,
+First line: the detail ``discover`` compares images at (``discovery/detail.py``): the level of detail (the images
+as they are, or shrunk to a longest side in pixels) at which the known characters, half of them treated as new,
+regroup best, and each level's score. Rows: the penultimate features of the run's ``best.pt`` of the images as
+they are, each image's averaged with its mirror image's (the frozen ImageNet backbone's when ``best.pt`` is the
+probe head); the same of the images shrunk to each level (``discover`` uses the row of the level it chooses); the
+first without the mirror image; and the first concatenated with the frozen ImageNet backbone's, averaged the same
+way (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true
@@ -53,12 +56,20 @@ from simpsons_classifier.discovery.clustering import (
     mirror_averaged,
     semi_supervised_kmeans,
 )
+from simpsons_classifier.discovery.detail import (
+    DETAIL_LEVELS,
+    choose_detail,
+    detail_accuracies,
+    features_at,
+    per_class_sample,
+)
 from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
 from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+SHRUNK_LEVELS = [level for level in DETAIL_LEVELS if level is not None]
 GCD_COUNTS = range(0, 61, 2)
 """New-cluster counts GCD's criterion is evaluated at (each a plain k-means of the whole set)."""
 
@@ -79,7 +90,7 @@ def trained_run(data: Path, out: Path, new: int, epochs: int, overrides: list[st
 def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
     """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, as they are and
     mirrored, and their classes; kept in ``cache`` while ``best.pt`` is unchanged."""
-    if run.is_newer_than_best(cache) and "finetuned_train_mirrored" in (cached := dict(np.load(cache))):
+    if run.is_newer_than_best(cache) and "detail_accuracies" in (cached := dict(np.load(cache))):
         return cached
     loaded, data, heldout = load_model(run), RunData.read(run), read_heldout(run)
     subsets = {"train": data.split.train, "val": data.split.val, "heldout": heldout}
@@ -92,6 +103,13 @@ def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
              for name, model in models.items() for subset, samples in subsets.items()
              for suffix, transform in (("", eval_transform), ("_mirrored", mirrored_transform))}
     found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
+    found |= {f"finetuned_{subset}_{level}px": features_at(loaded, samples, level, desc=f"{subset}, {level} px")
+              for level in SHRUNK_LEVELS for subset, samples in subsets.items()}
+    sample = per_class_sample(data.split.train)
+    labels = np.unique([s.label for s in sample], return_inverse=True)[1]
+    found["detail_accuracies"] = np.stack([
+        detail_accuracies(features_at(loaded, sample, level, desc=f"known characters, {level} px"), labels,
+                          labels.max() + 1) for level in DETAIL_LEVELS])
     np.savez(cache, **found)
     return found
 
@@ -152,8 +170,15 @@ def main() -> None:
     def averaged(name: str, subset: str) -> np.ndarray:
         return mirror_averaged(found[f"{name}_{subset}"], found[f"{name}_{subset}_mirrored"])
 
+    detail = choose_detail(dict(zip(DETAIL_LEVELS, found["detail_accuracies"])))
+    print(f"discover compares images {detail.describe()}; the known characters, half of them as new, regroup "
+          + ", ".join(f"{level or 'as they are'}{' px' if level else ''} {score:.3f} ± {detail.errors[level]:.3f}"
+                      for level, score in detail.scores.items()))
+
     spaces = {
         "the run's": lambda subset: averaged("finetuned", subset),
+        **{f"the run's, {level} px": (lambda subset, level=level: found[f"finetuned_{subset}_{level}px"])
+           for level in SHRUNK_LEVELS},
         "the run's, unmirrored": lambda subset: found[f"finetuned_{subset}"],
         "the run's + ImageNet": lambda subset: np.hstack([l2_normalise(averaged("finetuned", subset)),
                                                            l2_normalise(averaged("imagenet", subset))]),

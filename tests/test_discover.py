@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import ImageOps
+from PIL import Image, ImageOps
 from synthetic import draw_character
 from tiny_runs import train_tiny_run
 
@@ -25,8 +26,10 @@ from simpsons_classifier.discovery.clustering import (
     merge_new_clusters,
     semi_supervised_kmeans,
 )
+from simpsons_classifier.data.scan import Sample
+from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
 from simpsons_classifier.discovery.results import new_cluster_name
-from simpsons_classifier.discovery.run import _clusters, discover
+from simpsons_classifier.discovery.run import _clusters, _known_features, discover
 from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_outputs
@@ -143,12 +146,46 @@ def test_a_cluster_left_unmatched_counts_as_wrong():
 def test_new_clusters_skip_the_names_of_known_characters_called_new_nn():
     labelled, labels, unlabelled, truth = planted(known=4, new_sizes=[6, 6], unlabelled_per_known=0)
     classes = ["apu", new_cluster_name(1), "marge", new_cluster_name(3)]  # clusters added without renaming
-    features = torch.as_tensor(labelled, dtype=torch.float32)
-    bank = FeatureBank(features, torch.as_tensor(labels), classes, torch.zeros(4, DIMENSIONS), torch.zeros(4),
-                       mirrored=features)
-    clusters = _clusters(bank, unlabelled, [f"frame{i}.png" for i in range(len(unlabelled))], progress=False)
+    clusters = _clusters(labelled, labels, classes, unlabelled, [f"frame{i}.png" for i in range(len(unlabelled))],
+                         progress=False)
     assert sorted(c.name for c in clusters if c.new) == [new_cluster_name(2), new_cluster_name(4)]
     assert all(c.name in classes for c in clusters if not c.new)
+
+
+def test_shrunk_shrinks_only_images_larger_than_the_level_keeping_their_shape():
+    seen = []
+    for level, size, expected in ((48, (200, 100), (48, 24)), (48, (30, 20), (30, 20)), (None, (200, 100), (200, 100))):
+        Shrunk(lambda image: seen.append(image.size), level)(Image.new("RGB", size))
+        assert seen[-1] == expected
+
+
+def test_the_detail_check_tells_features_that_group_the_characters_from_ones_that_do_not():
+    labelled, labels, _, _ = planted(known=8, new_sizes=[1], unlabelled_per_known=0)
+    noise = np.random.default_rng(1).normal(size=labelled.shape)
+    grouped, scattered = detail_accuracies(labelled, labels, known=8), detail_accuracies(noise, labels, known=8)
+    assert grouped.mean() > 0.9 and scattered.mean() < 0.6
+
+
+def test_the_detail_chosen_is_the_least_detailed_within_one_standard_error_of_the_best():
+    spread = np.array([-0.02, 0.0, 0.02])  # standard error 0.0115
+    assert choose_detail({None: 0.70 + spread, 96: 0.60 + spread, 48: 0.65 + spread}).longest_side is None
+    assert choose_detail({None: 0.70 + spread, 96: 0.69 + spread, 48: 0.60 + spread}).longest_side == 96
+    chosen = choose_detail({None: 0.70 + spread, 96: 0.65 + spread, 48: 0.695 + spread})
+    assert chosen.describe() == "shrunk to 48 px" and chosen.scores[None] == pytest.approx(0.70)
+
+
+def test_without_the_training_images_the_known_characters_are_compared_as_they_are(monkeypatch, tmp_path):
+    class Moved:
+        class split:
+            train = [Sample(str(tmp_path / "gone" / f"{i}.png"), "apu") for i in range(3)]
+
+    monkeypatch.setattr("simpsons_classifier.discovery.run.RunData.read", lambda run: Moved)
+    features = torch.ones(3, DIMENSIONS)
+    bank = FeatureBank(features, torch.zeros(3, dtype=torch.long), ["apu"], torch.zeros(1, DIMENSIONS),
+                       torch.zeros(1), mirrored=-features)
+    detail, labelled, labels = _known_features(RunDir(tmp_path), None, bank, progress=False)
+    assert detail == AS_THEY_ARE
+    assert np.array_equal(labelled, np.zeros((3, DIMENSIONS))) and list(labels) == [0, 0, 0]
 
 
 # --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---
@@ -216,6 +253,8 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     assert page.count("data:image/png;base64,") == len(clusters)
     assert all(f'id="{name}"' in page for name in clusters)
     assert "notes.txt" in page and "--init" in page
+    assert "Images were compared" in page and "(images compared " in printed
+    assert len(re.findall(r"(as they are|\d+ px) [01]\.\d{3}", page)) == len(DETAIL_LEVELS)
     assert (out / "skipped.csv").is_file()
 
     # A second run replaces the first one's output, but never a folder discover did not write.

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{skipped.path}: {skipped.reason}; skipped", file=sys.stderr)
     if found.skipped:
         print(f"{len(found.skipped)} of {found.files} files could not be read", file=sys.stderr)
-    print(found.summary())
+    print(found.summary() + (f" (images compared {found.detail.describe()})" if found.detail else ""))
     for cluster in found.clusters:
         print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}")
     print(f"wrote {found.out.clusters} and {found.out.page}")

@@ -263,6 +263,28 @@ MERGE_LABELLED_PER_CLASS = 20
 """Labelled points per known class each half keeps, so the threshold costs the same on any training set."""
 
 
+def known_halvings(known: int, seed: int = 0, splits: int = MERGE_SPLITS) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``splits`` random halvings of the classes ``0 .. known-1``, each as (anchor half, pretend-new half) and
+    the other way round."""
+    halvings = []
+    for split in range(splits):
+        order = np.random.default_rng(seed + split).permutation(known)
+        halvings += [(order[: known // 2], order[known // 2:]), (order[known // 2:], order[: known // 2])]
+    return halvings
+
+
+def pretend_new(labelled: np.ndarray, labels: np.ndarray, anchor: np.ndarray, pretend: np.ndarray
+                ) -> tuple[np.ndarray, ...]:
+    """(anchors, their labels ``0 ..``, points, the points' classes): the ``anchor`` classes' points as the
+    labelled ones, the ``pretend`` classes' as unlabelled new ones, in the :func:`clustering_space` of the anchors
+    alone (new characters are whitened by the known ones only)."""
+    anchor = np.sort(anchor)
+    is_anchor, is_pretend = np.isin(labels, anchor), np.isin(labels, pretend)
+    anchor_labels = np.searchsorted(anchor, labels[is_anchor])
+    anchors, points = clustering_space(labelled[is_anchor], anchor_labels, labelled[is_pretend])
+    return anchors, anchor_labels, points, labels[is_pretend]
+
+
 def merge_threshold(labelled: np.ndarray, labels: np.ndarray, known: int, seed: int = 0, progress: bool = False
                     ) -> float | None:
     """The centre similarity above which :func:`merge_new_clusters` should join new clusters, learnt where the
@@ -279,21 +301,14 @@ def merge_threshold(labelled: np.ndarray, labels: np.ndarray, known: int, seed: 
     if known < 4:
         return None
     labelled, labels = _per_class_sample(labelled, labels, MERGE_LABELLED_PER_CLASS, seed)
-    halvings = []
-    for split in range(MERGE_SPLITS):
-        order = np.random.default_rng(seed + split).permutation(known)
-        halvings += [(order[: known // 2], order[known // 2:]), (order[known // 2:], order[: known // 2])]
     curves = []
-    for anchor, pretend in tqdm(halvings, desc="learning from the known characters when to merge", leave=False,
-                                disable=not progress):
-        anchor = np.sort(anchor)
-        is_anchor, is_pretend = np.isin(labels, anchor), np.isin(labels, pretend)
-        anchor_labels = np.searchsorted(anchor, labels[is_anchor])
-        anchors, points = clustering_space(labelled[is_anchor], anchor_labels, labelled[is_pretend])
+    for anchor, pretend in tqdm(known_halvings(known, seed), desc="learning from the known characters when to merge",
+                                leave=False, disable=not progress):
+        anchors, anchor_labels, points, truth = pretend_new(labelled, labels, anchor, pretend)
         new, _ = estimate_new_clusters(anchors, anchor_labels, points, len(anchor), seed=seed)
         found = semi_supervised_kmeans(anchors, anchor_labels, points, len(anchor), new, seed)
         none_known = np.zeros(len(points), dtype=bool)
-        curves.append([clustering_accuracy(labels[is_pretend], merge_new_clusters(found, points, t).assignments,
+        curves.append([clustering_accuracy(truth, merge_new_clusters(found, points, t).assignments,
                                            old=none_known).all for t in MERGE_THRESHOLDS])
     mean = np.mean(curves, axis=0)
     best = MERGE_THRESHOLDS[mean == mean.max()]

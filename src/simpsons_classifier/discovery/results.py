@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..data.scan import Skipped
 from ..run_dir import DiscoverDir
+from .detail import Detail
 
 NEW_CLUSTER_PREFIX = "new-"
 
@@ -49,6 +50,8 @@ class Discovery:
     clusters: list[Cluster] = field(default_factory=list)
     """New clusters first, largest first; then the known characters' clusters, largest first."""
     skipped: list[Skipped] = field(default_factory=list)
+    detail: Detail | None = None
+    """The detail the images were compared at; None when none was clustered."""
 
     @property
     def unknown(self) -> int:

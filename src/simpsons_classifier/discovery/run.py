@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.run_data import RunData
 from ..data.scan import Sample, Skipped, check_images, write_skipped
 from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
@@ -24,8 +25,9 @@ from ..evaluation.run_model import mirrored_transform, sample_outputs
 from ..inference.files import find_files
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
-from ..training import load_model
+from ..training import LoadedModel, load_model
 from .clustering import Clusters, discover_clusters, mirror_averaged
+from .detail import AS_THEY_ARE, Detail, detail_features, features_at
 from .page import write_page
 from .results import Cluster, Discovery, new_cluster_name
 
@@ -53,7 +55,7 @@ def discover(
     files = find_files([images])
     readable, skipped = _check_images(files, progress)
     clusters: list[Cluster] = []
-    known = 0
+    known, detail = 0, None
     if readable:
         loaded = load_model(run)
         bank = ensure_feature_bank(run, loaded, progress, mirrored=True)
@@ -62,11 +64,16 @@ def discover(
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            mirrored = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in unknown_paths],
-                                      mirrored_transform(loaded), progress=progress, desc="mirrored")
-            features = mirror_averaged(outputs.features.numpy()[~is_known], mirrored.features.numpy())
-            clusters = _clusters(bank, features, unknown_paths, progress)
-    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped)
+            detail, labelled, labels = _known_features(run, loaded, bank, progress)
+            if detail.longest_side is None:
+                mirrored = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in unknown_paths],
+                                          mirrored_transform(loaded), progress=progress, desc="mirrored")
+                features = mirror_averaged(outputs.features.numpy()[~is_known], mirrored.features.numpy())
+            else:
+                features = features_at(loaded, [Sample(p, UNKNOWN) for p in unknown_paths], detail.longest_side,
+                                       progress, desc=f"unknown images, {detail.describe()}")
+            clusters = _clusters(labelled, labels, bank.classes, features, unknown_paths, progress)
+    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail)
     _write(discovery, previous)
     return discovery
 
@@ -78,22 +85,35 @@ def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Sk
     return readable, [Skipped(str(f), reason) for f, reason in zip(files, reasons) if reason is not None]
 
 
-def _clusters(bank: FeatureBank, features: np.ndarray, paths: list[str], progress: bool) -> list[Cluster]:
-    """The rejected images' clusters (``features`` mirror-averaged, as the bank's are here), named: a known
-    class's name, or ``new-NN`` by decreasing size."""
-    present = np.unique(bank.labels.numpy())  # a class without training features cannot anchor a cluster
-    labels = np.searchsorted(present, bank.labels.numpy())
-    labelled = mirror_averaged(bank.features.numpy(), bank.mirrored.numpy())
-    found: Clusters = discover_clusters(labelled, labels, features, known=len(present), progress=progress)
+def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progress: bool
+                    ) -> tuple[Detail, np.ndarray, np.ndarray]:
+    """(the detail images are compared at, the known characters' features at it, their class indices): those of
+    a sample of the training images shrunk when :func:`~.detail.detail_features` chooses to shrink, else the
+    bank's (all training images, as they are), as also when the training images are gone (the dataset moved)."""
+    training = RunData.read(run).split.train
+    detail, labelled, labels = (detail_features(loaded, training, progress=progress)
+                                if all(Path(s.path).is_file() for s in training) else (AS_THEY_ARE, None, None))
+    if detail.longest_side is None:
+        return detail, mirror_averaged(bank.features.numpy(), bank.mirrored.numpy()), bank.labels.numpy()
+    return detail, labelled, labels
+
+
+def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], features: np.ndarray, paths: list[str],
+              progress: bool) -> list[Cluster]:
+    """The rejected images' clusters (``features`` compared as ``labelled`` are), named: a known class's name
+    (``labels`` index ``classes``), or ``new-NN`` by decreasing size."""
+    present = np.unique(labels)  # a class without training features cannot anchor a cluster
+    found: Clusters = discover_clusters(labelled, np.searchsorted(present, labels), features, known=len(present),
+                                        progress=progress)
     groups = []
     for index in np.unique(found.assignments):
         members = np.flatnonzero(found.assignments == index)
-        name = bank.classes[present[index]] if index < found.known else None
+        name = classes[present[index]] if index < found.known else None
         groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean())))
     new = sorted((g for g in groups if g[0] is None), key=lambda g: -len(g[1]))
     known = sorted((g for g in groups if g[0] is not None), key=lambda g: -len(g[1]))
     # A class may itself be named new-NN (a cluster added to the dataset without renaming): its folder keeps it.
-    taken = set(bank.classes)
+    taken = set(classes)
     free_names = (n for n in map(new_cluster_name, itertools.count(1)) if n not in taken)
     return ([Cluster(name, paths, tight, True) for name, (_, paths, tight) in zip(free_names, new)]
             + [Cluster(name, paths, tight, False) for name, paths, tight in known])
