@@ -12,8 +12,8 @@ to characters over the whole pool, then the share matched right over all of it (
 images (Old) and over the new characters' (New).
 
 First line: the detail ``discover`` compares images at (``discovery/detail.py``): the level of detail (the images
-as they are, or shrunk to a longest side in pixels) at which the known characters, half of them treated as new,
-regroup best, and each level's score. Rows: the penultimate features of the run's ``best.pt`` of the images as
+as they are, or shrunk to a longest side in pixels) chosen by ``detail_features``, as ``discover`` chooses it, and
+each level's score on the known characters, half of them treated as new. Rows: the penultimate features of the run's ``best.pt`` of the images as
 they are, each image's averaged with its mirror image's (the frozen ImageNet backbone's when ``best.pt`` is the
 probe head); the same of the images shrunk to each level (``discover`` uses the row of the level it chooses); the
 first without the mirror image; and the first concatenated with the frozen ImageNet backbone's, averaged the same
@@ -56,13 +56,7 @@ from simpsons_classifier.discovery.clustering import (
     mirror_averaged,
     semi_supervised_kmeans,
 )
-from simpsons_classifier.discovery.detail import (
-    DETAIL_LEVELS,
-    choose_detail,
-    detail_accuracies,
-    features_at,
-    per_class_sample,
-)
+from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, detail_features, features_at
 from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
 from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
@@ -90,7 +84,7 @@ def trained_run(data: Path, out: Path, new: int, epochs: int, overrides: list[st
 def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
     """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, as they are and
     mirrored, and their classes; kept in ``cache`` while ``best.pt`` is unchanged."""
-    if run.is_newer_than_best(cache) and "detail_accuracies" in (cached := dict(np.load(cache))):
+    if run.is_newer_than_best(cache) and "detail_chosen" in (cached := dict(np.load(cache))):
         return cached
     loaded, data, heldout = load_model(run), RunData.read(run), read_heldout(run)
     subsets = {"train": data.split.train, "val": data.split.val, "heldout": heldout}
@@ -105,11 +99,9 @@ def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
     found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
     found |= {f"finetuned_{subset}_{level}px": features_at(loaded, samples, level, desc=f"{subset}, {level} px")
               for level in SHRUNK_LEVELS for subset, samples in subsets.items()}
-    sample = per_class_sample(data.split.train)
-    labels = np.unique([s.label for s in sample], return_inverse=True)[1]
-    found["detail_accuracies"] = np.stack([
-        detail_accuracies(features_at(loaded, sample, level, desc=f"known characters, {level} px"), labels,
-                          labels.max() + 1) for level in DETAIL_LEVELS])
+    detail, _, _ = detail_features(loaded, data.split.train, progress=True)
+    found["detail"] = np.array([[detail.scores[level], detail.errors[level]] for level in DETAIL_LEVELS])
+    found["detail_chosen"] = np.array(DETAIL_LEVELS.index(detail.longest_side))
     np.savez(cache, **found)
     return found
 
@@ -170,7 +162,8 @@ def main() -> None:
     def averaged(name: str, subset: str) -> np.ndarray:
         return mirror_averaged(found[f"{name}_{subset}"], found[f"{name}_{subset}_mirrored"])
 
-    detail = choose_detail(dict(zip(DETAIL_LEVELS, found["detail_accuracies"])))
+    detail = Detail(DETAIL_LEVELS[int(found["detail_chosen"])], dict(zip(DETAIL_LEVELS, found["detail"][:, 0])),
+                    dict(zip(DETAIL_LEVELS, found["detail"][:, 1])))
     print(f"discover compares images {detail.describe()}; the known characters, half of them as new, regroup "
           + ", ".join(f"{level or 'as they are'}{' px' if level else ''} {score:.3f} ± {detail.errors[level]:.3f}"
                       for level, score in detail.scores.items()))
