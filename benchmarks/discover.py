@@ -11,13 +11,14 @@ is the run's training images. The whole pool is clustered, the known characters 
 to characters over the whole pool, then the share matched right over all of it (All), over the known characters'
 images (Old) and over the new characters' (New).
 
-First line: the detail ``discover`` compares images at (``discovery/detail.py``): the level of detail (the images
-as they are, or shrunk to a longest side in pixels) chosen by ``detail_features``, as ``discover`` chooses it, and
-each level's score on the known characters, half of them treated as new. Rows: the penultimate features of the run's ``best.pt`` of the images as
-they are, each image's averaged with its mirror image's (the frozen ImageNet backbone's when ``best.pt`` is the
-probe head); the same of the images shrunk to each level (``discover`` uses the row of the level it chooses); the
-first without the mirror image; and the first concatenated with the frozen ImageNet backbone's, averaged the same
-way (each L2-normalised). Columns: the estimated number of new clusters (in brackets,
+First line: the detail ``discover`` compares images at (``discovery/detail.py``): the level of detail (the images as
+they are, or shrunk to a longest side in pixels) chosen by ``detail_features``, as ``discover`` chooses it, and each
+level's score on the known characters, half of them treated as new. Rows: the penultimate features of the run's
+``best.pt`` of the images as they are, each image's averaged with its mirror image's (the frozen ImageNet backbone's
+when ``best.pt`` is the probe head); the same of the images shrunk to each level (``discover`` uses the row of the
+level it chooses); the first without the mirror image; and the first concatenated with the frozen ImageNet
+backbone's, averaged the same way (each L2-normalised).
+Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true

@@ -18,6 +18,7 @@ from tiny_runs import train_tiny_run
 from simpsons_classifier.cli import main
 
 from simpsons_classifier.data.run_data import RunData
+from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.discovery.clustering import (
     Clusters,
     clustering_accuracy,
@@ -26,7 +27,6 @@ from simpsons_classifier.discovery.clustering import (
     merge_new_clusters,
     semi_supervised_kmeans,
 )
-from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
 from simpsons_classifier.discovery.results import new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, _known_features, discover
@@ -154,7 +154,8 @@ def test_new_clusters_skip_the_names_of_known_characters_called_new_nn():
 
 def test_shrunk_shrinks_only_images_larger_than_the_level_keeping_their_shape():
     seen = []
-    for level, size, expected in ((48, (200, 100), (48, 24)), (48, (30, 20), (30, 20)), (None, (200, 100), (200, 100))):
+    cases = ((48, (200, 100), (48, 24)), (48, (30, 20), (30, 20)), (None, (200, 100), (200, 100)))
+    for level, size, expected in cases:
         Shrunk(lambda image: seen.append(image.size), level)(Image.new("RGB", size))
         assert seen[-1] == expected
 
