@@ -49,19 +49,18 @@ from sklearn.metrics.cluster import contingency_matrix
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, read_heldout
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.discovery.clustering import (
-    clustering_accuracy,
-    clustering_space,
-    discover_clusters,
-    l2_normalise,
-    mirror_averaged,
-    semi_supervised_kmeans,
-)
+from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters
 from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, detail_features, features_at
 from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
 from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
+from simpsons_classifier.training.anchored_kmeans import (
+    clustering_space,
+    l2_normalise,
+    mirror_averaged,
+    semi_supervised_kmeans,
+)
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 SHRUNK_LEVELS = [level for level in DETAIL_LEVELS if level is not None]

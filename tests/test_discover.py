@@ -19,20 +19,14 @@ from simpsons_classifier.cli import main
 
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import Sample
-from simpsons_classifier.discovery.clustering import (
-    Clusters,
-    clustering_accuracy,
-    discover_clusters,
-    l2_normalise,
-    merge_new_clusters,
-    semi_supervised_kmeans,
-)
+from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters, merge_new_clusters
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
 from simpsons_classifier.discovery.results import new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, _known_features, discover
 from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_outputs
+from simpsons_classifier.training.anchored_kmeans import Clusters, l2_normalise, semi_supervised_kmeans
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import load_model
 

@@ -27,7 +27,8 @@ from ..augment.eval_transform import mirrored
 from ..data.scan import Sample
 from ..evaluation.run_model import eval_transform, sample_outputs
 from ..training import LoadedModel
-from .clustering import clustering_accuracy, known_halvings, mirror_averaged, pretend_new, semi_supervised_kmeans
+from ..training.anchored_kmeans import mirror_averaged, semi_supervised_kmeans
+from .clustering import clustering_accuracy, known_halvings, pretend_new
 
 DETAIL_LEVELS: tuple[int | None, ...] = (None, 96, 48)
 """Longest sides, in pixels, that images are shrunk to (never enlarged) before their features are taken; None:

@@ -26,7 +26,8 @@ from ..inference.files import find_files
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
 from ..training import LoadedModel, load_model
-from .clustering import Clusters, discover_clusters, mirror_averaged
+from ..training.anchored_kmeans import Clusters, mirror_averaged
+from .clustering import discover_clusters
 from .detail import AS_THEY_ARE, Detail, detail_features, features_at
 from .page import write_page
 from .results import Cluster, Discovery, new_cluster_name
