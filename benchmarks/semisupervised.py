@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -59,25 +60,28 @@ def run_once(config: Config, data: Path, out: Path, split_file: Path | None = No
 def few_labels(full_run: Path, labels: int, out: Path, seed: int, unknown_share: float = 0.0) -> tuple[Path, Path]:
     """(a split file keeping ``labels`` training images a character and the full run's validation images, a folder
     of links to the other training images named ``NNNNN.png``, no label in sight). With ``unknown_share``, images
-    of the full run's held-out characters, drawn with ``seed``, make that share of the folder."""
+    of the full run's held-out characters, drawn with ``seed``, make that share of the folder: copies of them, as
+    new episodes bring other files of those characters; the runs hold the same characters out, and ``train
+    --unlabeled`` leaves a run's own held-out files out of the folder (they score the run), links to them too."""
     data = RunData.read(full_run)
     by_class: dict[str, list[Sample]] = defaultdict(list)
     for sample in data.split.train:
         by_class[sample.label].append(sample)
     rng = random.Random(seed)
-    kept, rest = [], []
+    kept, rest, unknown = [], [], []
     for label in sorted(by_class):
         images = sorted(by_class[label], key=lambda s: s.path)
         rng.shuffle(images)
         kept += images[:labels]
         rest += images[labels:]
     if unknown_share:
-        unknown = sorted(read_heldout(full_run), key=lambda s: s.path)
+        heldout = sorted(read_heldout(full_run), key=lambda s: s.path)
         wanted = round(len(rest) * unknown_share / (1 - unknown_share))
-        if wanted > len(unknown):
+        if wanted > len(heldout):
             raise SystemExit(f"--unknown-share {unknown_share} needs {wanted} images of unknown characters; the "
-                             f"held-out characters have {len(unknown)}: raise --unknown-characters")
-        rest += rng.sample(unknown, wanted)
+                             f"held-out characters have {len(heldout)}: raise --unknown-characters")
+        unknown = rng.sample(heldout, wanted)
+    rest += unknown
     split_dir, unlabeled = out / "split", out / "unlabeled"
     split_dir.mkdir(parents=True, exist_ok=True)
     unlabeled.mkdir(exist_ok=True)
@@ -87,7 +91,11 @@ def few_labels(full_run: Path, labels: int, out: Path, seed: int, unknown_share:
     rng.shuffle(rest)
     for number, sample in enumerate(rest):
         link = unlabeled / f"{number:05d}{Path(sample.path).suffix}"
-        if not link.exists():
+        if link.exists():
+            continue
+        if sample in unknown:  # a copy: train --unlabeled leaves out the very files the run holds out
+            shutil.copyfile(sample.path, link)
+        else:
             os.symlink(os.path.abspath(sample.path), link)
     return RunDir(split_dir).split, unlabeled
 
