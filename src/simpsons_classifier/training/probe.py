@@ -31,12 +31,12 @@ turn the smallest change of those channels during fine-tuning into huge logits."
 PROBE_MAX_ITER = 1000
 
 
-def probe_images(samples: Sequence[Sample], classes: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
-                 decode_size: int | None = None) -> ConcatDataset:
+def probe_images(samples: Sequence[Sample], classes: Sequence[str] | None,
+                 transform: Callable[[Image.Image], torch.Tensor], decode_size: int | None = None) -> ConcatDataset:
     """Each image through ``transform`` (the eval transform: un-augmented), then each mirrored left-right, as the
-    recipe's flips show a character: what the probe head is fitted on and a grown head's new rows are imprinted
-    from. With every label it adds 0 to 1.4 points to the probe, with 2 or 4 labels a character 1.5 to 2.3
-    (README, ``benchmarks/linear_probe.py``)."""
+    recipe's flips show a character: what the probe head is fitted on, a grown head's new rows are imprinted
+    from, and (``classes`` None) the semi-supervised start labels. With every label it adds 0 to 1.4 points to the
+    probe, with 2 or 4 labels a character 1.5 to 2.3 (README, ``benchmarks/linear_probe.py``)."""
     return ConcatDataset([ImageDataset(samples, classes, view, decode_size=decode_size)
                           for view in (transform, mirrored(transform))])
 
@@ -56,11 +56,16 @@ def pre_logit_features(model: nn.Module, loader: DataLoader, device: torch.devic
 
 
 def fit_probe_head(model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True) -> float:
-    """Set the classifier's weights to a logistic regression on frozen features; returns its training accuracy.
+    """Set the classifier's weights to a logistic regression on frozen features; returns its training accuracy."""
+    return fit_head(model, *pre_logit_features(model, loader, device, progress))
 
-    Classes missing from the loader keep a bias far below the others, so they are never predicted by default
+
+def fit_head(model: nn.Module, features: np.ndarray, targets: np.ndarray) -> float:
+    """Set the classifier's weights to a logistic regression on ``features`` (N×D, pre-logit) and ``targets`` (N
+    class indices); returns its training accuracy.
+
+    Classes missing from ``targets`` keep a bias far below the others, so they are never predicted by default
     but still learn during fine-tuning."""
-    features, targets = pre_logit_features(model, loader, device, progress)
     probe = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER).fit(features, targets)
     weight, bias = probe.coef_, probe.intercept_
     classifier = model.get_classifier()

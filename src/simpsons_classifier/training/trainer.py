@@ -60,6 +60,7 @@ from .pseudo_labels import (
     teacher_logits,
     unlabeled_loss,
 )
+from .pseudo_start import fit_pseudo_start
 from .sampling import BalancedSampler, CyclingSampler, imbalance_ratio, should_balance
 from .schedule import active_stages
 from .state import EpochProgress, TrainingState
@@ -177,6 +178,31 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         check_validation_loss(scores["loss"], epoch_name, config)
         return scores
 
+    def semi_supervised_start(labelled_loader: DataLoader, probe_scores: dict[str, float]
+                              ) -> tuple[dict[str, float], list[int]]:
+        """The probe head refitted with the unlabelled images it and the anchored k-means agree on
+        (``pseudo_start.py``), kept only where it scores at least the probe on the validation images, as the best
+        checkpoint would keep the probe. Returns the start's scores and its unlabelled images used, rejected and
+        pending."""
+        probe_head = {k: v.clone() for k, v in state.model.get_classifier().state_dict().items()}
+        probe_known_at = state.known_at  # calibrated on the probe's validation logits
+        unlabelled_loader = DataLoader(probe_images(unlabeled, None, eval_transform, config.image_size),
+                                       batch_size=config.batch_size * 2, num_workers=workers,
+                                       worker_init_fn=ignore_stop_signals)
+        used, rejected, pending = fit_pseudo_start(state.model, labelled_loader, unlabelled_loader, probe_known_at,
+                                                   ctx.device, show).counts()
+        state.sync_ema()
+        refitted = validate("the probe refitted with unlabelled images")
+        if refitted["top1"] >= probe_scores["top1"]:
+            return refitted, [used, rejected, pending]
+        state.model.get_classifier().load_state_dict(probe_head)
+        state.sync_ema()
+        state.known_at = probe_known_at
+        if ctx.is_main:
+            print(f"the probe refitted with {used} unlabelled images scored {100 * refitted['top1']:.1f}%, below the "
+                  f"probe's {100 * probe_scores['top1']:.1f}%: fine-tuning starts from the probe", flush=True)
+        return probe_scores, [0, rejected, used + pending]
+
     def record(epoch: int, train_loss: float, scores: dict[str, float], seconds: float, skipped: int = 0,
                unlabeled_counts: list[int] | None = None) -> None:
         """Keep the best weights, the resume point, the metrics row and its line on the console (``skipped``: the
@@ -217,6 +243,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
             state.load_state_dict(resume_from)
         history = [r for r in read_metrics(run.metrics) if r["epoch"] < state.epoch + state.ensembled]
         passes = None  # timed where the probe head makes them, for --budget
+        start_counts = None  # the unlabelled images the semi-supervised start used, rejected and left pending
         if resume_from is None:
             if ctx.is_main and balanced:
                 print(f"class-balanced sampling: the largest class has {imbalance_ratio(train_set.targets):.1f}x the "
@@ -233,13 +260,15 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                     fit_probe_head(state.model, plain_loader, ctx.device, show)
                 train_pass = (time.perf_counter() - started) / len(plain_train_set.datasets)
                 state.sync_ema()
-                if config.ensembles_weights and ctx.is_main:
-                    checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
                 val_started = time.perf_counter()
                 scores = validate(_epoch_name(PROBE_EPOCH, config))
                 passes = PassTimes(train=train_pass, val=time.perf_counter() - val_started)
-                record(PROBE_EPOCH, float("nan"), scores, time.perf_counter() - started)
+                if unlabeled_set is not None and source is None:
+                    scores, start_counts = semi_supervised_start(plain_loader, scores)
+                if config.ensembles_weights and ctx.is_main:
+                    checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
+                record(PROBE_EPOCH, float("nan"), scores, time.perf_counter() - started, unlabeled_counts=start_counts)
             if unlabeled_set is not None and state.known_at is None:  # no validation yet: calibrate on the start
                 validation_logits(desc="calibrating the known-character threshold")
             if budget is not None:

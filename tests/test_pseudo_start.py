@@ -1,0 +1,136 @@
+"""The semi-supervised start: the probe refitted on the unlabelled images that the probe and the anchored k-means
+label alike, never on those the known-character rule rejects."""
+
+import csv
+import math
+
+import numpy as np
+import torch
+from synthetic import draw_character, make_dataset, tiny_config
+from torch.utils.data import DataLoader
+
+from simpsons_classifier import cli
+from simpsons_classifier.data.scan import Sample
+from simpsons_classifier.models import create_model
+from simpsons_classifier.training.anchored_kmeans import l2_normalise
+from simpsons_classifier.training import trainer
+from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
+from simpsons_classifier.training.probe import fit_probe_head, probe_images
+from simpsons_classifier.training.pseudo_labels import PseudoLabels
+from simpsons_classifier.training.pseudo_start import agreed_labels, fit_pseudo_start
+
+DIMENSIONS = 16
+
+
+def _planted(classes, per_class, seed):
+    """Points around one centre per class (fixed centres, ``seed`` draws the spread), and their classes."""
+    centres = l2_normalise(np.random.default_rng(0).normal(size=(4, DIMENSIONS)))
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.asarray(classes), per_class)
+    return centres[labels] + 0.05 * rng.normal(size=(len(labels), DIMENSIONS)), labels
+
+
+def test_images_are_labelled_where_the_clustering_and_the_probe_agree_and_nowhere_else():
+    labelled, labels = _planted([0, 1, 2, 3], per_class=3, seed=1)
+    unlabelled, truth = _planted([0, 1, 2, 3], per_class=5, seed=2)
+    probe = truth.copy()
+    probe[::4] = (truth[::4] + 1) % 4  # the probe is wrong on every fourth image
+    agreed = agreed_labels(labelled, labels, unlabelled, probe)
+    assert (agreed[::4] == -1).all()  # the clustering puts them in their own class: no agreement
+    kept = np.ones(len(truth), dtype=bool)
+    kept[::4] = False
+    np.testing.assert_array_equal(agreed[kept], truth[kept])
+
+
+def test_a_class_without_labelled_images_is_never_given():
+    labelled, labels = _planted([0, 2, 3], per_class=3, seed=1)
+    unlabelled, truth = _planted([0, 1, 2, 3], per_class=5, seed=2)
+    agreed = agreed_labels(labelled, labels, unlabelled, truth)  # the probe says 1 for class 1's images
+    assert set(agreed) <= {-1, 0, 2, 3}
+    assert (agreed[truth == 1] == -1).all()
+    np.testing.assert_array_equal(agreed[truth != 1], truth[truth != 1])
+
+
+def _loaders(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=3, per_source=1)
+    labelled = [Sample(path, path.parent.name) for path in sorted(data.rglob("*.png"))]
+    classes = sorted({s.label for s in labelled})
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for c in range(3):
+        for v in range(4):
+            draw_character(c, 70 + v).save(frames / f"{c}_{v}.png")
+    unlabelled = [Sample(path, "") for path in sorted(frames.glob("*.png"))]
+
+    def transform(image):
+        return torch.as_tensor(np.asarray(image.resize((32, 32)), dtype=np.float32) / 255).permute(2, 0, 1)
+
+    return (DataLoader(probe_images(labelled, classes, transform), batch_size=16),
+            DataLoader(probe_images(unlabelled, None, transform), batch_size=16), len(unlabelled))
+
+
+def test_images_below_the_known_character_threshold_are_never_used(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("resnet10t", 3).eval()
+    labelled_loader, unlabelled_loader, images = _loaders(tmp_path)
+    fit_probe_head(model, labelled_loader, torch.device("cpu"), progress=False)
+    probe = [p.detach().clone() for p in model.get_classifier().parameters()]
+
+    verdict = fit_pseudo_start(model, labelled_loader, unlabelled_loader, math.inf, torch.device("cpu"), False)
+    assert verdict.counts() == (0, images, 0)  # every image rejected: none used, the probe as it was
+    for before, after in zip(probe, model.get_classifier().parameters()):
+        torch.testing.assert_close(after, before)
+
+    verdict = fit_pseudo_start(model, labelled_loader, unlabelled_loader, -math.inf, torch.device("cpu"), False)
+    used, rejected, pending = verdict.counts()
+    assert rejected == 0 and used + pending == images and used > 0
+    assert (verdict.labels[verdict.used] >= 0).all()
+    assert not torch.equal(model.get_classifier().weight, probe[0])  # refitted with the agreed images
+
+
+def test_a_run_from_the_probe_reports_the_starts_unlabelled_images_on_its_first_row(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for c in (0, 1, 2, 3, 6, 7):  # two characters the data lacks
+        for v in range(3):
+            draw_character(c, 50 + v).save(frames / f"frame_{c}_{v}.png")
+    config = tmp_path / "tiny.yaml"
+    tiny_config(unlabeled_ratio=2, epochs=1, head_init="probe").save(config)
+    run = tmp_path / "run"
+    assert cli.main(["train", "--data", str(data), "--out", str(run), "--unlabeled", str(frames),
+                     "--config", str(config)]) == 0
+    with open(run / "metrics.csv") as handle:
+        start = next(r for r in csv.DictReader(handle) if int(r["epoch"]) == PROBE_EPOCH)
+    counts = [int(start[c]) for c in UNLABELED_COLUMNS]
+    assert sum(counts) == 18  # each unlabelled image once: used, rejected as unknown or pending
+    assert "probe head (epoch 0)" in capsys.readouterr().out
+
+
+def test_a_refitted_start_that_scores_below_the_probe_is_not_kept(tmp_path, monkeypatch, capsys):
+    data = make_dataset(tmp_path / "data")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for c in range(4):
+        draw_character(c, 60).save(frames / f"frame_{c}.png")
+
+    def start_row(run, *unlabeled):
+        config = tmp_path / "tiny.yaml"
+        tiny_config(unlabeled_ratio=2, epochs=1, head_init="probe").save(config)
+        assert cli.main(["train", "--data", str(data), "--out", str(tmp_path / run), "--config", str(config),
+                         *unlabeled]) == 0
+        with open(tmp_path / run / "metrics.csv") as handle:
+            return next(r for r in csv.DictReader(handle) if int(r["epoch"]) == PROBE_EPOCH)
+
+    def wrecking_start(model, *args):  # a refit that turns the probe's choices upside down
+        model.get_classifier().weight.data.neg_()
+        model.get_classifier().bias.data.neg_()
+        used, rejected, pending = (torch.tensor(mask) for mask in ([1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]))
+        return PseudoLabels(torch.zeros(4, dtype=torch.long), used.bool(), rejected.bool(), pending.bool())
+
+    probe = start_row("probe")
+    monkeypatch.setattr(trainer, "fit_pseudo_start", wrecking_start)
+    kept = start_row("semi", "--unlabeled", str(frames))
+    assert "fine-tuning starts from the probe" in capsys.readouterr().out
+    assert kept["val_top1"] == probe["val_top1"]  # the probe's head, not the wrecked one
+    assert [int(kept[c]) for c in UNLABELED_COLUMNS] == [0, 1, 3]  # none used: the used two count as pending
