@@ -11,7 +11,9 @@ unlabelled images of each predicted class, four rounds), beside the probe fitted
 pseudo-labelling the head can give without the features changing. Last, what the unlabelled images' own
 neighbourhoods give: label spreading over a k-NN graph of the L2-normalised features (scikit-learn's
 ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et al., 2004), the share of the unlabelled images
-it labels right and the probe fitted on its labels.
+it labels right and the probe fitted on its labels. And the semi-supervised start ``train --unlabeled`` makes
+(``training/pseudo_start.py``): the probe refitted with the unlabelled images that it and the anchored k-means label
+alike (here without the known-character rule, as every unlabelled image is of a known character).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.split import source_group
 from simpsons_classifier.run_dir import RunDir
+from simpsons_classifier.training.anchored_kmeans import mirror_averaged
+from simpsons_classifier.training.pseudo_start import agreed_labels
 
 ROUNDS = 4
 PER_CLASS = (2, 4, 8)
@@ -90,6 +94,16 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
                                    train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
+        agreed = agreed_labels(mirror_averaged(train_x[labelled], train_mirrored[labelled]), train_y[labelled],
+                               mirror_averaged(pool_x, train_mirrored[~labelled]), start.predict(pool_x))
+        used = agreed >= 0
+        refitted = fit_probe(np.concatenate([train_x[labelled], pool_x[used]]),
+                             np.concatenate([train_mirrored[labelled], train_mirrored[~labelled][used]]),
+                             np.concatenate([train_y[labelled], agreed[used]]))
+        right = (agreed[used] == pool_y[used]).mean()
+        print(f"  semi-supervised start (training's): the probe and the anchored k-means agree on "
+              f"{100 * used.mean():.0f}% of the unlabelled images, right on {100 * right:.0f}% of them; the probe "
+              f"refitted with them {100 * refitted.score(val_x, val_y):.1f}%")
         spread = label_spread(train_x, train_y, labelled)
         print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
               f"images, probe on its labels "
