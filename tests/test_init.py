@@ -19,7 +19,7 @@ from simpsons_classifier.models import create_model
 from simpsons_classifier.training import checkpoint, train
 from simpsons_classifier.training.checkpoint import LoadedModel
 from simpsons_classifier.training.grow import HeadPlan, grow_from_run, read_init_run
-from simpsons_classifier.training.probe import fit_probe_head, pre_logit_features
+from simpsons_classifier.training.probe import fit_head, pre_logit_features
 
 CPU = torch.device("cpu")
 
@@ -46,7 +46,7 @@ def grown(tmp_path):
     known = [_name(c) for c in (3, 0, 2, 1)]
     torch.manual_seed(0)
     source = LoadedModel(create_model("resnet10t", len(known)).eval(), known, tiny_config(), (0.5,) * 3, (0.5,) * 3)
-    fit_probe_head(source.model, _loader(data, known), CPU, progress=False)
+    fit_head(source.model, *pre_logit_features(source.model, _loader(data, known), CPU, progress=False))
     shutil.rmtree(data / _name(2))
     classes = scan_dataset(data, progress=False).classes
     plan = HeadPlan(tuple(source.classes), tuple(classes))

@@ -15,7 +15,7 @@ from simpsons_classifier.models import create_model
 from simpsons_classifier.training.anchored_kmeans import l2_normalise
 from simpsons_classifier.training import trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
-from simpsons_classifier.training.probe import fit_probe_head, probe_images
+from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
 from simpsons_classifier.training.pseudo_labels import PseudoLabels
 from simpsons_classifier.training.pseudo_start import agreed_labels, fit_pseudo_start
 
@@ -73,15 +73,16 @@ def test_images_below_the_known_character_threshold_are_never_used(tmp_path):
     torch.manual_seed(0)
     model = create_model("resnet10t", 3).eval()
     labelled_loader, unlabelled_loader, images = _loaders(tmp_path)
-    fit_probe_head(model, labelled_loader, torch.device("cpu"), progress=False)
+    labelled = pre_logit_features(model, labelled_loader, torch.device("cpu"), progress=False)
+    fit_head(model, *labelled)
     probe = [p.detach().clone() for p in model.get_classifier().parameters()]
 
-    verdict = fit_pseudo_start(model, labelled_loader, unlabelled_loader, math.inf, torch.device("cpu"), False)
+    verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, math.inf, torch.device("cpu"), False)
     assert verdict.counts() == (0, images, 0)  # every image rejected: none used, the probe as it was
     for before, after in zip(probe, model.get_classifier().parameters()):
         torch.testing.assert_close(after, before)
 
-    verdict = fit_pseudo_start(model, labelled_loader, unlabelled_loader, -math.inf, torch.device("cpu"), False)
+    verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, -math.inf, torch.device("cpu"), False)
     used, rejected, pending = verdict.counts()
     assert rejected == 0 and used + pending == images and used > 0
     assert (verdict.labels[verdict.used] >= 0).all()

@@ -13,7 +13,7 @@ from simpsons_classifier.config import Config, ConfigError
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.training import budget, checkpoint, trainer
 from simpsons_classifier.training.budget import PassTimes, epochs_within, finishing_seconds, parse_budget
-from simpsons_classifier.training.probe import fit_probe_head
+from simpsons_classifier.training.probe import pre_logit_features
 from simpsons_classifier.training.sampling import BalancedSampler, should_balance
 from simpsons_classifier.training.schedule import WarmupCosineSchedule, active_stages, warmup_cosine
 from simpsons_classifier.training.trainer import train
@@ -94,12 +94,12 @@ def test_the_probe_head_is_fitted_on_each_training_image_and_its_mirror_image(tm
     data = make_dataset(tmp_path / "data", classes=3)
     fitted_on = {}
 
-    def recording_probe(model, loader, *args, **kwargs):
+    def recording_features(model, loader, *args, **kwargs):  # what the probe head is fitted on
         images, labels = map(torch.cat, zip(*loader))
         fitted_on.update(images=images, labels=labels)
-        return fit_probe_head(model, loader, *args, **kwargs)
+        return pre_logit_features(model, loader, *args, **kwargs)
 
-    monkeypatch.setattr(trainer, "fit_probe_head", recording_probe)
+    monkeypatch.setattr(trainer, "pre_logit_features", recording_features)
     monkeypatch.setattr(trainer, "train_one_epoch", lambda *args, **kwargs: 1.0)  # only the start matters here
     run = train(tiny_config(epochs=1, head_init="probe"), data, tmp_path / "run", progress=False)
     count = len(RunData.read(run).split.train)

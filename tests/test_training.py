@@ -125,7 +125,7 @@ def test_probe_head_classifies_the_training_images_before_fine_tuning(tmp_path, 
     from simpsons_classifier.augment import build_eval_transform
     from simpsons_classifier.data.dataset import ImageDataset
     from simpsons_classifier.data.scan import scan_dataset
-    from simpsons_classifier.training.probe import fit_probe_head
+    from simpsons_classifier.training.probe import fit_head, pre_logit_features
 
     data = make_dataset(tmp_path / "data", classes=classes)
     scan = scan_dataset(data, progress=False)
@@ -136,7 +136,7 @@ def test_probe_head_classifies_the_training_images_before_fine_tuning(tmp_path, 
     images, targets = next(iter(DataLoader(loader.dataset, batch_size=len(scan.samples))))
     with torch.no_grad():
         before = (model(images).argmax(1) == targets).float().mean().item()
-    probe_accuracy = fit_probe_head(model, loader, torch.device("cpu"), progress=False)
+    probe_accuracy = fit_head(model, *pre_logit_features(model, loader, torch.device("cpu"), progress=False))
     with torch.no_grad():
         after = (model(images).argmax(1) == targets).float().mean().item()
     assert after == pytest.approx(probe_accuracy)  # the classifier now computes the probe exactly

@@ -55,14 +55,9 @@ def pre_logit_features(model: nn.Module, loader: DataLoader, device: torch.devic
     return torch.cat(features).numpy(), torch.cat(targets).numpy()
 
 
-def fit_probe_head(model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True) -> float:
-    """Set the classifier's weights to a logistic regression on frozen features; returns its training accuracy."""
-    return fit_head(model, *pre_logit_features(model, loader, device, progress))
-
-
 def fit_head(model: nn.Module, features: np.ndarray, targets: np.ndarray) -> float:
-    """Set the classifier's weights to a logistic regression on ``features`` (N×D, pre-logit) and ``targets`` (N
-    class indices); returns its training accuracy.
+    """Set the classifier's weights to a logistic regression on ``features`` (N×D, the frozen model's
+    :func:`pre_logit_features`) and ``targets`` (N class indices); returns its training accuracy.
 
     Classes missing from ``targets`` keep a bias far below the others, so they are never predicted by default
     but still learn during fine-tuning."""

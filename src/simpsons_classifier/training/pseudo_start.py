@@ -43,13 +43,12 @@ def agreed_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarr
     return np.where(clustered == probe_labels, clustered, -1)
 
 
-def fit_pseudo_start(model: nn.Module, labelled_loader: DataLoader, unlabelled_loader: DataLoader, known_at: float,
-                     device: torch.device, progress: bool = True) -> PseudoLabels:
+def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray, unlabelled_loader: DataLoader,
+                     known_at: float, device: torch.device, progress: bool = True) -> PseudoLabels:
     """Fit the probe head again on the labelled images and the agreed unlabelled ones (:func:`agreed_labels`).
-    Both loaders give each image then, after all of them, each mirrored (``probe.probe_images``), and ``model``'s
-    head is the probe fitted on the labelled ones. Returns the verdict on the unlabelled images (the first half of
-    ``unlabelled_loader``'s)."""
-    labelled, labels = pre_logit_features(model, labelled_loader, device, progress)
+    ``labelled``, ``labels``: the features and classes ``model``'s head, the probe, was fitted on; they and
+    ``unlabelled_loader`` give each image then, after all of them, each mirrored (``probe.probe_images``). Returns
+    the verdict on the unlabelled images (the first half of ``unlabelled_loader``'s)."""
     pool, _ = pre_logit_features(model, unlabelled_loader, device, progress)
     images, pool_images = len(labels) // 2, len(pool) // 2
     classifier = model.get_classifier()

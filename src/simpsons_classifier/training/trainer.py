@@ -29,6 +29,7 @@ from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
@@ -51,7 +52,7 @@ from .curves import PROBE_EPOCH, UNLABELED_COLUMNS, plot_curves, read_metrics, w
 from .divergence import NormStatistics, check_validation_loss, check_weights, raise_if_diverged
 from .grow import HeadPlan, grow_from_run, read_init_run
 from .interrupt import StopSignals, ignore_stop_signals
-from .probe import fit_probe_head, probe_images
+from .probe import fit_head, pre_logit_features, probe_images
 from .pseudo_labels import (
     PseudoLabels,
     SelfAdaptiveThreshold,
@@ -178,18 +179,18 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         check_validation_loss(scores["loss"], epoch_name, config)
         return scores
 
-    def semi_supervised_start(labelled_loader: DataLoader, probe_scores: dict[str, float]
+    def semi_supervised_start(labelled: tuple[np.ndarray, np.ndarray], probe_scores: dict[str, float]
                               ) -> tuple[dict[str, float], list[int]]:
         """The probe head refitted with the unlabelled images it and the anchored k-means agree on
         (``pseudo_start.py``), kept only where it scores at least the probe on the validation images, as the best
-        checkpoint would keep the probe. Returns the start's scores and its unlabelled images used, rejected and
-        pending."""
+        checkpoint would keep the probe. ``labelled``: the features and classes the probe was fitted on. Returns the
+        start's scores and its unlabelled images used, rejected and pending."""
         probe_head = {k: v.clone() for k, v in state.model.get_classifier().state_dict().items()}
         probe_known_at = state.known_at  # calibrated on the probe's validation logits
         unlabelled_loader = DataLoader(probe_images(unlabeled, None, eval_transform, config.image_size),
                                        batch_size=config.batch_size * 2, num_workers=workers,
                                        worker_init_fn=ignore_stop_signals)
-        used, rejected, pending = fit_pseudo_start(state.model, labelled_loader, unlabelled_loader, probe_known_at,
+        used, rejected, pending = fit_pseudo_start(state.model, *labelled, unlabelled_loader, probe_known_at,
                                                    ctx.device, show).counts()
         state.sync_ema()
         refitted = validate("the probe refitted with unlabelled images")
@@ -257,7 +258,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                     plan = HeadPlan(tuple(source.classes), tuple(data.classes))
                     grow_from_run(state.model, source, plan, plain_loader, ctx.device, show)
                 else:
-                    fit_probe_head(state.model, plain_loader, ctx.device, show)
+                    labelled = pre_logit_features(state.model, plain_loader, ctx.device, show)
+                    fit_head(state.model, *labelled)
                 train_pass = (time.perf_counter() - started) / len(plain_train_set.datasets)
                 state.sync_ema()
                 # Scored like an epoch: the best checkpoint is never worse than where fine-tuning starts.
@@ -265,7 +267,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                 scores = validate(_epoch_name(PROBE_EPOCH, config))
                 passes = PassTimes(train=train_pass, val=time.perf_counter() - val_started)
                 if unlabeled_set is not None and source is None:
-                    scores, start_counts = semi_supervised_start(plain_loader, scores)
+                    scores, start_counts = semi_supervised_start(labelled, scores)
                 if config.ensembles_weights and ctx.is_main:
                     checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
                 record(PROBE_EPOCH, float("nan"), scores, time.perf_counter() - started, unlabeled_counts=start_counts)
