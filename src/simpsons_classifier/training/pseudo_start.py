@@ -16,8 +16,9 @@ mirror image as the probe is: on the frozen features that gains 2.4 to 3.6 point
 An unlabelled image the known-character rule rejects (``pseudo_labels.known_threshold``, calibrated on the probe's
 validation logits) is never labelled; one it accepts but on which the two disagree stays *pending*: FixMatch may
 label it later, from the fine-tuned model's weak views. The trainer keeps the refitted head only where it scores at
-least the probe on the validation images, as the best checkpoint would keep the probe (README, "Learning from
-unlabelled frames", has the runs).
+least the probe on the validation images, as the best checkpoint would keep the probe: on emoji (5 training
+images a drawing) the agreed labels are right on 74 to 87 % of the images yet the refit scores lower, and is not
+kept (README, "Learning from unlabelled frames", has the runs).
 """
 
 from __future__ import annotations
