@@ -57,3 +57,18 @@ def tiny_config(**overrides) -> Config:
     )
     values.update(overrides)
     return Config.from_dict(values)
+
+
+def make_unlabeled_folder(root: Path, known=(0, 1, 2, 3), unknown=(6, 7), per_class: int = 3,
+                          unreadable: int = 1) -> Path:
+    """Known characters' new drawings, drawings of characters the data lacks, and files that are not images, in
+    sub-folders and loose."""
+    root.mkdir(parents=True)
+    for c in (*known, *unknown):
+        for v in range(per_class):
+            folder = root / ("loose" if c % 2 else "")
+            folder.mkdir(exist_ok=True)
+            draw_character(c, 50 + v).save(folder / f"frame_{c}_{v}.png")
+    for i in range(unreadable):
+        (root / f"broken_{i}.jpg").write_bytes(b"not an image")
+    return root

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import torch
-from synthetic import draw_character, make_dataset, tiny_config
+from synthetic import draw_character, make_dataset, make_unlabeled_folder, tiny_config
 from torch.utils.data import DataLoader
 
 from simpsons_classifier import cli
@@ -91,11 +91,7 @@ def test_images_below_the_known_character_threshold_are_never_used(tmp_path):
 
 def test_a_run_from_the_probe_reports_the_starts_unlabelled_images_on_its_first_row(tmp_path, capsys):
     data = make_dataset(tmp_path / "data")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for c in (0, 1, 2, 3, 6, 7):  # two characters the data lacks
-        for v in range(3):
-            draw_character(c, 50 + v).save(frames / f"frame_{c}_{v}.png")
+    frames = make_unlabeled_folder(tmp_path / "frames", unreadable=0)  # 4 known characters, 2 the data lacks
     config = tmp_path / "tiny.yaml"
     tiny_config(unlabeled_ratio=2, epochs=1, head_init="probe").save(config)
     run = tmp_path / "run"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 from interrupts import ctrl_c_at_step
-from synthetic import draw_character, make_dataset, tiny_config
+from synthetic import make_dataset, make_unlabeled_folder, tiny_config
 from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
@@ -30,20 +30,6 @@ from simpsons_classifier.training.sampling import CyclingSampler
 
 STEPS_PER_EPOCH = 3
 """make_dataset's 4 classes x 10 images, 28 of them training, in batches of 8 (the last one dropped)."""
-
-
-def _unlabeled_folder(root, known=(0, 1, 2, 3), unknown=(6, 7), per_class=3, unreadable=1):
-    """Known characters' new drawings, drawings of characters the data lacks, and files that are not images, in
-    sub-folders and loose."""
-    root.mkdir(parents=True)
-    for c in (*known, *unknown):
-        for v in range(per_class):
-            folder = root / ("loose" if c % 2 else "")
-            folder.mkdir(exist_ok=True)
-            draw_character(c, 50 + v).save(folder / f"frame_{c}_{v}.png")
-    for i in range(unreadable):
-        (root / f"broken_{i}.jpg").write_bytes(b"not an image")
-    return root
 
 
 def _semi_config(**overrides):
@@ -118,7 +104,7 @@ def test_the_unlabelled_draws_share_every_image_out_between_processes_and_epochs
 @pytest.mark.slow  # the run is also evaluated and reported, as every train command ends
 def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_path, capsys):
     data = make_dataset(tmp_path / "data")
-    unlabeled = _unlabeled_folder(tmp_path / "frames", unreadable=2)
+    unlabeled = make_unlabeled_folder(tmp_path / "frames", unreadable=2)
     config = tmp_path / "tiny.yaml"
     _semi_config(epochs=2).save(config)
     run = tmp_path / "run"
@@ -151,7 +137,7 @@ def test_train_unlabeled_through_the_cli_reports_the_counts_in_metrics_csv(tmp_p
 
 def test_a_run_whose_unlabelled_folder_moved_resumes_with_its_new_place(tmp_path, capsys, monkeypatch):
     data = make_dataset(tmp_path / "data")
-    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    unlabeled = make_unlabeled_folder(tmp_path / "frames")
     config = tmp_path / "tiny.yaml"
     _semi_config(epochs=1).save(config)
     run = tmp_path / "run"
@@ -182,7 +168,7 @@ def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):
     """With every image accepted as known used (4 classes: every softmax peaks at 0.25 or more), the unlabelled loss moves the weights: a run differs from the same
     run with ``unlabeled_weight: 0``."""
     data = make_dataset(tmp_path / "data")
-    unlabeled = _unlabeled_folder(tmp_path / "frames", unreadable=0)
+    unlabeled = make_unlabeled_folder(tmp_path / "frames", unreadable=0)
     used = []
     real = trainer.train_step
 
@@ -203,7 +189,7 @@ def test_pseudo_labelled_images_train_the_model(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_two_processes_share_the_unlabelled_draws_and_report_their_sum(tmp_path):
     data = make_dataset(tmp_path / "data")
-    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    unlabeled = make_unlabeled_folder(tmp_path / "frames")
     config = _semi_config(epochs=2)
     result = torchrun_train(data, tmp_path / "run", config, 29519, "--unlabeled", str(unlabeled))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -221,7 +207,7 @@ def test_two_processes_share_the_unlabelled_draws_and_report_their_sum(tmp_path)
 def test_resume_mid_epoch_with_an_unlabelled_folder_ends_with_the_same_weights(tmp_path, monkeypatch, workers,
                                                                                threshold):
     data = make_dataset(tmp_path / "data")
-    unlabeled = _unlabeled_folder(tmp_path / "frames")
+    unlabeled = make_unlabeled_folder(tmp_path / "frames")
     config = _semi_config(epochs=2, unlabeled_dir=str(unlabeled), num_workers=workers, mix_prob=1.0,
                           pseudo_label_threshold=threshold)
     straight = trainer.train(config, data, tmp_path / "straight", progress=False)
@@ -249,7 +235,7 @@ def test_timing_steps_for_a_budget_leaves_no_trace_in_the_run(tmp_path):
     """A budget that keeps the config's epochs ends with the weights of a run without one: the timed steps are
     undone, FreeMatch's per-class bars included."""
     data = make_dataset(tmp_path / "data")
-    config = _semi_config(epochs=2, unlabeled_dir=str(_unlabeled_folder(tmp_path / "frames")),
+    config = _semi_config(epochs=2, unlabeled_dir=str(make_unlabeled_folder(tmp_path / "frames")),
                           pseudo_label_threshold=None)
     plain = trainer.train(config, data, tmp_path / "plain", progress=False)
     budgeted = trainer.train(config, data, tmp_path / "budgeted", progress=False, budget_seconds=3600)
@@ -266,7 +252,7 @@ def test_timing_steps_for_a_budget_leaves_no_trace_in_the_run(tmp_path):
 @pytest.mark.parametrize("make, problem", [
     (lambda folder: None, "does not exist or is not a folder"),
     (lambda folder: folder.mkdir(), "holds no files"),
-    (lambda folder: _unlabeled_folder(folder, known=(), unknown=(), unreadable=2), "no readable image"),
+    (lambda folder: make_unlabeled_folder(folder, known=(), unknown=(), unreadable=2), "no readable image"),
 ])
 def test_a_missing_empty_or_unreadable_unlabelled_folder_is_one_error_naming_it(tmp_path, capsys, make, problem):
     data = make_dataset(tmp_path / "data", classes=2, per_source=1)
