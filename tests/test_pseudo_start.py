@@ -5,6 +5,7 @@ import csv
 import math
 
 import numpy as np
+import pytest
 import torch
 from synthetic import draw_character, make_dataset, make_unlabeled_folder, tiny_config
 from torch.utils.data import DataLoader
@@ -13,7 +14,7 @@ from simpsons_classifier import cli
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.models import create_model
 from simpsons_classifier.training.anchored_kmeans import l2_normalise
-from simpsons_classifier.training import trainer
+from simpsons_classifier.training import pseudo_start, trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
 from simpsons_classifier.training.pseudo_labels import PseudoLabels
@@ -77,7 +78,12 @@ def test_images_below_the_known_character_threshold_are_never_used(tmp_path):
     fit_head(model, *labelled)
     probe = [p.detach().clone() for p in model.get_classifier().parameters()]
 
-    verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, math.inf, torch.device("cpu"), False)
+    def refit(*args):
+        raise AssertionError("the head was refitted with no unlabelled image")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pseudo_start, "fit_head", refit)
+        verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, math.inf, torch.device("cpu"), False)
     assert verdict.counts() == (0, images, 0)  # every image rejected: none used, the probe as it was
     for before, after in zip(probe, model.get_classifier().parameters()):
         torch.testing.assert_close(after, before)

@@ -49,7 +49,8 @@ def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray,
     """Fit the probe head again on the labelled images and the agreed unlabelled ones (:func:`agreed_labels`).
     ``labelled``, ``labels``: the features and classes ``model``'s head, the probe, was fitted on; they and
     ``unlabelled_loader`` give each image then, after all of them, each mirrored (``probe.probe_images``). Returns
-    the verdict on the unlabelled images (the first half of ``unlabelled_loader``'s)."""
+    the verdict on the unlabelled images (the first half of ``unlabelled_loader``'s); with none agreed, the head is
+    left as it was."""
     pool, _ = pre_logit_features(model, unlabelled_loader, device, progress)
     images, pool_images = len(labels) // 2, len(pool) // 2
     classifier = model.get_classifier()
@@ -61,7 +62,8 @@ def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray,
             mirror_averaged(labelled[:images], labelled[images:]), labels[:images],
             mirror_averaged(pool[:pool_images], pool[pool_images:])[known.numpy()], logits.argmax(dim=1)[known].numpy())
     used = agreed >= 0
-    fit_head(model, np.vstack([labelled, pool[:pool_images][used], pool[pool_images:][used]]),
-             np.concatenate([labels, agreed[used], agreed[used]]))
+    if used.any():  # with none agreed the head stays the probe, already fitted on the labelled images alone
+        fit_head(model, np.vstack([labelled, pool[:pool_images][used], pool[pool_images:][used]]),
+                 np.concatenate([labels, agreed[used], agreed[used]]))
     used = torch.as_tensor(used)
     return PseudoLabels(torch.as_tensor(agreed), used, ~known, known & ~used)

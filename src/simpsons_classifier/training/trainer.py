@@ -192,6 +192,8 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                                        worker_init_fn=ignore_stop_signals)
         used, rejected, pending = fit_pseudo_start(state.model, *labelled, unlabelled_loader, probe_known_at,
                                                    ctx.device, show).counts()
+        if used == 0:  # the head is still the probe
+            return probe_scores, [used, rejected, pending]
         state.sync_ema()
         refitted = validate("the probe refitted with unlabelled images")
         if refitted["top1"] >= probe_scores["top1"]:
