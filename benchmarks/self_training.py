@@ -14,6 +14,13 @@ neighbourhoods give: label spreading over a k-NN graph of the L2-normalised feat
 it labels right and the probe fitted on its labels. And the semi-supervised start ``train --unlabeled`` makes
 (``training/pseudo_start.py``): the probe refitted with the unlabelled images that it and the anchored k-means label
 alike (here without the known-character rule, as every unlabelled image is of a known character).
+
+With ``--views N``: FixMatch's consistency on the head alone, for thousands of steps. Each training image's N weak
+and N strong views (the recipe's two pipelines, the reference engine) go through the frozen backbone once; a linear
+head starting from the probe is then trained on them, FixMatch's way (each step 32 labelled views, and 64
+unlabelled images pseudo-labelled from a weak view, their strong view trained on above the confidence bar), beside
+the same head trained on the labelled views alone. It asks whether FixMatch's many steps help where the features
+cannot change.
 """
 
 from __future__ import annotations
@@ -23,19 +30,28 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from linear_probe import fit_probe, frozen_features
 from sklearn.linear_model import LogisticRegression
 from sklearn.semi_supervised import LabelSpreading
+from torch.utils.data import DataLoader
 
+from simpsons_classifier.augment.engines import build_view_pair_transform
 from simpsons_classifier.config import Config
+from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.split import source_group
+from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training.anchored_kmeans import mirror_averaged
+from simpsons_classifier.training.probe import pre_logit_features
 from simpsons_classifier.training.pseudo_start import agreed_labels
 
 ROUNDS = 4
 PER_CLASS = (2, 4, 8)
+HEAD_STEPS = 3000
+HEAD_BARS = (0.8, 0.95)
 
 
 def self_trained(x: np.ndarray, x_mirrored: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_mirrored: np.ndarray,
@@ -63,10 +79,63 @@ def label_spread(x: np.ndarray, y: np.ndarray, labelled: np.ndarray) -> np.ndarr
     return classes[LabelSpreading(kernel="knn").fit(unit, known).transduction_]
 
 
+def view_features(data: RunData, config: Config, views: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weak, strong): ``views`` × N × D frozen ImageNet features of ``views`` weak and strong views of each
+    training image (the reference engine's pipelines)."""
+    torch.manual_seed(config.seed)
+    model = create_model(config.backbone, len(data.classes), "imagenet").eval()
+    norm = data_config(model)
+    pair = build_view_pair_transform(Config.from_dict({"augment_engine": "torchvision"}, base=config),
+                                     norm["mean"], norm["std"])
+
+    def features(transform):
+        dataset = ImageDataset(data.split.train, data.classes, transform, decode_size=config.image_size)
+        return pre_logit_features(model, DataLoader(dataset, batch_size=64, num_workers=2), torch.device("cpu"))[0]
+
+    return tuple(np.stack([features(pipeline) for _ in range(views)]) for pipeline in (pair.weak, pair.strong))
+
+
+def head_fixmatch(plain: np.ndarray, mirrored: np.ndarray, weak: np.ndarray, strong: np.ndarray, y: np.ndarray,
+                  labelled: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, bar: float | None) -> float:
+    """Validation top-1 of a linear head started from the probe and trained HEAD_STEPS steps on the cached views:
+    on the labelled ones alone (``bar`` None), or with FixMatch's loss on the unlabelled ones too."""
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    probe = fit_probe(plain[labelled], mirrored[labelled], y[labelled])
+    head = torch.nn.Linear(plain.shape[1], int(y.max()) + 1)
+    with torch.no_grad():  # the probe's rows; a class it never saw starts far below the others
+        head.weight.zero_()
+        head.bias.fill_(float(probe.intercept_.min()) - 10)
+        head.weight[probe.classes_] = torch.as_tensor(probe.coef_, dtype=torch.float32)
+        head.bias[probe.classes_] = torch.as_tensor(probe.intercept_, dtype=torch.float32)
+    weak_views = torch.as_tensor(np.concatenate([plain[None], mirrored[None], weak]), dtype=torch.float32)
+    strong_views = torch.as_tensor(strong, dtype=torch.float32)
+    every_view = torch.cat([weak_views, strong_views])
+    classes = torch.as_tensor(y)
+    labelled_rows, unlabelled_rows = np.flatnonzero(labelled), np.flatnonzero(~labelled)
+    optimiser = torch.optim.AdamW(head.parameters(), lr=3e-3, weight_decay=1e-3)
+    for _ in range(HEAD_STEPS):
+        rows = torch.as_tensor(rng.choice(labelled_rows, 32))
+        loss = F.cross_entropy(head(every_view[torch.randint(len(every_view), (32,)), rows]), classes[rows])
+        if bar is not None:
+            rows = torch.as_tensor(rng.choice(unlabelled_rows, 64))
+            with torch.no_grad():
+                confidence, guess = head(weak_views[torch.randint(len(weak_views), (64,)), rows]).softmax(1).max(1)
+            strong_logits = head(strong_views[torch.randint(len(strong_views), (64,)), rows])
+            loss = loss + (F.cross_entropy(strong_logits, guess, reduction="none") * (confidence >= bar)).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float((head(torch.as_tensor(val_x, dtype=torch.float32)).argmax(1).numpy() == val_y).mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/semisup-random"))
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--views", type=int, default=0,
+                        help="also FixMatch on the head alone over this many cached weak and strong views an image")
     args = parser.parse_args()
 
     full = RunData.read(args.out / "full")
@@ -74,6 +143,7 @@ def main() -> None:
     train_x, train_mirrored, train_y, val_x, val_y = frozen_features(full, config.backbone, config.image_size)
     paths = [str(s.path) for s in full.split.train]
     groups = np.array([source_group(p) for p in paths])
+    weak, strong = view_features(full, config, args.views) if args.views else (None, None)
     print(f"\nprobe on every label: {100 * fit_probe(train_x, train_mirrored, train_y).score(val_x, val_y):.1f}% "
           f"({len(train_y)} images, validation {len(val_y)})")
     for labels in args.labels:
@@ -108,6 +178,12 @@ def main() -> None:
         print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
               f"images, probe on its labels "
               f"{100 * fit_probe(train_x, train_mirrored, spread).score(val_x, val_y):.1f}%")
+        if args.views:
+            scores = [head_fixmatch(train_x, train_mirrored, weak, strong, train_y, labelled, val_x, val_y, bar)
+                      for bar in (None, *HEAD_BARS)]
+            print(f"  the head alone, {HEAD_STEPS} steps over {args.views} weak and strong views an image: labelled "
+                  f"views {100 * scores[0]:.1f}%, FixMatch " + ", ".join(
+                      f"bar {bar} {100 * score:.1f}%" for bar, score in zip(HEAD_BARS, scores[1:])))
 
 
 if __name__ == "__main__":
