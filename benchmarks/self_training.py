@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from simpsons_classifier.data.split import source_group
 from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training.anchored_kmeans import mirror_averaged
-from simpsons_classifier.training.probe import pre_logit_features
+from simpsons_classifier.training.probe import fit_head, pre_logit_features
 from simpsons_classifier.training.pseudo_start import agreed_labels
 
 ROUNDS = 4
@@ -101,13 +102,9 @@ def head_fixmatch(plain: np.ndarray, mirrored: np.ndarray, weak: np.ndarray, str
     on the labelled ones alone (``bar`` None), or with FixMatch's loss on the unlabelled ones too."""
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    probe = fit_probe(plain[labelled], mirrored[labelled], y[labelled])
     head = torch.nn.Linear(plain.shape[1], int(y.max()) + 1)
-    with torch.no_grad():  # the probe's rows; a class it never saw starts far below the others
-        head.weight.zero_()
-        head.bias.fill_(float(probe.intercept_.min()) - 10)
-        head.weight[probe.classes_] = torch.as_tensor(probe.coef_, dtype=torch.float32)
-        head.bias[probe.classes_] = torch.as_tensor(probe.intercept_, dtype=torch.float32)
+    fit_head(SimpleNamespace(get_classifier=lambda: head), np.vstack([plain[labelled], mirrored[labelled]]),
+             np.tile(y[labelled], 2))  # the probe, as training fits it
     weak_views = torch.as_tensor(np.concatenate([plain[None], mirrored[None], weak]), dtype=torch.float32)
     strong_views = torch.as_tensor(strong, dtype=torch.float32)
     every_view = torch.cat([weak_views, strong_views])
