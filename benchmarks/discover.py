@@ -27,6 +27,11 @@ the clustering with the estimated number (1 when no cluster mixes characters, ho
 GCD's own criterion (plain k-means' accuracy on the labelled images, the smallest count at its maximum) picks on
 the same features.
 
+Then, in the row ``discover`` uses, the new characters it estimates: the number of groups the new clusters make
+when those likely the same character are taken as one (``Clusters.characters``: the merge cut where the known
+characters, half of them as new, make as many groups as they are characters), for each seed and their mean, and
+the accuracy with those groups joined.
+
 Then, for each row, what the features link: the share of the new characters' images whose nearest image in the
 pool (in the space they are clustered in) is of the same character, and the share whose nearest image of another
 drawing source (the file name before ``__``: a sprite style, a font, an emoji vendor) is. Clustering can only put a
@@ -56,6 +61,7 @@ from simpsons_classifier.models import create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
 from simpsons_classifier.training.anchored_kmeans import (
+    Clusters,
     clustering_space,
     l2_normalise,
     mirror_averaged,
@@ -115,6 +121,12 @@ def gcd_estimate(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarra
         clusters = KMeans(known + new, n_init=3, random_state=0).fit_predict(points)[: len(labelled)]
         accuracy[new] = clustering_accuracy(labels, clusters, np.ones(len(labels), dtype=bool)).all
     return min(n for n in accuracy if accuracy[n] == max(accuracy.values()))
+
+
+def as_likely_characters(clusters: Clusters) -> np.ndarray:
+    """Each point's cluster, the new clusters likely the same character (``Clusters.characters``) joined."""
+    known = clusters.known
+    return np.array([c if c < known else known + clusters.character_of(c) for c in clusters.assignments])
 
 
 def nearest_is_same(points: np.ndarray, truth: np.ndarray, groups: np.ndarray, other_source: bool) -> np.ndarray:
@@ -184,12 +196,14 @@ def main() -> None:
     def counted(clusters) -> str:
         return f"{clusters.new} ({clusters.before_merging}) of {true_new}"
 
-    def mean_scored(runs) -> str:
-        accuracies = [clustering_accuracy(truth, clusters.assignments, old) for clusters in runs]
+    def mean_scored(runs, assignments=lambda clusters: clusters.assignments) -> str:
+        accuracies = [clustering_accuracy(truth, assignments(clusters), old) for clusters in runs]
         return " ".join(f"{np.mean([getattr(a, part) for a in accuracies]):.3f}" for part in ("all", "old", "new"))
 
     print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
+    chosen = "the run's" + (f", {detail.longest_side} px" if detail.longest_side else "")
+    likely = []  # the seeds of the row discover uses, for the likely characters below
     links = {}
     for name, of in spaces.items():
         labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
@@ -211,8 +225,16 @@ def main() -> None:
         if len(seeded) > 1:
             count = f"{np.mean([c.new for c in seeded]):.1f} of {true_new}"
             print(f"{'  mean':<22} {count:>18}  {mean_scored(seeded):>24}")
+        if name == chosen:
+            likely = seeded
         links[name] = [nearest_is_same(unlabelled_space, truth, groups, other_source)[~old].mean()
                        for other_source in (False, True)]
+
+    print(f"\n{detail.describe()}: the new clusters as likely characters (each seed's count, their mean; All Old New, "
+          f"mean of the seeds, the clusters likely the same joined)")
+    counts = [c.estimated_characters for c in likely]
+    print(f"  {' / '.join(map(str, counts))} ({np.mean(counts):.1f}) of {true_new}, "
+          f"{mean_scored(likely, as_likely_characters)}")
 
     print(f"\n{'features':<22} {'new images whose nearest image is the same character: any source':>66}  "
           f"{'another source':>14}")

@@ -21,7 +21,7 @@ from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters, merge_new_clusters
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
-from simpsons_classifier.discovery.results import new_cluster_name
+from simpsons_classifier.discovery.results import Discovery, new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, _known_features, discover
 from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
@@ -84,7 +84,7 @@ def test_a_new_character_split_into_its_poses_is_merged_as_the_known_ones_show(s
     labelled, labels, unlabelled, truth = two_poses(known=12, new=4, seed=seed)
     clusters = discover_clusters(labelled, labels, unlabelled, known=12)
     assert clusters.before_merging == 8  # the silhouette splits every new character into its two poses
-    assert clusters.new == 4
+    assert clusters.new == 4 and clusters.estimated_characters == 4
     assert clustering_accuracy(truth, clusters.assignments, old=truth < 12).all == 1.0
 
 
@@ -101,6 +101,32 @@ def test_merging_joins_only_new_clusters_more_alike_than_the_threshold():
     assert np.allclose(merged.centroids[0], known_centroids[0])
     assert np.allclose(merged.centroids[1], [0, 1, 0, 0]) and np.allclose(merged.similarities[3], 1.0)
     assert merge_new_clusters(found, unlabelled, threshold=0.99).assignments.tolist() == [0, 1, 2, 3]
+
+
+def test_the_lower_cut_names_the_characters_of_whole_clusters_and_never_splits_one():
+    unlabelled = l2_normalise(np.array([[0, 1, 0.2, 0], [0, 1, -0.2, 0], [0, 0, 0, 1]]))
+    found = Clusters(np.array([1, 2, 3]), np.vstack([[1.0, 0, 0, 0], unlabelled]), 1, np.ones(3))
+    kept_apart = merge_new_clusters(found, unlabelled, threshold=0.99, characters_threshold=0.5)
+    assert kept_apart.assignments.tolist() == [1, 2, 3]  # the folders, as the first cut leaves them
+    assert kept_apart.characters.tolist() == [0, 0, 1] and kept_apart.estimated_characters == 2
+    joined = merge_new_clusters(found, unlabelled, threshold=0.5, characters_threshold=0.99)
+    assert joined.assignments.tolist() == [1, 1, 2] and joined.characters.tolist() == [0, 1]  # capped at 0.5
+    assert merge_new_clusters(found, unlabelled, threshold=0.99).characters is None
+
+
+def test_clusters_likely_the_same_character_name_each_other(monkeypatch):
+    labelled, labels, unlabelled, _ = planted(known=2, new_sizes=[3, 2, 1], unlabelled_per_known=0)
+    found = Clusters(np.array([2, 2, 2, 3, 3, 4]), l2_normalise(np.ones((5, DIMENSIONS))), 2, np.ones(6),
+                     characters=np.array([0, 1, 0]))  # the largest and the smallest cluster: one character
+    monkeypatch.setattr("simpsons_classifier.discovery.run.discover_clusters", lambda *args, **kwargs: found)
+    clusters = _clusters(labelled, labels, ["apu", "marge"], unlabelled, [f"{i}.png" for i in range(6)], False)
+    likely = {c.name: c.likely_same for c in clusters}
+    assert likely == {new_cluster_name(1): (new_cluster_name(3),), new_cluster_name(2): (),
+                      new_cluster_name(3): (new_cluster_name(1),)}
+    discovery = Discovery("run", "frames", None, files=6, known=0, clusters=clusters)
+    assert discovery.likely_characters == 2
+    assert "3 candidate new characters (likely 2: some are one character in another pose or style)" in \
+        discovery.summary()
 
 
 def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(found.skipped)} of {found.files} files could not be read", file=sys.stderr)
     print(found.summary() + (f" (images compared {found.detail.describe()})" if found.detail else ""))
     for cluster in found.clusters:
-        print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}")
+        print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}"
+              + (f"  likely the same character as {', '.join(cluster.likely_same)}" if cluster.likely_same else ""))
     print(f"wrote {found.out.clusters} and {found.out.page}")
     run_dir = RunDir(args.run)
     if found.out.path.resolve() == run_dir.discover_dir.path.resolve() and run_dir.report.is_file():

@@ -6,8 +6,10 @@ averaged, whitened features, labelled classes anchored), with the number of new 
   :func:`estimate_new_clusters` for why not GCD's own criterion). On frames of animation it over-counts: a
   character's poses and drawing styles make tight groups of near-identical images.
 - So new clusters are then merged, by average linkage of their centres, wherever they are as alike as the groups
-  one known character splits into (:func:`merge_threshold` measures that by clustering half the known characters
-  as if they were new, beside the other half).
+  one known character splits into (:func:`merge_thresholds` measures that by clustering half the known characters
+  as if they were new, beside the other half). Two cuts of that one merge tree are learnt: the folders, cut where
+  the pretend-new characters are grouped most accurately, and the count, cut lower, where they make as many
+  groups as they are characters; folders that the lower cut joins are likely one character.
 """
 
 from __future__ import annotations
@@ -90,9 +92,12 @@ def _per_class_sample(points: np.ndarray, labels: np.ndarray, per_class: int, se
     return points[keep], labels[keep]
 
 
-def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: float) -> Clusters:
+def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: float,
+                       characters_threshold: float | None = None) -> Clusters:
     """``clusters`` with its new clusters joined, by average linkage of their centres' cosine similarity, while
-    two groups are more alike than ``threshold``; the known classes' clusters stay as they are."""
+    two groups are more alike than ``threshold``; the known classes' clusters stay as they are. With
+    ``characters_threshold`` (at most ``threshold``), the same merge cut there too gives each joined cluster its
+    estimated character (``Clusters.characters``): a lower cut of the same tree only joins whole clusters."""
     known, assignments = clusters.known, clusters.assignments
     is_new = assignments >= known
     found, members = np.unique(assignments[is_new], return_inverse=True)  # new clusters k-means left empty drop
@@ -101,15 +106,28 @@ def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: fl
     centres = _group_centres(unlabelled[is_new], members)
     distances = np.clip(1 - centres @ centres.T, 0, None)
     np.fill_diagonal(distances, 0)
-    groups = AgglomerativeClustering(n_clusters=None, distance_threshold=1 - threshold, metric="precomputed",
-                                     linkage="average").fit_predict(distances)
-    _, first, groups = np.unique(groups, return_index=True, return_inverse=True)
-    groups = np.argsort(np.argsort(first))[groups]  # numbered as the clusters they join were, so none is moved
+    groups = _average_linkage(distances, threshold)
     merged = assignments.copy()
     merged[is_new] = known + groups[members]
     centroids = np.vstack([clusters.centroids[:known], _group_centres(unlabelled[is_new], groups[members])])
     similarities = np.einsum("nd,nd->n", unlabelled, centroids[merged])
-    return Clusters(merged, centroids, known, similarities, before_merging=len(found))
+    characters = None
+    if characters_threshold is not None:
+        of_found = _average_linkage(distances, min(characters_threshold, threshold))
+        characters = np.zeros(groups.max() + 1, dtype=int)
+        characters[groups] = of_found  # every cluster of a joined group falls to the same character
+        _, characters = np.unique(characters, return_inverse=True)
+    return Clusters(merged, centroids, known, similarities, before_merging=len(found), characters=characters)
+
+
+def _average_linkage(distances: np.ndarray, threshold: float) -> np.ndarray:
+    """The group of each of the clusters whose pairwise centre ``distances`` are given, joined by average linkage
+    while more alike than the similarity ``threshold``; groups numbered as the first cluster each joins, so that
+    no cluster is renumbered when nothing joins it."""
+    groups = AgglomerativeClustering(n_clusters=None, distance_threshold=1 - threshold, metric="precomputed",
+                                     linkage="average").fit_predict(distances)
+    _, first, groups = np.unique(groups, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[groups]
 
 
 def _group_centres(points: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -149,34 +167,58 @@ def pretend_new(labelled: np.ndarray, labels: np.ndarray, anchor: np.ndarray, pr
     return anchors, anchor_labels, points, labels[is_pretend]
 
 
-def merge_threshold(labelled: np.ndarray, labels: np.ndarray, known: int, seed: int = 0, progress: bool = False
-                    ) -> float | None:
-    """The centre similarity above which :func:`merge_new_clusters` should join new clusters, learnt where the
+@dataclass(frozen=True)
+class MergeThresholds:
+    """Two cuts of the merge of new clusters (:func:`merge_new_clusters`), learnt by :func:`merge_thresholds`."""
+
+    folders: float
+    """Where the pretend-new characters are grouped most accurately: the clusters ``discover`` writes."""
+    characters: float
+    """Where they make as many groups as they are characters: how many new characters ``discover`` estimates."""
+
+
+def merge_thresholds(labelled: np.ndarray, labels: np.ndarray, known: int, seed: int = 0, progress: bool = False
+                     ) -> MergeThresholds | None:
+    """The centre similarities above which :func:`merge_new_clusters` should join new clusters, learnt where the
     answer is known: the known characters are split in halves, one half is clustered as if new beside the other
-    (whitened by the other half only, as new characters are by the known ones), and the threshold that recovers
-    the pretend-new characters best, averaged over ``MERGE_SPLITS`` halvings, is kept (the middle of equals, as far
-    from merging too much as from merging too little). None (merge nothing) with fewer than four known classes.
+    (whitened by the other half only, as new characters are by the known ones), and over ``MERGE_SPLITS`` halvings
+    the threshold that recovers the pretend-new characters best (``folders``) and the one that leaves as many
+    groups as they are characters (``characters``) are kept (each the middle of equals). None (merge nothing) with
+    fewer than four known classes.
 
     Why learnt and not fixed: how alike two groups of one character are depends on the dataset (frames of one
     pose, sprites of one style) and on the features. With it (and ``MAX_NEW_CLUSTERS`` raised from 60 to 120) the
     benchmark of benchmarks/discover.py estimates 28 new characters of 25 on the stand-in (mean of three seeds;
     was 59; All 0.62, was 0.51) and 73 of 75 on emoji (was 58; All 0.57, was 0.55); on fonts 50 of 17 (was 45; All
-    0.59 either way)."""
+    0.59 either way).
+
+    Why two: the most accurate cut leaves a character in several clusters where its poses or drawing styles are
+    less alike than the known characters' (joining them would join other characters too, which costs more), so it
+    over-counts: 34 of 25 on the stand-in, 38 of 17 on fonts. The cut that matches the count on the known halves
+    counts 25 and 15 there, and 84 of 75 on emoji (87 at the first cut), mostly at a cost in accuracy (All 0.61
+    against 0.66 on the stand-in, 0.47 against 0.65 on fonts, 0.62 against 0.61 on emoji): the count is told, and
+    the folders it would join are named, rather than joined."""
     if known < 4:
         return None
     labelled, labels = _per_class_sample(labelled, labels, MERGE_LABELLED_PER_CLASS, seed)
-    curves = []
+    accuracies, counts = [], []
     for anchor, pretend in tqdm(known_halvings(known, seed), desc="learning from the known characters when to merge",
                                 leave=False, disable=not progress):
         anchors, anchor_labels, points, truth = pretend_new(labelled, labels, anchor, pretend)
         new, _ = estimate_new_clusters(anchors, anchor_labels, points, len(anchor), seed=seed)
         found = semi_supervised_kmeans(anchors, anchor_labels, points, len(anchor), new, seed)
         none_known = np.zeros(len(points), dtype=bool)
-        curves.append([clustering_accuracy(truth, merge_new_clusters(found, points, t).assignments,
-                                           old=none_known).all for t in MERGE_THRESHOLDS])
-    mean = np.mean(curves, axis=0)
-    best = MERGE_THRESHOLDS[mean == mean.max()]
-    return float(np.median(best))
+        merged = [merge_new_clusters(found, points, t) for t in MERGE_THRESHOLDS]
+        accuracies.append([clustering_accuracy(truth, m.assignments, old=none_known).all for m in merged])
+        counts.append([m.new / len(pretend) for m in merged])
+    accuracy, count_error = np.mean(accuracies, axis=0), np.abs(np.mean(counts, axis=0) - 1)
+    return MergeThresholds(folders=_middle(MERGE_THRESHOLDS[accuracy == accuracy.max()]),
+                           characters=_middle(MERGE_THRESHOLDS[count_error == count_error.min()]))
+
+
+def _middle(thresholds: np.ndarray) -> float:
+    """The middle of equally good thresholds: as far from merging too much as from merging too little."""
+    return float(np.median(thresholds))
 
 
 def discover_clusters(
@@ -184,12 +226,15 @@ def discover_clusters(
     seed: int = 0, progress: bool = False,
 ) -> Clusters:
     """Semi-supervised k-means of ``unlabelled`` in the :func:`clustering_space`, with the estimated number of
-    new clusters, then the new clusters as alike as one known character's groups merged."""
-    threshold = merge_threshold(labelled, labels, known, seed, progress)
+    new clusters, then the new clusters as alike as one known character's groups merged, and each merged
+    cluster's estimated character (:class:`MergeThresholds`)."""
+    thresholds = merge_thresholds(labelled, labels, known, seed, progress)
     labelled, unlabelled = clustering_space(labelled, labels, unlabelled)
     new, _ = estimate_new_clusters(labelled, labels, unlabelled, known, max_new, seed, progress)
     found = semi_supervised_kmeans(labelled, labels, unlabelled, known, new, seed)
-    return found if threshold is None else merge_new_clusters(found, unlabelled, threshold)
+    if thresholds is None:
+        return found
+    return merge_new_clusters(found, unlabelled, thresholds.folders, thresholds.characters)
 
 
 @dataclass(frozen=True)

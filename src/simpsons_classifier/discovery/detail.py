@@ -5,7 +5,7 @@ far off in a frame) share their shapes and colours, not their fine detail; featu
 apart by that detail. Shrinking every image to the same few dozen pixels before its features are taken leaves only
 what they share. Whether that helps depends on the dataset, so the level is chosen where the answer is known: the
 known characters are split in halves and one half is clustered as if new beside the other (as
-:func:`~.clustering.merge_threshold` does), at each level, and the least detailed level that recovers them within
+:func:`~.clustering.merge_thresholds` does), at each level, and the least detailed level that recovers them within
 one standard error of the best is kept (:func:`choose_detail` says why the least).
 
 On ``benchmarks/discover.py`` (README, "New characters") the choice is 48 px on all three datasets, and clustering

@@ -31,6 +31,8 @@ class Cluster:
     """Mean cosine similarity of its images' features to the cluster's centroid: near 1, one tight group."""
     new: bool
     """A candidate new character; else images rejected as unknown that still lie nearest a known character."""
+    likely_same: tuple[str, ...] = ()
+    """The other new clusters that are likely the same character, in another pose or drawing style."""
 
     @property
     def size(self) -> int:
@@ -61,6 +63,11 @@ class Discovery:
     def new_clusters(self) -> list[Cluster]:
         return [c for c in self.clusters if c.new]
 
+    @property
+    def likely_characters(self) -> int:
+        """How many characters the new clusters likely are, those likely the same counted once."""
+        return len({frozenset((c.name, *c.likely_same)) for c in self.new_clusters})
+
     def summary(self) -> str:
         """One sentence on what was found, or why there was nothing to discover."""
         readable = self.files - len(self.skipped)
@@ -72,6 +79,9 @@ class Discovery:
             return (f"all {readable} readable images in {self.images} look like characters the run knows: "
                     "nothing to discover")
         fallen = self.unknown - sum(c.size for c in self.new_clusters)
+        likely = self.likely_characters
         return (f"{self.unknown} of {readable} readable images taken as unknown: "
                 f"{counted(len(self.new_clusters), 'candidate new character')}"
+                + (f" (likely {likely}: some are one character in another pose or style)"
+                   if likely < len(self.new_clusters) else "")
                 + (f", {counted(fallen, 'image')} nearest a known character" if fallen else ""))

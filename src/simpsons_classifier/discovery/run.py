@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,8 @@ def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progres
 def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], features: np.ndarray, paths: list[str],
               progress: bool) -> list[Cluster]:
     """The rejected images' clusters (``features`` compared as ``labelled`` are), named: a known class's name
-    (``labels`` index ``classes``), or ``new-NN`` by decreasing size."""
+    (``labels`` index ``classes``), or ``new-NN`` by decreasing size, each new one naming the others that are
+    likely the same character."""
     present = np.unique(labels)  # a class without training features cannot anchor a cluster
     found: Clusters = discover_clusters(labelled, np.searchsorted(present, labels), features, known=len(present),
                                         progress=progress)
@@ -110,14 +112,19 @@ def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], feat
     for index in np.unique(found.assignments):
         members = np.flatnonzero(found.assignments == index)
         name = classes[present[index]] if index < found.known else None
-        groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean())))
+        groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean()), index))
     new = sorted((g for g in groups if g[0] is None), key=lambda g: -len(g[1]))
     known = sorted((g for g in groups if g[0] is not None), key=lambda g: -len(g[1]))
     # A class may itself be named new-NN (a cluster added to the dataset without renaming): its folder keeps it.
     taken = set(classes)
     free_names = (n for n in map(new_cluster_name, itertools.count(1)) if n not in taken)
-    return ([Cluster(name, paths, tight, True) for name, (_, paths, tight) in zip(free_names, new)]
-            + [Cluster(name, paths, tight, False) for name, paths, tight in known])
+    new = [(name, paths, tight, found.character_of(index)) for name, (_, paths, tight, index) in zip(free_names, new)]
+    alike = defaultdict(list)  # estimated character: the names of its clusters
+    for name, *_, character in new:
+        alike[character].append(name)
+    return ([Cluster(name, paths, tight, True, tuple(n for n in alike[character] if n != name))
+             for name, paths, tight, character in new]
+            + [Cluster(name, paths, tight, False) for name, paths, tight, _ in known])
 
 
 def _previous_output(out: DiscoverDir, images: Path) -> list[Path]:

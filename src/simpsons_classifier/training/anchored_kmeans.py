@@ -70,10 +70,23 @@ class Clusters:
     """Cosine similarity of each unlabelled point to its cluster's centroid."""
     before_merging: int | None = None
     """New clusters k-means found before :func:`merge_new_clusters` joined some; None when not merged."""
+    characters: np.ndarray | None = None
+    """The estimated character (``0 ..``) of each new cluster: clusters sharing one are likely one character in
+    several poses or drawing styles (see :func:`~simpsons_classifier.discovery.clustering.merge_thresholds`);
+    None when not estimated, each cluster its own."""
 
     @property
     def new(self) -> int:
         return len(self.centroids) - self.known
+
+    def character_of(self, cluster: int) -> int:
+        """The estimated character of the new cluster ``cluster`` (an index of ``centroids``)."""
+        return cluster if self.characters is None else int(self.characters[cluster - self.known])
+
+    @property
+    def estimated_characters(self) -> int:
+        """How many new characters the new clusters are likely to be."""
+        return self.new if self.characters is None else len(np.unique(self.characters))
 
 
 def semi_supervised_kmeans(
