@@ -118,12 +118,13 @@ def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], feat
     # A class may itself be named new-NN (a cluster added to the dataset without renaming): its folder keeps it.
     taken = set(classes)
     free_names = (n for n in map(new_cluster_name, itertools.count(1)) if n not in taken)
-    new = [(name, paths, tight, found.character_of(index)) for name, (_, paths, tight, index) in zip(free_names, new)]
+    named = [(name, paths, tight, found.character_of(index))
+             for name, (_, paths, tight, index) in zip(free_names, new)]
     alike = defaultdict(list)  # estimated character: the names of its clusters
-    for name, *_, character in new:
+    for name, *_, character in named:
         alike[character].append(name)
     return ([Cluster(name, paths, tight, True, tuple(n for n in alike[character] if n != name))
-             for name, paths, tight, character in new]
+             for name, paths, tight, character in named]
             + [Cluster(name, paths, tight, False) for name, paths, tight, _ in known])
 
 
