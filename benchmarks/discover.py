@@ -19,8 +19,8 @@ when ``best.pt`` is the probe head); the same of the images shrunk to each level
 level it chooses); the first without the mirror image; the first concatenated with the frozen ImageNet
 backbone's, averaged the same way (each L2-normalised); and, at the level ``discover`` chooses, the penultimate
 features concatenated with the mean-pooled maps of the backbone's last two feature stages (strides 16 and 32;
-each L2-normalised, mirror-averaged): coarser stages describe shapes and colour areas, which a character keeps
-across drawing styles (not what ``discover`` uses yet).
+each L2-normalised, mirror-averaged), which link a character's drawing styles better on the stand-in (README, "New
+characters"); not what ``discover`` uses yet.
 Columns: the estimated number of new clusters (in brackets,
 k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
@@ -54,15 +54,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
-from torch import nn
 from sklearn.metrics.cluster import contingency_matrix
+from torch import nn
 
+from simpsons_classifier.augment import mirrored
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, read_heldout
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.data.split import source_group
 from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters
-from simpsons_classifier.augment import mirrored
 from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, Shrunk, detail_features, features_at
 from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_logits, sample_outputs
 from simpsons_classifier.models import create_model, data_config
