@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
+from sklearn.covariance import LedoitWolf
 from synthetic import draw_character
 from tiny_runs import train_tiny_run
 
@@ -26,7 +27,12 @@ from simpsons_classifier.discovery.run import _clusters, _known_features, discov
 from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.evaluation.run_model import eval_transform, sample_outputs
-from simpsons_classifier.training.anchored_kmeans import Clusters, l2_normalise, semi_supervised_kmeans
+from simpsons_classifier.training.anchored_kmeans import (
+    Clusters,
+    l2_normalise,
+    semi_supervised_kmeans,
+    within_class_whitening,
+)
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import load_model
 
@@ -145,6 +151,18 @@ def test_labelled_points_anchor_their_class_against_a_crowd_of_unlabelled_points
     assert np.all(np.einsum("kd,kd->k", clusters.centroids[:3], class_means) > 0.99)
     assert np.all(clusters.assignments[-40:] == 3)
     assert np.all((clusters.similarities > 0) & (clusters.similarities <= 1 + 1e-6))
+
+
+@pytest.mark.parametrize("images, dimensions", [(60, 200), (200, 40)])
+def test_the_whitening_is_scikit_learns_ledoit_wolf_covariance_inverted(images, dimensions):
+    rng = np.random.default_rng(0)
+    labels = np.arange(images) % 5
+    labelled = rng.normal(size=(images, dimensions)) * rng.uniform(0.2, 3, dimensions) + labels[:, None]
+    points = rng.normal(size=(7, dimensions))
+    within = labelled - np.stack([labelled[labels == c].mean(axis=0) for c in range(5)])[labels]
+    eigenvalues, eigenvectors = np.linalg.eigh(LedoitWolf().fit(within).covariance_)
+    expected = (points - labelled.mean(axis=0)) @ ((eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T)
+    assert np.allclose(within_class_whitening(labelled, labels)(points), expected, atol=1e-8)
 
 
 def test_clustering_accuracy_matches_once_over_all_then_scores_old_and_new():
