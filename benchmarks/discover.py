@@ -15,14 +15,11 @@ First line: the detail ``discover`` compares images at (``discovery/detail.py``)
 they are, or shrunk to a longest side in pixels) chosen by ``detail_features``, as ``discover`` chooses it, and each
 level's score on the known characters, half of them treated as new. Rows: the penultimate features of the run's
 ``best.pt`` of the images as they are, each image's averaged with its mirror image's (the frozen ImageNet backbone's
-when ``best.pt`` is the probe head); the same of the images shrunk to each level (``discover`` uses the row of the
-level it chooses); the first without the mirror image; the first concatenated with the frozen ImageNet
-backbone's, averaged the same way (each L2-normalised); and, at the level ``discover`` chooses, the penultimate
-features concatenated with the mean-pooled maps of the backbone's last two feature stages (strides 16 and 32;
-each L2-normalised, mirror-averaged), which link a character's drawing styles better on the stand-in (README, "New
-characters"); not what ``discover`` uses yet.
-Columns: the estimated number of new clusters (in brackets,
-k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
+when ``best.pt`` is the probe head); the same of the images shrunk to each level; the first without the mirror
+image; the first concatenated with the frozen ImageNet backbone's, averaged the same way (each L2-normalised); and
+``discover``'s own, at the level it chooses: the penultimate features beside the mean-pooled maps of the backbone's
+last two feature stages (``models.PenultimateAndStages``). Columns: the estimated number of new clusters (in
+brackets, k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true
 number (the clustering's quality apart from the count); that without the within-class whitening; the purity of
@@ -30,7 +27,7 @@ the clustering with the estimated number (1 when no cluster mixes characters, ho
 GCD's own criterion (plain k-means' accuracy on the labelled images, the smallest count at its maximum) picks on
 the same features.
 
-Then, in the row ``discover`` uses, the new characters it estimates: the number of groups the new clusters make
+Then, in ``discover``'s row, the new characters it estimates: the number of groups the new clusters make
 when those likely the same character are taken as one (``Clusters.characters``: the merge cut where the known
 characters, half of them as new, make as many groups as they are characters), for each seed and their mean, and
 the accuracy with those groups joined.
@@ -40,7 +37,8 @@ pool (in the space they are clustered in) is of the same character, and the shar
 drawing source (the file name before ``__``: a sprite style, a font, an emoji vendor) is. Clustering can only put a
 character's sources together where the second share is high.
 
-The trained run and the features are kept in ``--out`` and reused while ``best.pt`` is unchanged.
+The trained run and the features are kept in ``--out`` and reused while ``best.pt`` is unchanged (what the cache
+lacks is added to it).
 """
 
 from __future__ import annotations
@@ -51,21 +49,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.metrics.cluster import contingency_matrix
-from torch import nn
 
-from simpsons_classifier.augment import mirrored
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, read_heldout
-from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.data.split import source_group
 from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters
-from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, Shrunk, detail_features, features_at
-from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_logits, sample_outputs
-from simpsons_classifier.models import create_model, data_config
+from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, detail_features, features_at
+from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
+from simpsons_classifier.models import PenultimateFeatures, create_model, data_config
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import LoadedModel, load_model, train
 from simpsons_classifier.training.anchored_kmeans import (
@@ -95,52 +88,32 @@ def trained_run(data: Path, out: Path, new: int, epochs: int, overrides: list[st
     return run
 
 
-class WithLastStages(nn.Module):
-    """``forward(images) -> N×D``: a timm classifier's penultimate features beside the mean-pooled maps of its
-    last two feature stages, each L2-normalised."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        final, stages = self.model.forward_intermediates(images, indices=2)
-        parts = [self.model.forward_head(final, pre_logits=True), *(stage.mean((2, 3)) for stage in stages)]
-        return torch.cat([F.normalize(part, dim=1) for part in parts], dim=1)
-
-
-def with_last_stages(loaded: LoadedModel, samples, longest_side: int | None, desc: str) -> np.ndarray:
-    """:class:`WithLastStages` features of ``samples`` shrunk to ``longest_side``, mirror-averaged."""
-    transform = Shrunk(eval_transform(loaded), longest_side)
-    as_known = [Sample(s.path, loaded.classes[0]) for s in samples]  # held-out characters' labels are not classes
-    plain, flipped = (sample_logits(loaded, as_known, t, wrap=WithLastStages, desc=desc)[0].numpy()
-                      for t in (transform, mirrored(transform)))
-    return mirror_averaged(plain, flipped)
-
-
 def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
     """Fine-tuned and frozen-ImageNet features of the training, validation and held-out images, as they are and
-    mirrored, and their classes; kept in ``cache`` while ``best.pt`` is unchanged."""
-    if run.is_newer_than_best(cache) and "stages_train" in (cached := dict(np.load(cache))):
-        return cached
+    mirrored, and their classes; the fine-tuned ones at each level of detail; ``discover``'s at the detail it
+    chooses. Kept in ``cache`` while ``best.pt`` is unchanged; what the cache lacks is computed and added."""
+    found = dict(np.load(cache)) if run.is_newer_than_best(cache) else {}
     loaded, data, heldout = load_model(run), RunData.read(run), read_heldout(run)
     subsets = {"train": data.split.train, "val": data.split.val, "heldout": heldout}
-    frozen = create_model(loaded.config.backbone, len(loaded.classes), "imagenet").eval()
-    norm = data_config(frozen)
-    models = {"finetuned": loaded, "imagenet": LoadedModel(frozen, loaded.classes, loaded.config,
-                                                           tuple(norm["mean"]), tuple(norm["std"]))}
-    found = {f"{name}_{subset}{suffix}": sample_outputs(model, samples, transform(model),
-                                                       desc=f"{name} {subset}{suffix}").features.numpy()
-             for name, model in models.items() for subset, samples in subsets.items()
-             for suffix, transform in (("", eval_transform), ("_mirrored", mirrored_transform))}
-    found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
-    found |= {f"finetuned_{subset}_{level}px": features_at(loaded, samples, level, desc=f"{subset}, {level} px")
-              for level in SHRUNK_LEVELS for subset, samples in subsets.items()}
-    detail, _, _ = detail_features(loaded, data.split.train, progress=True)
-    found["detail"] = np.array([[detail.scores[level], detail.errors[level]] for level in DETAIL_LEVELS])
-    found["detail_chosen"] = np.array(DETAIL_LEVELS.index(detail.longest_side))
-    found |= {f"stages_{subset}": with_last_stages(loaded, samples, detail.longest_side, f"{subset}, last stages")
-              for subset, samples in subsets.items()}
+    if "imagenet_heldout_mirrored" not in found:
+        frozen = create_model(loaded.config.backbone, len(loaded.classes), "imagenet").eval()
+        norm = data_config(frozen)
+        models = {"finetuned": loaded, "imagenet": LoadedModel(frozen, loaded.classes, loaded.config,
+                                                               tuple(norm["mean"]), tuple(norm["std"]))}
+        found |= {f"{name}_{subset}{suffix}": sample_outputs(model, samples, transform(model),
+                                                             desc=f"{name} {subset}{suffix}").features.numpy()
+                  for name, model in models.items() for subset, samples in subsets.items()
+                  for suffix, transform in (("", eval_transform), ("_mirrored", mirrored_transform))}
+        found |= {f"class_{subset}": np.array([s.label for s in samples]) for subset, samples in subsets.items()}
+        found |= {f"finetuned_{subset}_{level}px": features_at(loaded, samples, level, desc=f"{subset}, {level} px",
+                                                               embedding=PenultimateFeatures)
+                  for level in SHRUNK_LEVELS for subset, samples in subsets.items()}
+    if "discover_heldout" not in found:
+        detail, _, _ = detail_features(loaded, data.split.train, progress=True)
+        found["detail"] = np.array([[detail.scores[level], detail.errors[level]] for level in DETAIL_LEVELS])
+        found["detail_chosen"] = np.array(DETAIL_LEVELS.index(detail.longest_side))
+        found |= {f"discover_{subset}": features_at(loaded, samples, detail.longest_side, desc=f"{subset}, discover's")
+                  for subset, samples in subsets.items()}
     np.savez(cache, **found)
     return found
 
@@ -235,8 +208,8 @@ def main() -> None:
 
     print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
-    chosen = "the run's" + (f", {detail.longest_side} px" if detail.longest_side else "")
-    spaces[f"{chosen}, + stages"] = lambda subset: found[f"stages_{subset}"]
+    chosen = f"discover's, {detail.longest_side or 'as is'}{' px' if detail.longest_side else ''}"
+    spaces[chosen] = lambda subset: found[f"discover_{subset}"]
     likely = []  # the seeds of the row discover uses, for the likely characters below
     links = {}
     for name, of in spaces.items():

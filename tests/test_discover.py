@@ -11,22 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from sklearn.covariance import LedoitWolf
 from synthetic import draw_character
 from tiny_runs import train_tiny_run
 
 from simpsons_classifier.cli import main
 
-from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters, merge_new_clusters
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
 from simpsons_classifier.discovery.results import Discovery, new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, _known_features, discover
-from simpsons_classifier.evaluation.evaluate import ensure_feature_bank
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
-from simpsons_classifier.evaluation.run_model import eval_transform, sample_outputs
+from simpsons_classifier.models import PenultimateFeatures
 from simpsons_classifier.training.anchored_kmeans import (
     Clusters,
     l2_normalise,
@@ -34,7 +32,6 @@ from simpsons_classifier.training.anchored_kmeans import (
     within_class_whitening,
 )
 from simpsons_classifier.run_dir import RunDir
-from simpsons_classifier.training import load_model
 
 DIMENSIONS = 32
 
@@ -221,10 +218,10 @@ def test_without_the_training_images_the_known_characters_are_compared_as_they_a
     monkeypatch.setattr("simpsons_classifier.discovery.run.RunData.read", lambda run: Moved)
     features = torch.ones(3, DIMENSIONS)
     bank = FeatureBank(features, torch.zeros(3, dtype=torch.long), ["apu"], torch.zeros(1, DIMENSIONS),
-                       torch.zeros(1), mirrored=-features)
-    detail, labelled, labels = _known_features(RunDir(tmp_path), None, bank, progress=False)
-    assert detail == AS_THEY_ARE
-    assert np.array_equal(labelled, np.zeros((3, DIMENSIONS))) and list(labels) == [0, 0, 0]
+                       torch.zeros(1))
+    detail, labelled, labels, embedding = _known_features(RunDir(tmp_path), None, bank, progress=False)
+    assert detail == AS_THEY_ARE and embedding is PenultimateFeatures  # what the bank holds
+    assert np.array_equal(labelled, np.ones((3, DIMENSIONS))) and list(labels) == [0, 0, 0]
 
 
 # --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---
@@ -273,7 +270,7 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     out = tmp_path / "out"
     status, printed, errors = discover_cli(run, images, out, capsys)
     assert status == 0
-    assert FeatureBank.read(run.feature_bank, mirrored=True).mirrored is not None
+    assert run.feature_bank.is_file()  # computed again for the unknown-character score
     assert snapshot(images) == before
     assert f"{images / 'notes.txt'}: " in errors and f"{images / 'empty.png'}: empty file" in errors
     assert "2 of 14 files could not be read" in errors
@@ -302,26 +299,6 @@ def test_discover_writes_clusters_folders_and_page_and_leaves_the_images_alone(r
     (out / next(iter(clusters))).rename(out / "homer")
     status, _, errors = discover_cli(run, images, out, capsys)
     assert status == 2 and "homer" in errors and (out / "homer").is_dir()
-
-
-@pytest.mark.slow
-def test_the_bank_gains_the_training_images_mirrored_features_once_and_keeps_the_rest(run):
-    run.feature_bank.unlink()
-    loaded = load_model(run)
-    plain = ensure_feature_bank(run, loaded, progress=False)
-    assert plain.mirrored is None
-    bank = ensure_feature_bank(run, loaded, progress=False, mirrored=True)
-    assert torch.equal(bank.features, plain.features) and torch.equal(bank.labels, plain.labels)
-    transform = eval_transform(loaded)
-    mirrored_images = sample_outputs(loaded, RunData.read(run).split.train,
-                                     lambda image: transform(ImageOps.mirror(image)), progress=False)
-    assert torch.allclose(bank.mirrored, mirrored_images.features, atol=1e-2, rtol=1e-2)
-    assert not torch.allclose(bank.mirrored, bank.features, atol=1e-2, rtol=1e-2)
-    written = run.feature_bank.stat().st_mtime_ns
-    again = ensure_feature_bank(run, loaded, progress=False, mirrored=True)
-    assert run.feature_bank.stat().st_mtime_ns == written and torch.equal(again.mirrored, bank.mirrored)
-    assert FeatureBank.read(run.feature_bank).mirrored is None  # loaded only when asked for
-    assert ensure_feature_bank(run, loaded, progress=False).mirrored is None
 
 
 @pytest.mark.slow

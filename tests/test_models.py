@@ -8,9 +8,12 @@ from skimage import data as skdata
 from simpsons_classifier.config import Config
 from simpsons_classifier.models import (
     ANY_TIMM_MODEL,
+    FeaturesAndLogits,
+    PenultimateAndStages,
     WeightsError,
     create_model,
     data_config,
+    discovery_embedding,
     family_of,
     param_groups,
     set_trainable_stages,
@@ -138,3 +141,18 @@ def test_another_timm_architecture_is_described_by_timm_and_anything_else_is_ref
     known = r"\(ResNet, EfficientNet, MobileNetV3\)"
     with pytest.raises(ValueError, match=rf"Sequential is of no known model family {known}"):
         family_of(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)))
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "efficientnet_lite0", "mobilenetv3_small_050"])
+def test_the_discovery_embedding_is_the_penultimate_features_beside_the_last_two_stages_each_unit_length(backbone):
+    model = create_model(backbone, 3, weights="none").eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        embedded = discovery_embedding(model)(images)
+        _, penultimate = FeaturesAndLogits(model)(images)
+    stage_channels = [info["num_chs"] for info in model.feature_info[-PenultimateAndStages.STAGES:]]
+    sizes = [penultimate.shape[1], *stage_channels]
+    assert isinstance(discovery_embedding(model), PenultimateAndStages) and embedded.shape == (2, sum(sizes))
+    parts = embedded.split(sizes, dim=1)
+    assert torch.allclose(parts[0], torch.nn.functional.normalize(penultimate, dim=1), atol=1e-5)
+    assert all(torch.allclose(part.norm(dim=1), torch.ones(2), atol=1e-5) for part in parts)

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import PIL.Image
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from ..augment.eval_transform import mirrored
 from ..data.scan import Sample
-from ..evaluation.run_model import eval_transform, sample_outputs
+from ..evaluation.run_model import eval_transform, sample_embeddings
+from ..models import discovery_embedding
 from ..training import LoadedModel
 from ..training.anchored_kmeans import mirror_averaged, semi_supervised_kmeans
 from .clustering import clustering_accuracy, known_halvings, pretend_new
@@ -58,10 +60,12 @@ class Shrunk:
 
 
 def features_at(loaded: LoadedModel, samples: Sequence[Sample], longest_side: int | None, progress: bool = False,
-                desc: str = "features") -> np.ndarray:
-    """Mirror-averaged penultimate features of ``samples`` shrunk to ``longest_side``."""
+                desc: str = "features", embedding: Callable[[nn.Module], nn.Module] = discovery_embedding
+                ) -> np.ndarray:
+    """Mirror-averaged ``embedding`` (by default what new characters are clustered by) of ``samples`` shrunk to
+    ``longest_side``."""
     transform = Shrunk(eval_transform(loaded), longest_side)
-    plain, flipped = (sample_outputs(loaded, list(samples), t, progress=progress, desc=desc).features.numpy()
+    plain, flipped = (sample_embeddings(loaded, list(samples), embedding, t, progress=progress, desc=desc).numpy()
                       for t in (transform, mirrored(transform)))
     return mirror_averaged(plain, flipped)
 
@@ -124,15 +128,15 @@ def per_class_sample(samples: Sequence[Sample], per_class: int = DETAIL_LABELLED
 
 
 def detail_features(loaded: LoadedModel, training: Sequence[Sample], seed: int = 0, progress: bool = False
-                    ) -> tuple[Detail, np.ndarray | None, np.ndarray | None]:
+                    ) -> tuple[Detail, np.ndarray, np.ndarray]:
     """(the chosen detail, the features of a per-class sample of ``training`` at it, their class indices into
     ``loaded.classes``); with fewer than four known characters, whose halves are too small to learn from, the
-    images as they are (and no features)."""
+    images as they are."""
     sample = per_class_sample(training, seed=seed)
     labels = np.array([loaded.classes.index(s.label) for s in sample])
     present, dense = np.unique(labels, return_inverse=True)
     if len(present) < 4:
-        return AS_THEY_ARE, None, None
+        return AS_THEY_ARE, features_at(loaded, sample, None, progress, desc="known characters"), labels
     by_level = {level: features_at(loaded, sample, level, progress,
                                    desc=f"known characters, {Detail(level, {}, {}).describe()}")
                 for level in tqdm(DETAIL_LEVELS, desc="choosing the detail to compare", leave=False,

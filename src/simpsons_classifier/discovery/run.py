@@ -13,21 +13,24 @@ from __future__ import annotations
 import itertools
 import shutil
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from ..data.run_data import RunData
 from ..data.scan import Sample, Skipped, check_images, write_skipped
 from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
 from ..evaluation.openset import OpenSetDetector, OpenSetRule
-from ..evaluation.run_model import mirrored_transform, sample_outputs
+from ..evaluation.run_model import sample_outputs
 from ..inference.files import find_files
+from ..models import PenultimateFeatures, discovery_embedding
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
 from ..training import LoadedModel, load_model
-from ..training.anchored_kmeans import Clusters, mirror_averaged
+from ..training.anchored_kmeans import Clusters
 from .clustering import discover_clusters
 from .detail import AS_THEY_ARE, Detail, detail_features, features_at
 from .page import write_page
@@ -60,20 +63,15 @@ def discover(
     known, detail = 0, None
     if readable:
         loaded = load_model(run)
-        bank = ensure_feature_bank(run, loaded, progress, mirrored=True)
+        bank = ensure_feature_bank(run, loaded, progress)
         outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
         is_known = OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            detail, labelled, labels = _known_features(run, loaded, bank, progress)
-            if detail.longest_side is None:
-                mirrored = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in unknown_paths],
-                                          mirrored_transform(loaded), progress=progress, desc="mirrored")
-                features = mirror_averaged(outputs.features.numpy()[~is_known], mirrored.features.numpy())
-            else:
-                features = features_at(loaded, [Sample(p, UNKNOWN) for p in unknown_paths], detail.longest_side,
-                                       progress, desc=f"unknown images, {detail.describe()}")
+            detail, labelled, labels, embedding = _known_features(run, loaded, bank, progress)
+            features = features_at(loaded, [Sample(p, UNKNOWN) for p in unknown_paths], detail.longest_side,
+                                   progress, desc=f"unknown images, {detail.describe()}", embedding=embedding)
             clusters = _clusters(labelled, labels, bank.classes, features, unknown_paths, progress)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail)
     _write(discovery, previous)
@@ -88,16 +86,15 @@ def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Sk
 
 
 def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progress: bool
-                    ) -> tuple[Detail, np.ndarray, np.ndarray]:
-    """(the detail images are compared at, the known characters' features at it, their class indices): those of
-    a sample of the training images shrunk when :func:`~.detail.detail_features` chooses to shrink, else the
-    bank's (all training images, as they are), as also when the training images are gone (the dataset moved)."""
+                    ) -> tuple[Detail, np.ndarray, np.ndarray, Callable[[nn.Module], nn.Module]]:
+    """(the detail images are compared at, the known characters' features at it, their class indices, the
+    embedding the unknown images are to be compared by): a sample of the training images embedded as new
+    characters are clustered (``discovery/detail.py``); when the training images are gone (the dataset moved),
+    the penultimate features of the run's feature bank (the images as they are, unmirrored)."""
     training = RunData.read(run).split.train
-    detail, labelled, labels = (detail_features(loaded, training, progress=progress)
-                                if all(Path(s.path).is_file() for s in training) else (AS_THEY_ARE, None, None))
-    if detail.longest_side is None:
-        return detail, mirror_averaged(bank.features.numpy(), bank.mirrored.numpy()), bank.labels.numpy()
-    return detail, labelled, labels
+    if all(Path(s.path).is_file() for s in training):
+        return *detail_features(loaded, training, progress=progress), discovery_embedding
+    return AS_THEY_ARE, bank.features.numpy(), bank.labels.numpy(), PenultimateFeatures
 
 
 def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], features: np.ndarray, paths: list[str],

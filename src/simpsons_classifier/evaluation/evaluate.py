@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from .openset import (Calibration, OpenSetDetector, OpenSetRule, calibrate, open
 from .report import plot_openset_scores, write_evaluation
 from .results import EvalResult, OpenSetFigures
 from .robustness import pasting_transform, seeded
-from .run_model import ModelOutputs, eval_transform, mirrored_transform, sample_logits, sample_outputs
+from .run_model import ModelOutputs, eval_transform, sample_logits, sample_outputs
 from .tta import TTAModel
 
 
@@ -146,28 +146,20 @@ def stratified_sample(samples: list[Sample], size: int, seed: int = 0) -> list[S
     return [samples[i] for i in sorted(kept)]
 
 
-def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True,
-                        mirrored: bool = False) -> FeatureBank:
+def ensure_feature_bank(run: RunDir, loaded: LoadedModel, progress: bool = True) -> FeatureBank:
     """The run's feature bank as stored, computed from (a stratified sample of) its training images when missing
-    or older than ``best.pt``; with ``mirrored``, holding the same images' mirrored features too (one more pass,
-    once)."""
-    fresh = run.is_newer_than_best(run.feature_bank)
-    bank = FeatureBank.read(run.feature_bank, mirrored) if fresh else None
-    if bank is not None and (bank.mirrored is not None or not mirrored):
-        return bank
+    or older than ``best.pt``."""
+    if run.is_newer_than_best(run.feature_bank):
+        return FeatureBank.read(run.feature_bank)
     train = RunData.read(run).split.train
     if len(train) > BANK_MAX_IMAGES:
         train = stratified_sample(train, BANK_MAX_IMAGES)
-    if bank is None:
-        outputs = sample_outputs(loaded, train, progress=progress, desc="training features")
-        classifier = loaded.model.get_classifier()
-        bank = FeatureBank(outputs.features, outputs.targets, list(loaded.classes),
-                           classifier.weight.detach().clone(), classifier.bias.detach().clone())
-    if mirrored:
-        bank = replace(bank, mirrored=sample_outputs(loaded, train, mirrored_transform(loaded), progress=progress,
-                                                     desc="training features, mirrored").features)
+    outputs = sample_outputs(loaded, train, progress=progress, desc="training features")
+    classifier = loaded.model.get_classifier()
+    bank = FeatureBank(outputs.features, outputs.targets, list(loaded.classes),
+                       classifier.weight.detach().clone(), classifier.bias.detach().clone())
     bank.write(run.feature_bank)
-    return FeatureBank.read(run.feature_bank, mirrored)  # as stored (float16), so a later call gives the same figures
+    return FeatureBank.read(run.feature_bank)  # as stored (float16), so a later call gives the same figures
 
 
 def evaluate_logits(

@@ -75,24 +75,17 @@ class FeatureBank:
     head_weight: torch.Tensor
     """C×D: the classifier's weight, for the scores that recompute logits from changed features."""
     head_bias: torch.Tensor
-    mirrored: torch.Tensor | None = None
-    """N×D: the same images' features seen mirrored, which discovery averages with ``features``; computed the
-    first time ``simpsons discover`` needs them (the scores do not)."""
 
     def write(self, path: Path) -> None:
         payload = {"features": self.features.half(), "labels": self.labels, "classes": json.dumps(self.classes),
                    "head_weight": self.head_weight, "head_bias": self.head_bias}
-        if self.mirrored is not None:
-            payload["mirrored"] = self.mirrored.half()
         write_atomic(path, lambda handle: torch.save(payload, handle))
 
     @classmethod
-    def read(cls, path: str | Path, mirrored: bool = False) -> FeatureBank:
-        """The stored bank; its mirrored features only with ``mirrored`` (serving has no use for them)."""
+    def read(cls, path: str | Path) -> FeatureBank:
         stored = torch.load(Path(path), map_location="cpu", weights_only=True)
-        kept = stored.get("mirrored") if mirrored else None
         return cls(stored["features"].float(), stored["labels"], json.loads(stored["classes"]),
-                   stored["head_weight"], stored["head_bias"], None if kept is None else kept.float())
+                   stored["head_weight"], stored["head_bias"])
 
     def head(self) -> nn.Module:
         """The classifier as a module taking N×D×1×1 activations (pytorch-ood's feature-map detectors)."""

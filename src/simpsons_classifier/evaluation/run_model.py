@@ -59,12 +59,32 @@ def sample_outputs(
     if not samples:
         return ModelOutputs(torch.empty(0, loaded.model.num_features), torch.empty(0, len(loaded.classes)),
                             torch.empty(0, dtype=torch.long))
-    known = set(loaded.classes)
-    relabelled = [s if s.label in known else Sample(s.path, loaded.classes[0]) for s in samples]
-    (logits, features), targets = _run(loaded, relabelled, FeaturesAndLogits(loaded.model), transform, batch_size,
-                                       progress, desc)
-    unknown = torch.tensor([s.label not in known for s in samples], dtype=torch.bool)
+    (logits, features), targets = _run(loaded, _as_known(loaded, samples), FeaturesAndLogits(loaded.model),
+                                       transform, batch_size, progress, desc)
+    unknown = torch.tensor([s.label not in loaded.classes for s in samples], dtype=torch.bool)
     return ModelOutputs(features, logits, targets.masked_fill(unknown, -1))
+
+
+def sample_embeddings(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    embedding: Callable[[nn.Module], nn.Module],
+    transform: Callable[[Image.Image], torch.Tensor] | None = None,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+    desc: str = "embedding",
+) -> torch.Tensor:
+    """N×D: what ``embedding(loaded.model)`` gives for each of ``samples``, whatever their labels."""
+    (embedded, *_), _ = _run(loaded, _as_known(loaded, samples), embedding(loaded.model), transform, batch_size,
+                             progress, desc)
+    return embedded
+
+
+def _as_known(loaded: LoadedModel, samples: list[Sample]) -> list[Sample]:
+    """``samples``, those of classes the model does not know labelled as its first class (the data set refuses
+    other labels, and their targets are not read)."""
+    known = set(loaded.classes)
+    return [s if s.label in known else Sample(s.path, loaded.classes[0]) for s in samples]
 
 
 def sample_logits(

@@ -2,7 +2,7 @@
 toolkit addresses, and the stages the training schedule freezes by name."""
 
 from .factory import create_model, data_config
-from .features import FeaturesAndLogits
+from .features import FeaturesAndLogits, PenultimateAndStages, PenultimateFeatures, discovery_embedding
 from .families import ANY_TIMM_MODEL, FAMILIES, ModelFamily, family_of
 from .stages import freeze_frozen_norms, param_groups, set_trainable_stages, stage_modules
 from .weights import WeightsError
@@ -12,9 +12,12 @@ __all__ = [
     "FAMILIES",
     "FeaturesAndLogits",
     "ModelFamily",
+    "PenultimateAndStages",
+    "PenultimateFeatures",
     "WeightsError",
     "create_model",
     "data_config",
+    "discovery_embedding",
     "family_of",
     "freeze_frozen_norms",
     "param_groups",

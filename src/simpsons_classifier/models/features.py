@@ -1,12 +1,14 @@
-"""A classifier's pooled penultimate features beside its logits, from one forward pass.
+"""What a classifier's images are embedded as, beside its logits.
 
-The unknown-character scores and the discovery of new characters read the features the classifier reads
-(timm's ``forward_head(pre_logits=True)``: pooled, after the head's dropout, which is off in eval mode).
+The unknown-character scores read the features the classifier reads (timm's ``forward_head(pre_logits=True)``:
+pooled, after the head's dropout, which is off in eval mode); the discovery of new characters adds the pooled maps
+of the last feature stages to them.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -20,3 +22,40 @@ class FeaturesAndLogits(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.model.forward_head(self.model.forward_features(images), pre_logits=True)
         return self.model.get_classifier()(features), features
+
+
+class PenultimateFeatures(nn.Module):
+    """``forward(images) -> N×D``: the pooled penultimate features of a timm classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
+
+class PenultimateAndStages(nn.Module):
+    """``forward(images) -> N×D``: a timm classifier's pooled penultimate features beside the mean-pooled maps of
+    its last two feature stages (strides 16 and 32 on the registered families), each L2-normalised.
+
+    What new characters are clustered by. The penultimate features are shaped to tell the known characters apart,
+    and a new character drawn in two styles often lands in two places there; the coarser stages keep more of the
+    shapes and colours the styles share (``benchmarks/discover.py``, README "New characters")."""
+
+    STAGES = 2
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        final, stages = self.model.forward_intermediates(images, indices=self.STAGES)
+        parts = [self.model.forward_head(final, pre_logits=True), *(stage.mean((2, 3)) for stage in stages)]
+        return torch.cat([F.normalize(part, dim=1) for part in parts], dim=1)
+
+
+def discovery_embedding(model: nn.Module) -> nn.Module:
+    """What ``simpsons discover`` clusters ``model``'s images by: :class:`PenultimateAndStages`, or the penultimate
+    features alone for a timm model that cannot give its stages (no ``forward_intermediates``)."""
+    return PenultimateAndStages(model) if hasattr(model, "forward_intermediates") else PenultimateFeatures(model)
