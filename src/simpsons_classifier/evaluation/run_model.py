@@ -61,7 +61,8 @@ def sample_outputs(
                             torch.empty(0, dtype=torch.long))
     (logits, features), targets = _run(loaded, _as_known(loaded, samples), FeaturesAndLogits(loaded.model),
                                        transform, batch_size, progress, desc)
-    unknown = torch.tensor([s.label not in loaded.classes for s in samples], dtype=torch.bool)
+    known = set(loaded.classes)
+    unknown = torch.tensor([s.label not in known for s in samples], dtype=torch.bool)
     return ModelOutputs(features, logits, targets.masked_fill(unknown, -1))
 
 

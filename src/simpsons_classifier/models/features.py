@@ -12,18 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class FeaturesAndLogits(nn.Module):
-    """``forward(images) -> (logits N×C, features N×D)`` of a timm classifier."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.model.forward_head(self.model.forward_features(images), pre_logits=True)
-        return self.model.get_classifier()(features), features
-
-
 class PenultimateFeatures(nn.Module):
     """``forward(images) -> N×D``: the pooled penultimate features of a timm classifier."""
 
@@ -33,6 +21,14 @@ class PenultimateFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
+
+
+class FeaturesAndLogits(PenultimateFeatures):
+    """``forward(images) -> (logits N×C, features N×D)`` of a timm classifier."""
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = super().forward(images)
+        return self.model.get_classifier()(features), features
 
 
 class PenultimateAndStages(nn.Module):
