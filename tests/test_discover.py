@@ -19,7 +19,12 @@ from tiny_runs import train_tiny_run
 from simpsons_classifier.cli import main
 
 from simpsons_classifier.data.scan import Sample
-from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters, merge_new_clusters
+from simpsons_classifier.discovery.clustering import (
+    clustering_accuracy,
+    discover_clusters,
+    merge_new_clusters,
+    neighbour_vote,
+)
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
 from simpsons_classifier.discovery.results import Discovery, new_cluster_name
 from simpsons_classifier.discovery.run import _clusters, _known_features, discover
@@ -115,6 +120,26 @@ def test_the_lower_cut_names_the_characters_of_whole_clusters_and_never_splits_o
     joined = merge_new_clusters(found, unlabelled, threshold=0.5, characters_threshold=0.99)
     assert joined.assignments.tolist() == [1, 1, 2] and joined.characters.tolist() == [0, 1]  # capped at 0.5
     assert merge_new_clusters(found, unlabelled, threshold=0.99).characters is None
+
+
+def test_each_image_takes_its_nearest_images_cluster_and_emptied_clusters_drop():
+    labelled = l2_normalise(np.array([[1.0, 0, 0, 0], [1, 0.1, 0, 0]]))  # the known class, two images
+    unlabelled = l2_normalise(np.array([
+        [1, 0.05, 0.05, 0],  # a known character's image that k-means put in a new cluster: its labelled neighbours
+        [0, 1, 0, 0], [0, 1, 0.1, 0], [0, 1, -0.1, 0],  # a new character, one image astray in the next cluster
+        [0, 0, 1, 0], [0, 0, 1, 0.1], [0, 0, 1, -0.1], [0, 0.1, 1, 0]]))  # another new character
+    centroids = np.vstack([[1.0, 0, 0, 0], unlabelled[[0, 1, 4]]])
+    found = Clusters(np.array([1, 2, 2, 3, 3, 3, 3, 3]), centroids, 1, np.ones(8), before_merging=5,
+                     characters=np.array([0, 1, 1]))
+    voted = neighbour_vote(found, labelled, np.array([0, 0]), unlabelled)
+    assert voted.assignments.tolist() == [0, 1, 1, 1, 2, 2, 2, 2]  # cluster 1 emptied, the rest renumbered
+    assert voted.new == 2 and voted.before_merging == 5 and voted.characters.tolist() == [0, 0]
+    assert np.allclose(voted.centroids[0], [1, 0, 0, 0])  # a known class keeps its centroid
+    assert np.allclose(voted.centroids[1], l2_normalise(unlabelled[1:4].sum(axis=0, keepdims=True))[0])
+    assert np.allclose(voted.similarities, np.einsum("nd,nd->n", unlabelled, voted.centroids[voted.assignments]))
+    tied = Clusters(np.array([1, 2]), np.vstack([[1.0, 0, 0, 0], np.eye(4)[1:3]]), 1, np.ones(2))
+    apart = l2_normalise(np.array([[0, 1.0, 0, 0], [0, 0, 1.0, 0]]))  # each the other's only neighbour: a tie
+    assert neighbour_vote(tied, labelled, np.array([0, 0]), apart, neighbours=1).assignments.tolist() == [1, 2]
 
 
 def test_clusters_likely_the_same_character_name_each_other(monkeypatch):
