@@ -111,15 +111,26 @@ def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: fl
     groups = _average_linkage(distances, threshold)
     merged = assignments.copy()
     merged[is_new] = known + groups[members]
-    centroids = np.vstack([clusters.centroids[:known], _group_centres(unlabelled[is_new], groups[members])])
-    similarities = np.einsum("nd,nd->n", unlabelled, centroids[merged])
     characters = None
     if characters_threshold is not None:
         of_found = _average_linkage(distances, min(characters_threshold, threshold))
         characters = np.zeros(groups.max() + 1, dtype=int)
         characters[groups] = of_found  # every cluster of a joined group falls to the same character
         _, characters = np.unique(characters, return_inverse=True)
-    return Clusters(merged, centroids, known, similarities, before_merging=len(found), characters=characters)
+    return _regrouped(clusters, unlabelled, merged, len(found), characters)
+
+
+def _regrouped(clusters: Clusters, unlabelled: np.ndarray, assignments: np.ndarray, before_merging: int | None,
+               characters: np.ndarray | None) -> Clusters:
+    """``clusters`` with the points' clusters now ``assignments`` (new ones numbered ``known ..`` without gaps): the
+    known centroids kept, each new one the unit mean of its points, each point's similarity to its centroid."""
+    known = clusters.known
+    is_new = assignments >= known
+    centroids = clusters.centroids[:known]
+    if is_new.any():
+        centroids = np.vstack([centroids, _group_centres(unlabelled[is_new], assignments[is_new] - known)])
+    similarities = np.einsum("nd,nd->n", unlabelled, centroids[assignments])
+    return Clusters(assignments, centroids, known, similarities, before_merging, characters)
 
 
 def _average_linkage(distances: np.ndarray, threshold: float) -> np.ndarray:
@@ -238,11 +249,11 @@ def neighbour_vote(clusters: Clusters, labelled: np.ndarray, labels: np.ndarray,
 
     Why: k-means gives each image its nearest centroid, and one centroid cannot follow a character through its
     poses and drawing styles, while an image's nearest image is of its own character far more often (98 % of the
-    new characters' images on ``benchmarks/discover.py``'s stand-in and fonts pools, 83 % on emoji's). On that benchmark (mean of three seeds) the vote lifts All from 0.689 to
-    0.704 on the stand-in, 0.662 to 0.672 on fonts and 0.674 to 0.702 on emoji, in all nine seeds: a known
-    character's image in a style its centroid is far from is pulled to it by its labelled neighbours (Old 0.80 to
-    0.88 on the stand-in, 0.84 to 0.88 on fonts), and stray images of new characters join their neighbours (New
-    0.669 to 0.694 on emoji)."""
+    new characters' images on ``benchmarks/discover.py``'s stand-in and fonts pools, 83 % on emoji's). On that
+    benchmark (mean of three seeds) the vote lifts All from 0.689 to 0.704 on the stand-in, 0.662 to 0.672 on fonts
+    and 0.674 to 0.702 on emoji, in all nine seeds: a known character's image in a style its centroid is far from
+    is pulled to it by its labelled neighbours (Old 0.80 to 0.88 on the stand-in, 0.84 to 0.88 on fonts), and stray
+    images of new characters join their neighbours (New 0.669 to 0.694 on emoji)."""
     known, points = clusters.known, np.vstack([labelled, unlabelled])
     similarity = unlabelled @ points.T
     similarity[np.arange(len(unlabelled)), len(labelled) + np.arange(len(unlabelled))] = -np.inf
@@ -263,14 +274,10 @@ def neighbour_vote(clusters: Clusters, labelled: np.ndarray, labels: np.ndarray,
     is_new = assignments >= known
     kept, renumbered = np.unique(assignments[is_new], return_inverse=True)
     assignments[is_new] = known + renumbered
-    centroids = clusters.centroids[:known]
-    if is_new.any():
-        centroids = np.vstack([centroids, _group_centres(unlabelled[is_new], renumbered)])
     characters = clusters.characters
     if characters is not None:
         _, characters = np.unique(characters[kept - known], return_inverse=True)
-    similarities = np.einsum("nd,nd->n", unlabelled, centroids[assignments])
-    return Clusters(assignments, centroids, known, similarities, clusters.before_merging, characters)
+    return _regrouped(clusters, unlabelled, assignments, clusters.before_merging, characters)
 
 
 def discover_clusters(
