@@ -12,8 +12,10 @@ pseudo-labelling the head can give without the features changing. Last, what the
 neighbourhoods give: label spreading over a k-NN graph of the L2-normalised features (scikit-learn's
 ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et al., 2004), the share of the unlabelled images
 it labels right and the probe fitted on its labels. And the semi-supervised start ``train --unlabeled`` makes
-(``training/pseudo_start.py``): the probe refitted with the unlabelled images that it and the anchored k-means label
-alike (here without the known-character rule, as every unlabelled image is of a known character).
+(``training/pseudo_start.py``): the probe refitted with every unlabelled image under the class the anchored k-means
+gives it in ``discover``'s features (here without the known-character rule, as every unlabelled image is of a known
+character), beside the start of the release before: the probe refitted with the images on which it and the anchored
+k-means in the penultimate features agree.
 
 With ``--views N``: FixMatch's consistency on the head alone, for thousands of steps. Each training image's N weak
 and N strong views (the recipe's two pipelines, the reference engine) go through the frozen backbone once; a linear
@@ -38,16 +40,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.semi_supervised import LabelSpreading
 from torch.utils.data import DataLoader
 
+from simpsons_classifier.augment import build_eval_transform
 from simpsons_classifier.augment.engines import build_view_pair_transform
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.models import create_model, data_config
+from simpsons_classifier.models import create_model, data_config, discovery_embedding
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training.anchored_kmeans import mirror_averaged
-from simpsons_classifier.training.probe import fit_head, pre_logit_features
-from simpsons_classifier.training.pseudo_start import agreed_labels
+from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
+from simpsons_classifier.training.pseudo_start import clustered_labels
 
 ROUNDS = 4
 PER_CLASS = (2, 4, 8)
@@ -78,6 +81,18 @@ def label_spread(x: np.ndarray, y: np.ndarray, labelled: np.ndarray) -> np.ndarr
     known = np.where(labelled, np.searchsorted(classes, y), -1)  # -1: unlabelled, as scikit-learn expects
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     return classes[LabelSpreading(kernel="knn").fit(unit, known).transduction_]
+
+
+def start_embedding(data: RunData, config: Config) -> np.ndarray:
+    """The training images in the features the semi-supervised start clusters by (the frozen ImageNet backbone's
+    ``discovery_embedding``, mirror-averaged), row for row."""
+    model = create_model(config.backbone, len(data.classes), "imagenet").eval()
+    norm = data_config(model)
+    images = probe_images(data.split.train, data.classes,
+                          build_eval_transform(config.image_size, norm["mean"], norm["std"]), config.image_size)
+    embedded, _ = pre_logit_features(model, DataLoader(images, batch_size=64, num_workers=2), torch.device("cpu"),
+                                     embedding=discovery_embedding)
+    return mirror_averaged(*np.split(embedded, 2))
 
 
 def view_features(data: RunData, config: Config, views: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +155,7 @@ def main() -> None:
     train_x, train_mirrored, train_y, val_x, val_y = frozen_features(full, config.backbone, config.image_size)
     paths = [str(s.path) for s in full.split.train]
     groups = np.array([source_group(p) for p in paths])
+    embedded = start_embedding(full, config)
     weak, strong = view_features(full, config, args.views) if args.views else (None, None)
     print(f"\nprobe on every label: {100 * fit_probe(train_x, train_mirrored, train_y).score(val_x, val_y):.1f}% "
           f"({len(train_y)} images, validation {len(val_y)})")
@@ -161,16 +177,21 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
                                    train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
-        agreed = agreed_labels(mirror_averaged(train_x[labelled], train_mirrored[labelled]), train_y[labelled],
-                               mirror_averaged(pool_x, train_mirrored[~labelled]), start.predict(pool_x))
-        used = agreed >= 0
-        refitted = fit_probe(np.concatenate([train_x[labelled], pool_x[used]]),
-                             np.concatenate([train_mirrored[labelled], train_mirrored[~labelled][used]]),
-                             np.concatenate([train_y[labelled], agreed[used]]))
-        right = (agreed[used] == pool_y[used]).mean()
-        print(f"  semi-supervised start (training's): the probe and the anchored k-means agree on "
-              f"{100 * used.mean():.0f}% of the unlabelled images, right on {100 * right:.0f}% of them; the probe "
-              f"refitted with them {100 * refitted.score(val_x, val_y):.1f}%")
+        penultimate = mirror_averaged(train_x, train_mirrored)
+        clustered_before = clustered_labels(penultimate[labelled], train_y[labelled], penultimate[~labelled])
+        starts = {
+            "the start (training's): every unlabelled image, under its anchored k-means class in discover's features":
+                clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled]),
+            "the start before: the images the probe and the anchored k-means in the penultimate features agree on":
+                np.where(clustered_before == start.predict(pool_x), clustered_before, -1)}
+        for name, pseudo in starts.items():
+            used = pseudo >= 0
+            refitted = fit_probe(np.concatenate([train_x[labelled], pool_x[used]]),
+                                 np.concatenate([train_mirrored[labelled], train_mirrored[~labelled][used]]),
+                                 np.concatenate([train_y[labelled], pseudo[used]]))
+            print(f"  {name}: {100 * used.mean():.0f}% of the unlabelled images, right on "
+                  f"{100 * (pseudo[used] == pool_y[used]).mean():.0f}% of them; the probe refitted with them "
+                  f"{100 * refitted.score(val_x, val_y):.1f}%")
         spread = label_spread(train_x, train_y, labelled)
         print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
               f"images, probe on its labels "

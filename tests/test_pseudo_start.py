@@ -1,5 +1,5 @@
-"""The semi-supervised start: the probe refitted on the unlabelled images that the probe and the anchored k-means
-label alike, never on those the known-character rule rejects."""
+"""The semi-supervised start: the probe refitted on the unlabelled images under the anchored k-means' classes, never
+on those the known-character rule rejects."""
 
 import csv
 import math
@@ -18,7 +18,7 @@ from simpsons_classifier.training import pseudo_start, trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
 from simpsons_classifier.training.pseudo_labels import PseudoLabels
-from simpsons_classifier.training.pseudo_start import agreed_labels, fit_pseudo_start
+from simpsons_classifier.training.pseudo_start import clustered_labels, fit_pseudo_start
 
 DIMENSIONS = 16
 
@@ -31,25 +31,18 @@ def _planted(classes, per_class, seed):
     return centres[labels] + 0.05 * rng.normal(size=(len(labels), DIMENSIONS)), labels
 
 
-def test_images_are_labelled_where_the_clustering_and_the_probe_agree_and_nowhere_else():
+def test_each_image_takes_the_class_its_cluster_anchors():
     labelled, labels = _planted([0, 1, 2, 3], per_class=3, seed=1)
     unlabelled, truth = _planted([0, 1, 2, 3], per_class=5, seed=2)
-    probe = truth.copy()
-    probe[::4] = (truth[::4] + 1) % 4  # the probe is wrong on every fourth image
-    agreed = agreed_labels(labelled, labels, unlabelled, probe)
-    assert (agreed[::4] == -1).all()  # the clustering puts them in their own class: no agreement
-    kept = np.ones(len(truth), dtype=bool)
-    kept[::4] = False
-    np.testing.assert_array_equal(agreed[kept], truth[kept])
+    np.testing.assert_array_equal(clustered_labels(labelled, labels, unlabelled), truth)
 
 
 def test_a_class_without_labelled_images_is_never_given():
     labelled, labels = _planted([0, 2, 3], per_class=3, seed=1)
     unlabelled, truth = _planted([0, 1, 2, 3], per_class=5, seed=2)
-    agreed = agreed_labels(labelled, labels, unlabelled, truth)  # the probe says 1 for class 1's images
-    assert set(agreed) <= {-1, 0, 2, 3}
-    assert (agreed[truth == 1] == -1).all()
-    np.testing.assert_array_equal(agreed[truth != 1], truth[truth != 1])
+    clustered = clustered_labels(labelled, labels, unlabelled)
+    assert set(clustered) <= {0, 2, 3}
+    np.testing.assert_array_equal(clustered[truth != 1], truth[truth != 1])
 
 
 def _loaders(tmp_path):
@@ -83,16 +76,30 @@ def test_images_below_the_known_character_threshold_are_never_used(tmp_path):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pseudo_start, "fit_head", refit)
-        verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, math.inf, torch.device("cpu"), False)
+        verdict = fit_pseudo_start(model, *labelled, labelled_loader, unlabelled_loader, math.inf,
+                                   torch.device("cpu"), False)
     assert verdict.counts() == (0, images, 0)  # every image rejected: none used, the probe as it was
     for before, after in zip(probe, model.get_classifier().parameters()):
         torch.testing.assert_close(after, before)
 
-    verdict = fit_pseudo_start(model, *labelled, unlabelled_loader, -math.inf, torch.device("cpu"), False)
-    used, rejected, pending = verdict.counts()
-    assert rejected == 0 and used + pending == images and used > 0
-    assert (verdict.labels[verdict.used] >= 0).all()
-    assert not torch.equal(model.get_classifier().weight, probe[0])  # refitted with the agreed images
+    pool, _ = pre_logit_features(model, unlabelled_loader, torch.device("cpu"), progress=False)
+    max_logits = torch.as_tensor(pool[:images]) @ probe[0].T + probe[1]
+    known_at = float(max_logits.max(dim=1).values.median())
+    fitted_on = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pseudo_start, "fit_head", lambda model, features, classes: fitted_on.append(len(classes)))
+        verdict = fit_pseudo_start(model, *labelled, labelled_loader, unlabelled_loader, known_at,
+                                   torch.device("cpu"), False)
+    accepted = max_logits.max(dim=1).values >= known_at
+    assert 0 < accepted.sum() < images
+    assert torch.equal(verdict.used, accepted) and torch.equal(verdict.rejected, ~accepted)
+    assert fitted_on == [len(labelled[1]) + 2 * int(accepted.sum())]  # the accepted images and their mirror images
+
+    verdict = fit_pseudo_start(model, *labelled, labelled_loader, unlabelled_loader, -math.inf,
+                               torch.device("cpu"), False)
+    assert verdict.counts() == (images, 0, 0)  # every image accepted, and every one labelled
+    assert set(verdict.labels.tolist()) <= {0, 1, 2}
+    assert not torch.equal(model.get_classifier().weight, probe[0])  # refitted with the unlabelled images
 
 
 def test_a_run_from_the_probe_reports_the_starts_unlabelled_images_on_its_first_row(tmp_path, capsys):

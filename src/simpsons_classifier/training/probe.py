@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..augment import mirrored
 from ..data.dataset import ImageDataset
 from ..data.scan import Sample
+from ..models import PenultimateFeatures
 
 PROBE_C = 1.0
 """Inverse L2 strength of the probe (scikit-learn's default). The features are used as they are, not
@@ -42,14 +43,16 @@ def probe_images(samples: Sequence[Sample], classes: Sequence[str] | None,
 
 
 @torch.no_grad()
-def pre_logit_features(model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True):
-    """(features N×D, targets N) from the layer the classifier reads, the model in eval mode."""
+def pre_logit_features(model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True,
+                       embedding: Callable[[nn.Module], nn.Module] = PenultimateFeatures):
+    """(features N×D, targets N) from the layer the classifier reads (or what ``embedding(model)`` gives), the
+    model in eval mode."""
     was_training = model.training
     model.eval()
+    embedded = embedding(model)
     features, targets = [], []
     for images, labels in tqdm(loader, desc="probe features", leave=False, disable=not progress):
-        x = model.forward_features(images.to(device))
-        features.append(model.forward_head(x, pre_logits=True).float().cpu())
+        features.append(embedded(images.to(device)).float().cpu())
         targets.append(labels)
     model.train(was_training)
     return torch.cat(features).numpy(), torch.cat(targets).numpy()

@@ -179,19 +179,19 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         check_validation_loss(scores["loss"], epoch_name, config)
         return scores
 
-    def semi_supervised_start(labelled: tuple[np.ndarray, np.ndarray], probe_scores: dict[str, float]
-                              ) -> tuple[dict[str, float], list[int]]:
-        """The probe head refitted with the unlabelled images it and the anchored k-means agree on
-        (``pseudo_start.py``), kept only where it scores at least the probe on the validation images, as the best
-        checkpoint would keep the probe. ``labelled``: the features and classes the probe was fitted on. Returns the
-        start's scores and its unlabelled images used, rejected and pending."""
+    def semi_supervised_start(labelled: tuple[np.ndarray, np.ndarray], labelled_loader: DataLoader,
+                              probe_scores: dict[str, float]) -> tuple[dict[str, float], list[int]]:
+        """The probe head refitted with the unlabelled images the anchored k-means labels (``pseudo_start.py``),
+        kept only where it scores at least the probe on the validation images, as the best checkpoint would keep
+        the probe. ``labelled``: the features and classes the probe was fitted on, from ``labelled_loader``. Returns
+        the start's scores and its unlabelled images used, rejected and pending."""
         probe_head = {k: v.clone() for k, v in state.model.get_classifier().state_dict().items()}
         probe_known_at = state.known_at  # calibrated on the probe's validation logits
         unlabelled_loader = DataLoader(probe_images(unlabeled, None, eval_transform, config.image_size),
                                        batch_size=config.batch_size * 2, num_workers=workers,
                                        worker_init_fn=ignore_stop_signals)
-        used, rejected, pending = fit_pseudo_start(state.model, *labelled, unlabelled_loader, probe_known_at,
-                                                   ctx.device, show).counts()
+        used, rejected, pending = fit_pseudo_start(state.model, *labelled, labelled_loader, unlabelled_loader,
+                                                   probe_known_at, ctx.device, show).counts()
         if used == 0:  # the head is still the probe
             return probe_scores, [used, rejected, pending]
         state.sync_ema()
@@ -269,7 +269,7 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
                 scores = validate(_epoch_name(PROBE_EPOCH, config))
                 passes = PassTimes(train=train_pass, val=time.perf_counter() - val_started)
                 if unlabeled_set is not None and source is None:
-                    scores, start_counts = semi_supervised_start(labelled, scores)
+                    scores, start_counts = semi_supervised_start(labelled, plain_loader, scores)
                 if config.ensembles_weights and ctx.is_main:
                     checkpoint.save_atomic(checkpoint.weights_payload(state.evaluated.state_dict()), run.start)
                 record(PROBE_EPOCH, float("nan"), scores, time.perf_counter() - started, unlabeled_counts=start_counts)
