@@ -10,6 +10,8 @@ from simpsons_classifier.models import (
     ANY_TIMM_MODEL,
     FeaturesAndLogits,
     PenultimateAndStages,
+    PenultimateBesideDiscovery,
+    PenultimateFeatures,
     WeightsError,
     create_model,
     data_config,
@@ -156,3 +158,34 @@ def test_the_discovery_embedding_is_the_penultimate_features_beside_the_last_two
     parts = embedded.split(sizes, dim=1)
     assert torch.allclose(parts[0], torch.nn.functional.normalize(penultimate, dim=1), atol=1e-5)
     assert all(torch.allclose(part.norm(dim=1), torch.ones(2), atol=1e-5) for part in parts)
+
+
+class _WithoutStages(torch.nn.Module):
+    """A timm classifier that cannot give its stages (no ``forward_intermediates``)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward_features(self, images):
+        return self.model.forward_features(images)
+
+    def forward_head(self, features, pre_logits=False):
+        return self.model.forward_head(features, pre_logits=pre_logits)
+
+    def get_classifier(self):
+        return self.model.get_classifier()
+
+
+@pytest.mark.parametrize("stages", [True, False])
+def test_one_pass_gives_the_penultimate_features_then_the_discovery_embedding(stages):
+    model = create_model("efficientnet_lite0", 3, weights="none").eval()
+    model = model if stages else _WithoutStages(model)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        both = PenultimateBesideDiscovery(model)(images)
+        penultimate, discovered = PenultimateFeatures(model)(images), discovery_embedding(model)(images)
+    assert isinstance(discovery_embedding(model), PenultimateAndStages if stages else PenultimateFeatures)
+    width = model.get_classifier().in_features
+    torch.testing.assert_close(both, torch.cat([penultimate, discovered], dim=1))
+    assert both.shape[1] == width + discovered.shape[1]

@@ -2,7 +2,8 @@
 toolkit addresses, and the stages the training schedule freezes by name."""
 
 from .factory import create_model, data_config
-from .features import FeaturesAndLogits, PenultimateAndStages, PenultimateFeatures, discovery_embedding
+from .features import (FeaturesAndLogits, PenultimateAndStages, PenultimateBesideDiscovery, PenultimateFeatures,
+                       discovery_embedding)
 from .families import ANY_TIMM_MODEL, FAMILIES, ModelFamily, family_of
 from .stages import freeze_frozen_norms, param_groups, set_trainable_stages, stage_modules
 from .weights import WeightsError
@@ -13,6 +14,7 @@ __all__ = [
     "FeaturesAndLogits",
     "ModelFamily",
     "PenultimateAndStages",
+    "PenultimateBesideDiscovery",
     "PenultimateFeatures",
     "WeightsError",
     "create_model",

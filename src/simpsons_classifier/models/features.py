@@ -22,6 +22,11 @@ class PenultimateFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
 
+    def with_penultimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the penultimate features, this embedding of ``images``): the same features twice."""
+        features = PenultimateFeatures.forward(self, images)
+        return features, features
+
 
 class FeaturesAndLogits(PenultimateFeatures):
     """``forward(images) -> (logits N×C, features N×D)`` of a timm classifier."""
@@ -46,12 +51,29 @@ class PenultimateAndStages(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.with_penultimate(images)[1]
+
+    def with_penultimate(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the penultimate features as the classifier reads them, this embedding of ``images``) from one pass."""
         final, stages = self.model.forward_intermediates(images, indices=self.STAGES)
         parts = [self.model.forward_head(final, pre_logits=True), *(stage.mean((2, 3)) for stage in stages)]
-        return torch.cat([F.normalize(part, dim=1) for part in parts], dim=1)
+        return parts[0], torch.cat([F.normalize(part, dim=1) for part in parts], dim=1)
 
 
 def discovery_embedding(model: nn.Module) -> nn.Module:
     """What ``simpsons discover`` clusters ``model``'s images by: :class:`PenultimateAndStages`, or the penultimate
     features alone for a timm model that cannot give its stages (no ``forward_intermediates``)."""
     return PenultimateAndStages(model) if hasattr(model, "forward_intermediates") else PenultimateFeatures(model)
+
+
+class PenultimateBesideDiscovery(nn.Module):
+    """``forward(images) -> N×(D + E)``: the penultimate features the classifier reads (D of them), then
+    :func:`discovery_embedding`'s (E), from one pass through the backbone: what the semi-supervised start both
+    scores and clusters its unlabelled images by."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.discovery = discovery_embedding(model)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self.discovery.with_penultimate(images), dim=1)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..models import discovery_embedding
+from ..models import PenultimateBesideDiscovery, discovery_embedding
 from .anchored_kmeans import clustering_space, mirror_averaged, semi_supervised_kmeans
 from .probe import fit_head, pre_logit_features
 from .pseudo_labels import PseudoLabels
@@ -46,10 +46,9 @@ def clustered_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.nd
     return present[clusters.assignments]
 
 
-def _embedded(model: nn.Module, loader: DataLoader, device: torch.device, progress: bool) -> np.ndarray:
-    """Each image of ``loader`` (every image, then every image mirrored: ``probe.probe_images``) in the features
-    the k-means clusters by, averaged with its mirror image's."""
-    embedded, _ = pre_logit_features(model, loader, device, progress, embedding=discovery_embedding)
+def _mirror_averaged(embedded: np.ndarray) -> np.ndarray:
+    """Each image's features (every image, then every image mirrored: ``probe.probe_images``) averaged with its
+    mirror image's."""
     images = len(embedded) // 2
     return mirror_averaged(embedded[:images], embedded[images:])
 
@@ -62,15 +61,18 @@ def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray,
     probe, was fitted on, from ``labelled_loader``; it and ``unlabelled_loader`` give each image then, after all of
     them, each mirrored (``probe.probe_images``). Returns the verdict on the unlabelled images (the first half of
     ``unlabelled_loader``'s); with every one rejected, the head is left as it was."""
-    pool, _ = pre_logit_features(model, unlabelled_loader, device, progress)
-    images, pool_images = len(labels) // 2, len(pool) // 2
     classifier = model.get_classifier()
+    pool_both, _ = pre_logit_features(model, unlabelled_loader, device, progress, embedding=PenultimateBesideDiscovery)
+    pool, pool_clustered = pool_both[:, :classifier.in_features], pool_both[:, classifier.in_features:]
+    images, pool_images = len(labels) // 2, len(pool) // 2
     logits = torch.as_tensor(pool[:pool_images]) @ classifier.weight.detach().cpu().T + classifier.bias.detach().cpu()
     known = (logits.max(dim=1).values >= known_at).numpy()
     clustered = np.full(pool_images, -1)
     if known.any():  # with every image rejected the head stays the probe, already fitted on the labelled images
-        clustered[known] = clustered_labels(_embedded(model, labelled_loader, device, progress), labels[:images],
-                                            _embedded(model, unlabelled_loader, device, progress)[known])
+        labelled_clustered, _ = pre_logit_features(model, labelled_loader, device, progress,
+                                                   embedding=discovery_embedding)
+        clustered[known] = clustered_labels(_mirror_averaged(labelled_clustered), labels[:images],
+                                            _mirror_averaged(pool_clustered)[known])
         fit_head(model, np.vstack([labelled, pool[:pool_images][known], pool[pool_images:][known]]),
                  np.concatenate([labels, clustered[known], clustered[known]]))
     known = torch.as_tensor(known)
