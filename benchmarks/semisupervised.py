@@ -37,7 +37,7 @@ from pathlib import Path
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, prepare_run_data, read_heldout
 from simpsons_classifier.data.scan import Sample
-from simpsons_classifier.data.split import Split
+from simpsons_classifier.data.split import Split, source_group
 from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import train
 from simpsons_classifier.training.curves import read_metrics, unlabeled_epochs
@@ -59,10 +59,12 @@ def run_once(config: Config, data: Path, out: Path, split_file: Path | None = No
 
 def few_labels(full_run: Path, labels: int, out: Path, seed: int, unknown_share: float = 0.0) -> tuple[Path, Path]:
     """(a split file keeping ``labels`` training images a character and the full run's validation images, a folder
-    of links to the other training images named ``NNNNN.png``, no label in sight). With ``unknown_share``, images
-    of the full run's held-out characters, drawn with ``seed``, make that share of the folder: copies of them, as
-    new episodes bring other files of those characters; the runs hold the same characters out, and ``train
-    --unlabeled`` leaves a run's own held-out files out of the folder (they score the run), links to them too."""
+    of links to the other training images named ``SOURCE__NNNNN.png``, no label in sight: the drawing source kept
+    where the file's name has one, as frames from ``simpsons data frames`` keep their episode). With
+    ``unknown_share``, images of the full run's held-out characters, drawn with ``seed``, make that share of the
+    folder: copies of them, as new episodes bring other files of those characters; the runs hold the same
+    characters out, and ``train --unlabeled`` leaves a run's own held-out files out of the folder (they score the
+    run), links to them too."""
     data = RunData.read(full_run)
     by_class: dict[str, list[Sample]] = defaultdict(list)
     for sample in data.split.train:
@@ -90,7 +92,8 @@ def few_labels(full_run: Path, labels: int, out: Path, seed: int, unknown_share:
     RunDir(split_dir).dataset.write_text(json.dumps(summary))
     rng.shuffle(rest)
     for number, sample in enumerate(rest):
-        link = unlabeled / f"{number:05d}{Path(sample.path).suffix}"
+        source = f"{source_group(sample.path)}__" if "__" in Path(sample.path).name else ""
+        link = unlabeled / f"{source}{number:05d}{Path(sample.path).suffix}"
         if link.exists():
             continue
         if sample in unknown:  # a copy: train --unlabeled leaves out the very files the run holds out

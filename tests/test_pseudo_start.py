@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader
 from simpsons_classifier import cli
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.models import create_model
-from simpsons_classifier.training.anchored_kmeans import l2_normalise
+from simpsons_classifier.data.split import source_group
+from simpsons_classifier.training.anchored_kmeans import SOURCE_MIN_IMAGES, l2_normalise, source_shifted
 from simpsons_classifier.training import pseudo_start, trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
@@ -43,6 +44,35 @@ def test_a_class_without_labelled_images_is_never_given():
     clustered = clustered_labels(labelled, labels, unlabelled)
     assert set(clustered) <= {0, 2, 3}
     np.testing.assert_array_equal(clustered[truth != 1], truth[truth != 1])
+
+
+def test_each_source_of_enough_images_is_moved_to_the_common_mean_and_the_others_stay():
+    features = np.random.default_rng(0).normal(size=(SOURCE_MIN_IMAGES + 3, DIMENSIONS))
+    sources = np.array(["sprites"] * SOURCE_MIN_IMAGES + ["icons"] * 2 + ["pic_0012"])
+    shifted = source_shifted(features, sources)
+    np.testing.assert_allclose(shifted[sources == "sprites"].mean(axis=0), features.mean(axis=0))
+    np.testing.assert_allclose(shifted[sources == "sprites"] - features[sources == "sprites"],
+                               np.broadcast_to(features.mean(axis=0) - features[:SOURCE_MIN_IMAGES].mean(axis=0),
+                                               (SOURCE_MIN_IMAGES, DIMENSIONS)))
+    np.testing.assert_array_equal(shifted[sources != "sprites"], features[sources != "sprites"])
+
+
+def test_a_source_all_its_characters_share_does_not_decide_their_class():
+    """Class 0 is labelled only in source a and class 1 only in source b, and the sources lie farther apart than
+    the classes: without the sources, source b's images of class 0 go to class 1."""
+    rng = np.random.default_rng(3)
+    classes = l2_normalise(rng.normal(size=(2, DIMENSIONS)))
+    offsets = 3 * l2_normalise(rng.normal(size=(2, DIMENSIONS)))
+
+    def drawn(cls, source, count):
+        return classes[cls] + offsets[source] + 0.05 * rng.normal(size=(count, DIMENSIONS))
+
+    labelled, labels = np.vstack([drawn(0, 0, 3), drawn(1, 1, 3)]), np.repeat([0, 1], 3)
+    unlabelled = np.vstack([drawn(c, s, 5) for s in (0, 1) for c in (0, 1)])
+    truth, unlabelled_sources = np.tile(np.repeat([0, 1], 5), 2), np.repeat(["a", "b"], 10)
+    sources = np.concatenate([np.repeat(["a", "b"], 3), unlabelled_sources])
+    assert (clustered_labels(labelled, labels, unlabelled) != truth).sum() >= 5
+    np.testing.assert_array_equal(clustered_labels(labelled, labels, unlabelled, sources), truth)
 
 
 def _loaders(tmp_path):
@@ -132,7 +162,10 @@ def test_a_refitted_start_that_scores_below_the_probe_is_not_kept(tmp_path, monk
         with open(tmp_path / run / "metrics.csv") as handle:
             return next(r for r in csv.DictReader(handle) if int(r["epoch"]) == PROBE_EPOCH)
 
+    passed_sources = []
+
     def wrecking_start(model, *args):  # a refit that turns the probe's choices upside down
+        passed_sources.append(args[-1])
         model.get_classifier().weight.data.neg_()
         model.get_classifier().bias.data.neg_()
         used, rejected, pending = (torch.tensor(mask) for mask in ([1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]))
@@ -144,3 +177,6 @@ def test_a_refitted_start_that_scores_below_the_probe_is_not_kept(tmp_path, monk
     assert "fine-tuning starts from the probe" in capsys.readouterr().out
     assert kept["val_top1"] == probe["val_top1"]  # the probe's head, not the wrecked one
     assert [int(kept[c]) for c in UNLABELED_COLUMNS] == [0, 1, 3]  # none used: the used two count as pending
+    labelled_sources, unlabelled_sources = passed_sources[0]  # each file's source, from its name
+    assert sorted(unlabelled_sources) == [f"frame_{c}" for c in range(4)]
+    assert set(labelled_sources) == {source_group(p) for p in data.rglob("*.png")}

@@ -26,20 +26,27 @@ the validation images, as the best checkpoint would keep the probe.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models import PenultimateBesideDiscovery, discovery_embedding
-from .anchored_kmeans import clustering_space, mirror_averaged, semi_supervised_kmeans
+from .anchored_kmeans import clustering_space, l2_normalise, mirror_averaged, semi_supervised_kmeans, source_shifted
 from .probe import fit_head, pre_logit_features
 from .pseudo_labels import PseudoLabels
 
 
-def clustered_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
+def clustered_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray,
+                     sources: np.ndarray | None = None) -> np.ndarray:
     """The class of each ``unlabelled`` image by the anchored k-means beside ``labelled`` (``labels``: class
-    indices; a class without a labelled image is never given)."""
+    indices; a class without a labelled image is never given). ``sources``: the drawing source of each labelled
+    image, then of each unlabelled one; each source is moved to the common mean first (:func:`source_shifted`)."""
+    if sources is not None:
+        both = source_shifted(l2_normalise(np.vstack([labelled, unlabelled])), sources)
+        labelled, unlabelled = both[:len(labelled)], both[len(labelled):]
     present, anchored = np.unique(labels, return_inverse=True)
     labelled_space, unlabelled_space = clustering_space(labelled, anchored, unlabelled)
     clusters = semi_supervised_kmeans(labelled_space, anchored, unlabelled_space, known=len(present), new=0)
@@ -54,13 +61,15 @@ def _mirror_averaged(embedded: np.ndarray) -> np.ndarray:
 
 
 def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray, labelled_loader: DataLoader,
-                     unlabelled_loader: DataLoader, known_at: float, device: torch.device, progress: bool = True
-                     ) -> PseudoLabels:
+                     unlabelled_loader: DataLoader, known_at: float, device: torch.device, progress: bool = True,
+                     sources: tuple[Sequence[str], Sequence[str]] | None = None) -> PseudoLabels:
     """Fit the probe head again on the labelled images and the unlabelled ones the known-character rule accepts,
     under their :func:`clustered_labels`. ``labelled``, ``labels``: the features and classes ``model``'s head, the
     probe, was fitted on, from ``labelled_loader``; it and ``unlabelled_loader`` give each image then, after all of
     them, each mirrored (``probe.probe_images``). Returns the verdict on the unlabelled images (the first half of
-    ``unlabelled_loader``'s); with every one rejected, the head is left as it was."""
+    ``unlabelled_loader``'s); with every one rejected, the head is left as it was. ``sources``: the drawing source
+    of each labelled image and of each unlabelled one (in the loaders' order, without the mirror images), which
+    :func:`clustered_labels` moves to one mean."""
     classifier = model.get_classifier()
     pool_both, _ = pre_logit_features(model, unlabelled_loader, device, progress, embedding=PenultimateBesideDiscovery)
     pool, pool_clustered = pool_both[:, :classifier.in_features], pool_both[:, classifier.in_features:]
@@ -71,8 +80,9 @@ def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray,
     if known.any():  # with every image rejected the head stays the probe, already fitted on the labelled images
         labelled_clustered, _ = pre_logit_features(model, labelled_loader, device, progress,
                                                    embedding=discovery_embedding)
+        known_sources = None if sources is None else np.concatenate([sources[0], np.asarray(sources[1])[known]])
         clustered[known] = clustered_labels(_mirror_averaged(labelled_clustered), labels[:images],
-                                            _mirror_averaged(pool_clustered)[known])
+                                            _mirror_averaged(pool_clustered)[known], known_sources)
         fit_head(model, np.vstack([labelled, pool[:pool_images][known], pool[pool_images:][known]]),
                  np.concatenate([labels, clustered[known], clustered[known]]))
     known = torch.as_tensor(known)

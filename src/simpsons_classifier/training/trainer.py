@@ -40,6 +40,7 @@ from ..config import Config
 from ..augment.pipeline import Views
 from ..data.dataset import ImageDataset
 from ..data.run_data import RunData, prepare_run_data, read_unlabeled, repoint_data, repoint_unlabeled
+from ..data.split import source_group
 from ..models import data_config, freeze_frozen_norms
 from ..run_dir import RunDir
 from ..run_lock import hold_run
@@ -190,8 +191,9 @@ def _fit(config: Config, run: RunDir, ctx: distributed.Context, resume_from: dic
         unlabelled_loader = DataLoader(probe_images(unlabeled, None, eval_transform, config.image_size),
                                        batch_size=config.batch_size * 2, num_workers=workers,
                                        worker_init_fn=ignore_stop_signals)
+        sources = ([source_group(s.path) for s in data.split.train], [source_group(s.path) for s in unlabeled])
         used, rejected, pending = fit_pseudo_start(state.model, *labelled, labelled_loader, unlabelled_loader,
-                                                   probe_known_at, ctx.device, show).counts()
+                                                   probe_known_at, ctx.device, show, sources).counts()
         if used == 0:  # the head is still the probe
             return probe_scores, [used, rejected, pending]
         state.sync_ema()
