@@ -12,12 +12,11 @@ pooled maps of the last two stages, mirror-averaged), which hold a character tog
 than the penultimate ones alone.
 
 Every accepted image is used, not only those the probe labels alike: the images the two disagree on are the ones
-the probe cannot yet tell apart. On ``benchmarks/semisupervised.py`` (2 and 4 labels a character) semi-supervised
-training then closes 21 and 26 % of the gap to full labels on the stand-in, 17 and 24 % on fonts and 12 and 0 % on
-emoji, where the start from the images the probe and the k-means in the penultimate features agreed on closed 7 and
-11, 6 and 17, 0 and 0 %. Unknown characters the rule lets through are labelled as a known look-alike; with 30 % of
-the folder theirs, the known characters still gain 8.3 and 3.4 points over labelled-only training on the stand-in
-(README, "Learning from unlabelled frames, measured").
+the probe cannot yet tell apart. Each drawing source named in the file names is moved to the common mean first
+(``anchored_kmeans.source_shifted``). On ``benchmarks/semisupervised.py`` (2 and 4 labels a character)
+semi-supervised training then closes 41 and 21 % of the gap to full labels on the stand-in, 52 and 63 % on fonts
+and 16 and 0 % on emoji; with 30 % of the folder from unknown characters, the known ones gain 15.2 and 6.4 points
+over labelled-only training on the stand-in (README, "Learning from unlabelled frames, measured").
 
 An unlabelled image the known-character rule rejects (``pseudo_labels.known_threshold``, calibrated on the probe's
 validation logits) is never labelled. The trainer keeps the refitted head only where it scores at least the probe on
