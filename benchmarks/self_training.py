@@ -13,10 +13,11 @@ neighbourhoods give: label spreading over a k-NN graph of the L2-normalised feat
 ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et al., 2004), the share of the unlabelled images
 it labels right and the probe fitted on its labels. And the semi-supervised start ``train --unlabeled`` makes
 (``training/pseudo_start.py``): the probe refitted with every unlabelled image under the class the anchored k-means
-gives it in ``discover``'s features, each drawing source moved to the common mean (here without the known-character
-rule, as every unlabelled image is of a known character), beside the probe refitted with as many wrong labels drawn at
-random (how much the start's errors cost because they are not random: they fall on look-alikes, whole drawing
-sources at a time) and the start of the release before, the sources left where they are.
+gives it in ``discover``'s features, each drawing source moved and scaled to the common mean and spread (here without
+the known-character rule, as every unlabelled image is of a known character), beside the probe refitted with as many
+wrong labels drawn at random (how much the start's errors cost because they are not random: they fall on look-alikes,
+whole drawing sources at a time) and the starts of the two releases before: each source moved to the common mean,
+not scaled, and the sources left where they are.
 Then how right pseudo-labels must be to close a given share of the gap: the probe refitted with every unlabelled
 image, labels right on 80, 90 and 95 % of them, the wrong ones drawn at random.
 
@@ -51,7 +52,7 @@ from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.data.split import source_group
 from simpsons_classifier.models import create_model, data_config, discovery_embedding
 from simpsons_classifier.run_dir import RunDir
-from simpsons_classifier.training.anchored_kmeans import mirror_averaged
+from simpsons_classifier.training.anchored_kmeans import SOURCE_MIN_IMAGES, l2_normalise, mirror_averaged
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
 from simpsons_classifier.training.pseudo_start import clustered_labels
 
@@ -94,6 +95,18 @@ def wrong_at_random(truth: np.ndarray, wrong: int, classes: np.ndarray, seed: in
     for row in rng.choice(len(truth), wrong, replace=False):
         labels[row] = rng.choice(classes[classes != truth[row]])
     return labels
+
+
+def mean_shifted(features: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """``features``, L2-normalised, with each source of at least ``SOURCE_MIN_IMAGES`` images moved by one offset to
+    the common mean and not scaled: the start of the release before, beside ``source_standardised``."""
+    unit = l2_normalise(features)
+    common = unit.mean(axis=0)
+    for source in np.unique(sources):
+        rows = sources == source
+        if rows.sum() >= SOURCE_MIN_IMAGES:
+            unit[rows] += common - unit[rows].mean(axis=0)
+    return unit
 
 
 def start_embedding(data: RunData, config: Config) -> np.ndarray:
@@ -190,15 +203,18 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
                                    train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
-        clustered_before = clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled])
-        clustered = clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled],
-                                     np.concatenate([groups[labelled], groups[~labelled]]))
+        sources = np.concatenate([groups[labelled], groups[~labelled]])
+        clustered = clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled], sources)
+        centred = mean_shifted(np.vstack([embedded[labelled], embedded[~labelled]]), sources)
         starts = {
             "the start (training's): every unlabelled image, under its anchored k-means class in discover's features, "
-            "each drawing source moved to the common mean": clustered,
+            "each drawing source moved and scaled to the common mean and spread": clustered,
             "as many labels wrong as the start's, but which and how drawn at random":
                 wrong_at_random(pool_y, int((clustered != pool_y).sum()), np.unique(train_y)),
-            "the start before: the same, the sources left where they are": clustered_before}
+            "the start of the release before: each source moved to the common mean, not scaled":
+                clustered_labels(centred[:labelled.sum()], train_y[labelled], centred[labelled.sum():]),
+            "the start two releases before: the sources left where they are":
+                clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled])}
 
         def refitted_with(pseudo: np.ndarray) -> float:
             """The probe refitted on the labelled images and the unlabelled ones under ``pseudo`` (-1: left out)."""

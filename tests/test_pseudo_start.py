@@ -14,7 +14,7 @@ from simpsons_classifier import cli
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.models import create_model
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.training.anchored_kmeans import SOURCE_MIN_IMAGES, l2_normalise, source_shifted
+from simpsons_classifier.training.anchored_kmeans import SOURCE_MIN_IMAGES, l2_normalise, source_standardised
 from simpsons_classifier.training import pseudo_start, trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
@@ -46,15 +46,30 @@ def test_a_class_without_labelled_images_is_never_given():
     np.testing.assert_array_equal(clustered[truth != 1], truth[truth != 1])
 
 
-def test_each_source_of_enough_images_is_moved_to_the_common_mean_and_the_others_stay():
-    features = np.random.default_rng(0).normal(size=(SOURCE_MIN_IMAGES + 3, DIMENSIONS))
+def test_each_source_of_enough_images_takes_the_common_mean_and_spread_and_the_others_stay():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(SOURCE_MIN_IMAGES + 3, DIMENSIONS)) * rng.uniform(0.5, 2, DIMENSIONS)
     sources = np.array(["sprites"] * SOURCE_MIN_IMAGES + ["icons"] * 2 + ["pic_0012"])
-    shifted = source_shifted(features, sources)
-    np.testing.assert_allclose(shifted[sources == "sprites"].mean(axis=0), features.mean(axis=0))
-    np.testing.assert_allclose(shifted[sources == "sprites"] - features[sources == "sprites"],
-                               np.broadcast_to(features.mean(axis=0) - features[:SOURCE_MIN_IMAGES].mean(axis=0),
-                                               (SOURCE_MIN_IMAGES, DIMENSIONS)))
-    np.testing.assert_array_equal(shifted[sources != "sprites"], features[sources != "sprites"])
+    standardised = source_standardised(features, sources)
+    sprites = standardised[sources == "sprites"]
+    np.testing.assert_allclose(sprites.mean(axis=0), features.mean(axis=0))
+    np.testing.assert_allclose(sprites.std(axis=0), features.std(axis=0))
+    # feature by feature, the order of the source's images stays: a move and a positive scale
+    np.testing.assert_array_equal(np.argsort(sprites, axis=0), np.argsort(features[sources == "sprites"], axis=0))
+    np.testing.assert_array_equal(standardised[sources != "sprites"], features[sources != "sprites"])
+
+
+def test_a_source_whose_features_spread_wider_is_scaled_back():
+    """Two sources of the same two classes, one drawn four times as wide: moved to the common mean alone, its
+    images stay farther from the class centres than the other's; scaled too, each class sits alike in both."""
+    rng = np.random.default_rng(4)
+    classes = rng.normal(size=(2, DIMENSIONS))
+    narrow = classes[np.repeat([0, 1], 10)] + 0.1 * rng.normal(size=(20, DIMENSIONS))
+    wide = 4 * (classes[np.repeat([0, 1], 10)] + 0.1 * rng.normal(size=(20, DIMENSIONS)))
+    standardised = source_standardised(np.vstack([narrow, wide]), np.repeat(["narrow", "wide"], 20))
+    np.testing.assert_allclose(standardised[:20].std(axis=0), standardised[20:].std(axis=0), rtol=0.5)
+    assert np.linalg.norm(standardised[20:30].mean(axis=0) - standardised[:10].mean(axis=0)) < 0.5 * np.linalg.norm(
+        classes[0] - classes[1])
 
 
 def test_a_source_all_its_characters_share_does_not_decide_their_class():

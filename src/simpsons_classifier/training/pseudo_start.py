@@ -12,9 +12,9 @@ pooled maps of the last two stages, mirror-averaged), which hold a character tog
 than the penultimate ones alone.
 
 Every accepted image is used, not only those the probe labels alike: the images the two disagree on are the ones
-the probe cannot yet tell apart. Each drawing source named in the file names is moved to the common mean first
-(``anchored_kmeans.source_shifted``). On ``benchmarks/semisupervised.py`` (2 and 4 labels a character)
-semi-supervised training then closes 41 and 21 % of the gap to full labels on the stand-in, 52 and 63 % on fonts
+the probe cannot yet tell apart. Each drawing source named in the file names is moved and scaled to the common mean
+and spread first (``anchored_kmeans.source_standardised``). On ``benchmarks/semisupervised.py`` (2 and 4 labels a
+character) semi-supervised training then closes 41 and 21 % of the gap to full labels on the stand-in, 52 and 63 % on fonts
 and 16 and 0 % on emoji; with 30 % of the folder from unknown characters, the known ones gain 15.2 and 6.4 points
 over labelled-only training on the stand-in (README, "Learning from unlabelled frames, measured").
 
@@ -33,7 +33,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models import PenultimateBesideDiscovery, discovery_embedding
-from .anchored_kmeans import clustering_space, l2_normalise, mirror_averaged, semi_supervised_kmeans, source_shifted
+from .anchored_kmeans import (clustering_space, l2_normalise, mirror_averaged, semi_supervised_kmeans,
+                              source_standardised)
 from .probe import fit_head, pre_logit_features
 from .pseudo_labels import PseudoLabels
 
@@ -42,9 +43,10 @@ def clustered_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.nd
                      sources: np.ndarray | None = None) -> np.ndarray:
     """The class of each ``unlabelled`` image by the anchored k-means beside ``labelled`` (``labels``: class
     indices; a class without a labelled image is never given). ``sources``: the drawing source of each labelled
-    image, then of each unlabelled one; each source is moved to the common mean first (:func:`source_shifted`)."""
+    image, then of each unlabelled one; each source is moved and scaled to the common mean and spread first
+    (:func:`source_standardised`)."""
     if sources is not None:
-        both = source_shifted(l2_normalise(np.vstack([labelled, unlabelled])), sources)
+        both = source_standardised(l2_normalise(np.vstack([labelled, unlabelled])), sources)
         labelled, unlabelled = both[:len(labelled)], both[len(labelled):]
     present, anchored = np.unique(labels, return_inverse=True)
     labelled_space, unlabelled_space = clustering_space(labelled, anchored, unlabelled)
