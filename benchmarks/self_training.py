@@ -1,6 +1,6 @@
 """How good can pseudo-labels from a few labels be? A linear head on frozen ImageNet features, self-trained.
 
-    python benchmarks/self_training.py --out runs/semisup-random [--labels 2 4]
+    python benchmarks/self_training.py --out runs/semisup-random [--labels 2 4] [--draws 4] [--views 6]
 
 Reads the runs of ``benchmarks/semisupervised.py`` in ``--out`` (the full run's split, and each ``labelsK/split``
 with its K labelled images a character), computes the frozen backbone's features once, and prints for each K:
@@ -20,6 +20,10 @@ whole drawing sources at a time) and the starts of the two releases before: each
 not scaled, and the sources left where they are.
 Then how right pseudo-labels must be to close a given share of the gap: the probe refitted with every unlabelled
 image, labels right on 80, 90 and 95 % of them, the wrong ones drawn at random.
+
+With ``--draws N``: the three starts (the sources standardised, only moved, left where they are) again over N other
+draws of the labelled images (seeded), the mean share of the unlabelled images each labels right and of the probe
+refitted with them: one draw's figures move by a few points with the images drawn.
 
 With ``--views N``: FixMatch's consistency on the head alone, for thousands of steps. Each training image's N weak
 and N strong views (the recipe's two pipelines, the reference engine) go through the frozen backbone once; a linear
@@ -109,6 +113,36 @@ def mean_shifted(features: np.ndarray, sources: np.ndarray) -> np.ndarray:
     return unit
 
 
+def source_starts(embedded: np.ndarray, classes: np.ndarray, labelled: np.ndarray, groups: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """The anchored k-means' class of each unlabelled image (``~labelled``) in ``embedded``, the drawing sources
+    (``groups``) standardised as training does, only moved to the common mean, and left where they are."""
+    sources = np.concatenate([groups[labelled], groups[~labelled]])
+    moved = mean_shifted(np.vstack([embedded[labelled], embedded[~labelled]]), sources)
+    return {"standardised": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled], sources),
+            "moved": clustered_labels(moved[:labelled.sum()], classes[labelled], moved[labelled.sum():]),
+            "left": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled])}
+
+
+def refitted_score(x: np.ndarray, x_mirrored: np.ndarray, y: np.ndarray, labelled: np.ndarray, pseudo: np.ndarray,
+                   val_x: np.ndarray, val_y: np.ndarray) -> float:
+    """Validation top-1 of the probe refitted on the ``labelled`` images and the unlabelled ones under ``pseudo``
+    (-1: left out)."""
+    used = pseudo >= 0
+    return fit_probe(np.concatenate([x[labelled], x[~labelled][used]]),
+                     np.concatenate([x_mirrored[labelled], x_mirrored[~labelled][used]]),
+                     np.concatenate([y[labelled], pseudo[used]])).score(val_x, val_y)
+
+
+def drawn_labelled(classes: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """A mask keeping ``per_class`` images of each class, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    labelled = np.zeros(len(classes), dtype=bool)
+    for cls in np.unique(classes):
+        labelled[rng.choice(np.flatnonzero(classes == cls), per_class, replace=False)] = True
+    return labelled
+
+
 def start_embedding(data: RunData, config: Config) -> np.ndarray:
     """The training images in the features the semi-supervised start clusters by (the frozen ImageNet backbone's
     ``discovery_embedding``, mirror-averaged), row for row."""
@@ -172,6 +206,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/semisup-random"))
     parser.add_argument("--labels", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--draws", type=int, default=0,
+                        help="also compare the three starts over this many other draws of the labelled images")
     parser.add_argument("--views", type=int, default=0,
                         help="also FixMatch on the head alone over this many cached weak and strong views an image")
     args = parser.parse_args()
@@ -203,25 +239,18 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
                                    train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
-        sources = np.concatenate([groups[labelled], groups[~labelled]])
-        clustered = clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled], sources)
-        centred = mean_shifted(np.vstack([embedded[labelled], embedded[~labelled]]), sources)
+        standardised, moved, left = source_starts(embedded, train_y, labelled, groups).values()
         starts = {
             "the start (training's): every unlabelled image, under its anchored k-means class in discover's features, "
-            "each drawing source moved and scaled to the common mean and spread": clustered,
+            "each drawing source moved and scaled to the common mean and spread": standardised,
             "as many labels wrong as the start's, but which and how drawn at random":
-                wrong_at_random(pool_y, int((clustered != pool_y).sum()), np.unique(train_y)),
-            "the start of the release before: each source moved to the common mean, not scaled":
-                clustered_labels(centred[:labelled.sum()], train_y[labelled], centred[labelled.sum():]),
-            "the start two releases before: the sources left where they are":
-                clustered_labels(embedded[labelled], train_y[labelled], embedded[~labelled])}
+                wrong_at_random(pool_y, int((standardised != pool_y).sum()), np.unique(train_y)),
+            "the start of the release before: each source moved to the common mean, not scaled": moved,
+            "the start two releases before: the sources left where they are": left}
 
         def refitted_with(pseudo: np.ndarray) -> float:
             """The probe refitted on the labelled images and the unlabelled ones under ``pseudo`` (-1: left out)."""
-            used = pseudo >= 0
-            return fit_probe(np.concatenate([train_x[labelled], pool_x[used]]),
-                             np.concatenate([train_mirrored[labelled], train_mirrored[~labelled][used]]),
-                             np.concatenate([train_y[labelled], pseudo[used]])).score(val_x, val_y)
+            return refitted_score(train_x, train_mirrored, train_y, labelled, pseudo, val_x, val_y)
 
         for name, pseudo in starts.items():
             used = pseudo >= 0
@@ -237,6 +266,17 @@ def main() -> None:
         print(f"  label spreading: right on {100 * (spread[~labelled] == pool_y).mean():.0f}% of the unlabelled "
               f"images, probe on its labels "
               f"{100 * fit_probe(train_x, train_mirrored, spread).score(val_x, val_y):.1f}%")
+        if args.draws:
+            labels_right, refitted = defaultdict(list), defaultdict(list)
+            for seed in range(1, args.draws + 1):
+                drawn = drawn_labelled(train_y, labels, seed)
+                for name, pseudo in source_starts(embedded, train_y, drawn, groups).items():
+                    labels_right[name].append((pseudo == train_y[~drawn]).mean())
+                    refitted[name].append(refitted_score(train_x, train_mirrored, train_y, drawn, pseudo, val_x, val_y))
+            print(f"  over {args.draws} other draws of the labelled images, the drawing sources standardised / only "
+                  "moved / left where they are: labels right on " + " / ".join(
+                      f"{100 * np.mean(v):.1f}" for v in labels_right.values()) + "%, the probe refitted with them "
+                  + " / ".join(f"{100 * np.mean(v):.1f}" for v in refitted.values()) + "%")
         if args.views:
             scores = [head_fixmatch(train_x, train_mirrored, weak, strong, train_y, labelled, val_x, val_y, bar)
                       for bar in (None, *HEAD_BARS)]

@@ -212,11 +212,12 @@ def source_standardised(features: np.ndarray, sources: np.ndarray) -> np.ndarray
     Why: what sets a source apart (its palette, line work, resolution, an episode's grading) is shared by all its
     characters, so the k-means otherwise groups an unlabelled image with the labelled images of its own source
     rather than of its own character; a source differs in how far its features spread as well as in where they
-    centre. On ``benchmarks/self_training.py``'s frozen features (2 / 4 labels a character, four draws each), the
-    anchored k-means' labels are right on 77.7 / 91.4 % of the stand-in's unlabelled images when the sources are
-    standardised, 77.0 / 89.6 % when they are only moved to the common mean, 62.1 / 79.4 against 59.9 / 78.5 % of
-    fonts', 79.2 / 85.6 against 77.6 / 83.7 % of emoji's; the probe refitted with them gains 0.4 to 2.9 points. A
-    source is assumed to hold several characters, as an episode or a sprite set does."""
+    centre. On ``benchmarks/self_training.py --draws 4``'s frozen features (2 / 4 labels a character, four draws of
+    them), the anchored k-means' labels are right on 79.4 / 89.5 % of the stand-in's unlabelled images when the
+    sources are standardised, 77.6 / 88.2 % when they are only moved to the common mean and 72.7 / 85.4 % when they
+    are left where they are; 71.8 / 81.0 against 68.6 / 79.4 and 55.8 / 73.3 % of fonts', 78.9 / 88.9 against
+    77.3 / 88.7 and 75.2 / 87.4 % of emoji's; the probe refitted with them gains −0.2 to 3.1 points over moving
+    alone. A source is assumed to hold several characters, as an episode or a sprite set does."""
     features = np.asarray(features, dtype=np.float64)
     names, index, counts = np.unique(np.asarray(sources), return_inverse=True, return_counts=True)
     means = group_sums(features, index, len(names)) / counts[:, None]

@@ -14,9 +14,9 @@ than the penultimate ones alone.
 Every accepted image is used, not only those the probe labels alike: the images the two disagree on are the ones
 the probe cannot yet tell apart. Each drawing source named in the file names is moved and scaled to the common mean
 and spread first (``anchored_kmeans.source_standardised``). On ``benchmarks/semisupervised.py`` (2 and 4 labels a
-character) semi-supervised training then closes 41 and 21 % of the gap to full labels on the stand-in, 52 and 63 % on fonts
-and 16 and 0 % on emoji; with 30 % of the folder from unknown characters, the known ones gain 15.2 and 6.4 points
-over labelled-only training on the stand-in (README, "Learning from unlabelled frames, measured").
+character) semi-supervised training then closes 41 and 42 % of the gap to full labels on the stand-in, 49 and 63 %
+on fonts and 19 and 0 % on emoji; with 30 % of the folder from unknown characters, the known ones gain 17.2 and 7.3
+points over labelled-only training on the stand-in (README, "Learning from unlabelled frames, measured").
 
 An unlabelled image the known-character rule rejects (``pseudo_labels.known_threshold``, calibrated on the probe's
 validation logits) is never labelled. The trainer keeps the refitted head only where it scores at least the probe on
@@ -70,7 +70,7 @@ def fit_pseudo_start(model: nn.Module, labelled: np.ndarray, labels: np.ndarray,
     them, each mirrored (``probe.probe_images``). Returns the verdict on the unlabelled images (the first half of
     ``unlabelled_loader``'s); with every one rejected, the head is left as it was. ``sources``: the drawing source
     of each labelled image and of each unlabelled one (in the loaders' order, without the mirror images), which
-    :func:`clustered_labels` moves to one mean."""
+    :func:`clustered_labels` standardises."""
     classifier = model.get_classifier()
     pool_both, _ = pre_logit_features(model, unlabelled_loader, device, progress, embedding=PenultimateBesideDiscovery)
     pool, pool_clustered = pool_both[:, :classifier.in_features], pool_both[:, classifier.in_features:]
