@@ -13,15 +13,17 @@ neighbourhoods give: label spreading over a k-NN graph of the L2-normalised feat
 ``LabelSpreading``, its default 7 neighbours and alpha 0.2; Zhou et al., 2004), the share of the unlabelled images
 it labels right and the probe fitted on its labels. And the semi-supervised start ``train --unlabeled`` makes
 (``training/pseudo_start.py``): the probe refitted with every unlabelled image under the class the anchored k-means
-gives it in ``discover``'s features, each drawing source moved and scaled to the common mean and spread (here without
-the known-character rule, as every unlabelled image is of a known character), beside the probe refitted with as many
-wrong labels drawn at random (how much the start's errors cost because they are not random: they fall on look-alikes,
-whole drawing sources at a time) and the starts of the two releases before: each source moved to the common mean,
-not scaled, and the sources left where they are.
+gives it in ``discover``'s features, each drawing source moved and scaled to the common mean and spread, clustered
+twice, the whitening learnt again from each class's central half (here without the known-character rule, as every
+unlabelled image is of a known character), beside the probe refitted with as many wrong labels drawn at random (how
+much the start's errors cost because they are not random: they fall on look-alikes, whole drawing sources at a time)
+and the starts of the two releases before: clustered once, whitened by the labelled images alone, each source
+standardised, and each source only moved to the common mean.
 Then how right pseudo-labels must be to close a given share of the gap: the probe refitted with every unlabelled
 image, labels right on 80, 90 and 95 % of them, the wrong ones drawn at random.
 
-With ``--draws N``: the three starts (the sources standardised, only moved, left where they are) again over N other
+With ``--draws N``: the three starts (clustered twice, clustered once, clustered once with the sources only moved)
+again over N other
 draws of the labelled images (seeded), the mean share of the unlabelled images each labels right and of the probe
 refitted with them: one draw's figures move by a few points with the images drawn.
 
@@ -103,7 +105,7 @@ def wrong_at_random(truth: np.ndarray, wrong: int, classes: np.ndarray, seed: in
 
 def mean_shifted(features: np.ndarray, sources: np.ndarray) -> np.ndarray:
     """``features``, L2-normalised, with each source of at least ``SOURCE_MIN_IMAGES`` images moved by one offset to
-    the common mean and not scaled: the start of the release before, beside ``source_standardised``."""
+    the common mean and not scaled: the start of two releases before, beside ``source_standardised``."""
     unit = l2_normalise(features)
     common = unit.mean(axis=0)
     for source in np.unique(sources):
@@ -116,12 +118,15 @@ def mean_shifted(features: np.ndarray, sources: np.ndarray) -> np.ndarray:
 def source_starts(embedded: np.ndarray, classes: np.ndarray, labelled: np.ndarray, groups: np.ndarray
                   ) -> dict[str, np.ndarray]:
     """The anchored k-means' class of each unlabelled image (``~labelled``) in ``embedded``, the drawing sources
-    (``groups``) standardised as training does, only moved to the common mean, and left where they are."""
+    (``groups``) standardised and clustered twice as training does, standardised and clustered once, only moved to
+    the common mean and clustered once."""
     sources = np.concatenate([groups[labelled], groups[~labelled]])
     moved = mean_shifted(np.vstack([embedded[labelled], embedded[~labelled]]), sources)
-    return {"standardised": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled], sources),
-            "moved": clustered_labels(moved[:labelled.sum()], classes[labelled], moved[labelled.sum():]),
-            "left": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled])}
+    return {"twice": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled], sources),
+            "once": clustered_labels(embedded[labelled], classes[labelled], embedded[~labelled], sources,
+                                     whitening_share=0),
+            "moved": clustered_labels(moved[:labelled.sum()], classes[labelled], moved[labelled.sum():],
+                                      whitening_share=0)}
 
 
 def refitted_score(x: np.ndarray, x_mirrored: np.ndarray, y: np.ndarray, labelled: np.ndarray, pseudo: np.ndarray,
@@ -239,14 +244,15 @@ def main() -> None:
             trained = self_trained(train_x[labelled], train_mirrored[labelled], train_y[labelled], pool_x,
                                    train_mirrored[~labelled], per_class)
             print(f"  self-trained, {per_class} more a class each round: {100 * trained.score(val_x, val_y):.1f}%")
-        standardised, moved, left = source_starts(embedded, train_y, labelled, groups).values()
+        twice, once, moved = source_starts(embedded, train_y, labelled, groups).values()
         starts = {
             "the start (training's): every unlabelled image, under its anchored k-means class in discover's features, "
-            "each drawing source moved and scaled to the common mean and spread": standardised,
+            "each drawing source moved and scaled to the common mean and spread, clustered twice, the whitening "
+            "learnt again from each class's central half": twice,
             "as many labels wrong as the start's, but which and how drawn at random":
-                wrong_at_random(pool_y, int((standardised != pool_y).sum()), np.unique(train_y)),
-            "the start of the release before: each source moved to the common mean, not scaled": moved,
-            "the start two releases before: the sources left where they are": left}
+                wrong_at_random(pool_y, int((twice != pool_y).sum()), np.unique(train_y)),
+            "the start of the release before: the same, clustered once, whitened by the labelled images alone": once,
+            "the start two releases before: clustered once, each source moved to the common mean, not scaled": moved}
 
         def refitted_with(pseudo: np.ndarray) -> float:
             """The probe refitted on the labelled images and the unlabelled ones under ``pseudo`` (-1: left out)."""
@@ -273,8 +279,8 @@ def main() -> None:
                 for name, pseudo in source_starts(embedded, train_y, drawn, groups).items():
                     labels_right[name].append((pseudo == train_y[~drawn]).mean())
                     refitted[name].append(refitted_score(train_x, train_mirrored, train_y, drawn, pseudo, val_x, val_y))
-            print(f"  over {args.draws} other draws of the labelled images, the drawing sources standardised / only "
-                  "moved / left where they are: labels right on " + " / ".join(
+            print(f"  over {args.draws} other draws of the labelled images, clustered twice / once / once with the "
+                  "sources only moved: labels right on " + " / ".join(
                       f"{100 * np.mean(v):.1f}" for v in labels_right.values()) + "%, the probe refitted with them "
                   + " / ".join(f"{100 * np.mean(v):.1f}" for v in refitted.values()) + "%")
         if args.views:

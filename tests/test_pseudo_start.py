@@ -14,7 +14,8 @@ from simpsons_classifier import cli
 from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.models import create_model
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.training.anchored_kmeans import SOURCE_MIN_IMAGES, l2_normalise, source_standardised
+from simpsons_classifier.training.anchored_kmeans import (SOURCE_MIN_IMAGES, Clusters, l2_normalise,
+                                                          source_standardised)
 from simpsons_classifier.training import pseudo_start, trainer
 from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS
 from simpsons_classifier.training.probe import fit_head, pre_logit_features, probe_images
@@ -88,6 +89,34 @@ def test_a_source_all_its_characters_share_does_not_decide_their_class():
     sources = np.concatenate([np.repeat(["a", "b"], 3), unlabelled_sources])
     assert (clustered_labels(labelled, labels, unlabelled) != truth).sum() >= 5
     np.testing.assert_array_equal(clustered_labels(labelled, labels, unlabelled, sources), truth)
+
+
+def test_a_way_characters_vary_that_the_labelled_images_do_not_show_is_learnt_from_the_unlabelled_ones():
+    """The unlabelled images spread far along one direction the labelled ones do not vary along at all: whitened by
+    the labelled images alone, that direction mixes the classes; learnt again from each class's central half after
+    a first clustering, it counts less, and every image falls to its class."""
+    rng = np.random.default_rng(4)
+    centres = l2_normalise(rng.normal(size=(4, DIMENSIONS)))
+    nuisance = l2_normalise(rng.normal(size=(1, DIMENSIONS)))[0]
+
+    def drawn(per_class, spread):
+        labels = np.repeat(np.arange(4), per_class)
+        noise = 0.1 * rng.normal(size=(len(labels), DIMENSIONS))
+        noise -= np.outer(noise @ nuisance, nuisance)
+        return centres[labels] + noise + spread * rng.normal(size=(len(labels), 1)) * nuisance, labels
+
+    labelled, labels = drawn(2, spread=0.0)
+    unlabelled, truth = drawn(20, spread=1.0)
+    assert (clustered_labels(labelled, labels, unlabelled, whitening_share=0) != truth).sum() >= 8
+    np.testing.assert_array_equal(clustered_labels(labelled, labels, unlabelled), truth)
+
+
+def test_the_central_share_of_a_cluster_is_its_points_nearest_the_centroid():
+    clusters = Clusters(assignments=np.array([0, 0, 0, 0, 1, 1, 1]), centroids=np.eye(2), known=2,
+                        similarities=np.array([0.9, 0.2, 0.5, 0.7, 0.1, 0.3, 0.8]))
+    np.testing.assert_array_equal(clusters.central(0.5), [True, False, False, True, False, True, True])
+    assert not clusters.central(0).any()
+    assert clusters.central(1).all()
 
 
 def _loaders(tmp_path):

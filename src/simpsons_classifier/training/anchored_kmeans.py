@@ -18,6 +18,7 @@ and what the semi-supervised start of training (``pseudo_start.py``) labels unla
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,16 @@ class Clusters:
     def character_of(self, cluster: int) -> int:
         """The estimated character of the new cluster ``cluster`` (an index of ``centroids``)."""
         return cluster if self.characters is None else int(self.characters[cluster - self.known])
+
+    def central(self, share: float) -> np.ndarray:
+        """Whether each unlabelled point is among the ``share`` of its cluster's points most similar to its centroid
+        (rounded up: a cluster's nearest point is central at any share above 0)."""
+        central = np.zeros(len(self.assignments), dtype=bool)
+        for cluster in np.unique(self.assignments):
+            members = np.flatnonzero(self.assignments == cluster)
+            nearest_first = members[np.argsort(-self.similarities[members], kind="stable")]
+            central[nearest_first[: math.ceil(share * len(members))]] = True
+        return central
 
     @property
     def estimated_characters(self) -> int:
@@ -227,9 +238,16 @@ def source_standardised(features: np.ndarray, sources: np.ndarray) -> np.ndarray
     return np.where((counts >= SOURCE_MIN_IMAGES)[index, None], standardised, features)
 
 
-def clustering_space(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray) -> tuple[np.ndarray, ...]:
+def clustering_space(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray,
+                     unlabelled_classes: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(labelled, unlabelled) as they are clustered: L2-normalised, whitened by the labelled classes' spread,
-    normalised again."""
+    normalised again. ``unlabelled_classes``: a class for each unlabelled point (-1: none), whose spread the
+    whitening learns from as well."""
     labelled, unlabelled = l2_normalise(labelled), l2_normalise(unlabelled)
-    whitening = within_class_whitening(labelled, labels)
+    spread_of, spread_classes = labelled, labels
+    if unlabelled_classes is not None:
+        given = unlabelled_classes >= 0
+        spread_of = np.vstack([labelled, unlabelled[given]])
+        spread_classes = np.concatenate([labels, unlabelled_classes[given]])
+    whitening = within_class_whitening(spread_of, spread_classes)
     return tuple(l2_normalise(whitening(x)) for x in (labelled, unlabelled))
