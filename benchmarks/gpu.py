@@ -14,6 +14,11 @@ row that fails shows its error; the others still run):
   fine-tuning; each phase's second epoch counts (the first warms up). Images/s are training images over the
   epoch's seconds, validation included, as ``metrics.csv`` records them. The workers are the config's default
   (one per core, at most 8).
+- **semi-supervised**, ``simpsons train --unlabeled`` on ``SEMI_IMAGES`` of the same cartoons and as many more
+  unlabelled, at ``--batch-size``, the probe head (``head_init: probe``) and the semi-supervised start (the probe
+  refitted with the unlabelled images the anchored k-means labels) included: the last fine-tuning epoch's images/s
+  (its unlabelled draws and validation included), the start's seconds and the last epoch's draws used, rejected
+  and pending. It shows that semi-supervised training runs on the GPU as on the CPU.
 - **inference** at ``--batch-size``: eager, ``torch.compile`` (its compile time in the notes) and, when
   onnxruntime-gpu is installed, the fp32 ONNX export under onnxruntime's CUDA provider (inputs copied from the host
   on every call, as a service would).
@@ -46,7 +51,9 @@ from simpsons_classifier.data.run_data import RunData
 from simpsons_classifier.inference.export import export_model
 from simpsons_classifier.inference.onnx_runtime import OnnxModule
 from simpsons_classifier.models import create_model
+from simpsons_classifier.run_dir import RunDir
 from simpsons_classifier.training import train
+from simpsons_classifier.training.curves import PROBE_EPOCH, UNLABELED_COLUMNS, read_metrics
 from simpsons_classifier.training.schedule import unfreeze_epoch
 from simpsons_classifier.training.validate import autocast
 from train_step import epoch_seconds, model_only, time_boxed
@@ -64,7 +71,11 @@ E2E_EPOCHS = 4
 E2E_UNFREEZE_EPOCH = 2
 MODEL_ONLY_SECONDS = 5.0
 INFERENCE_SECONDS = 5.0
-RESERVE_SECONDS = {"model_only": 20, "end_to_end": 90, "eager": 15, "compiled": 150, "onnxruntime": 120}
+SEMI_IMAGES = 2048
+"""Labelled images of the semi-supervised row, and as many unlabelled: its start fits a logistic regression on
+every labelled image's features, which costs CPU time the other rows do not spend."""
+RESERVE_SECONDS = {"model_only": 20, "end_to_end": 90, "semi_supervised": 150, "eager": 15, "compiled": 150,
+                   "onnxruntime": 120}
 """Time a row needs at least; a row is skipped when less than this is left in the time box."""
 
 
@@ -128,6 +139,20 @@ def end_to_end(config: Config, data_dir: Path, out_dir: Path) -> tuple[float, fl
     return train_images / head, train_images / tuned, "epochs " + ", ".join(f"{s:.1f}" for s in seconds) + " s"
 
 
+def semi_supervised(config: Config, data_dir: Path, out_dir: Path) -> tuple[float, str]:
+    """Training images/s of the last fine-tuning epoch of ``simpsons train --unlabeled`` (``config.unlabeled_dir``;
+    its unlabelled draws and validation included), and notes: the start's seconds, the last epoch's draws."""
+    with contextlib.redirect_stdout(sys.stderr):
+        run_dir = train(config, data_dir, out_dir, progress=False)
+    rows = read_metrics(RunDir(run_dir).metrics)
+    start = next(row for row in rows if row["epoch"] == PROBE_EPOCH)
+    last = [row for row in rows if 0 <= row["epoch"] < config.epochs][-1]
+    used, rejected, pending = (int(last[column]) for column in UNLABELED_COLUMNS)
+    train_images = len(RunData.read(run_dir).split.train)
+    return train_images / last["seconds"], (f"start {start['seconds']:.1f} s; last epoch's unlabelled draws: {used} "
+                                            f"used, {rejected} rejected as unknown, {pending} pending")
+
+
 def inference_rate(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device: torch.device
                    ) -> tuple[float, float]:
     """(images/s, seconds of the first call) of ``model`` on ``images`` in bf16, time-boxed."""
@@ -177,7 +202,9 @@ def main() -> None:
     projections: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
-        data_dir = write_dataset(scratch / "data", args.images)  # drawn in processes forked before CUDA starts
+        # drawn in processes forked before CUDA starts
+        data_dir, semi_data, unlabeled = (write_dataset(scratch / name, images) for name, images in (
+            ("data", args.images), ("semi", SEMI_IMAGES), ("unlabeled", SEMI_IMAGES)))
 
         for batch in args.batch_sizes:
             config = Config.from_dict({"batch_size": batch}, base=tuning)
@@ -200,6 +227,10 @@ def main() -> None:
                 head_epochs = unfreeze_epoch(reference)
                 projections[name] = (head_epochs * train_images / rates["head"]
                                      + (reference.epochs - head_epochs) * train_images / rates["tuned"])
+
+        semi = Config.from_dict({"head_init": "probe", "unlabeled_dir": str(unlabeled)}, base=e2e)
+        table.measure("end to end, semi-supervised (--unlabeled)", args.batch_size, "semi_supervised",
+                      lambda: semi_supervised(semi, semi_data, scratch / "semi_run"))
 
         model = create_model(BACKBONE, NUM_CLASSES, "none").eval().to(device, memory_format=torch.channels_last)
         images = torch.randn(args.batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
