@@ -1,19 +1,25 @@
-"""Semi-supervised training from an unlabelled folder (FixMatch): which images are pseudo-labelled, the counts a
-run reports, exact resume, and bad unlabelled folders."""
+"""Semi-supervised training from an unlabelled folder (FixMatch): which images are pseudo-labelled, from which view
+and for which, the counts a run reports, exact resume, and bad unlabelled folders."""
 
 import csv
 import os
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 from interrupts import ctrl_c_at_step
 from synthetic import make_dataset, make_unlabeled_folder, tiny_config
 from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
+from simpsons_classifier.augment.pipeline import BatchPipeline
+from simpsons_classifier.augment.recipe import WeakAndStrong
+from simpsons_classifier.data.dataset import ImageDataset
 from simpsons_classifier.data.run_data import prepare_run_data, read_unlabeled, repoint_unlabeled
-from simpsons_classifier.data.scan import DatasetError
+from simpsons_classifier.data.scan import DatasetError, Sample
 from simpsons_classifier.evaluation.ood_scores import fit_scores
 from simpsons_classifier.evaluation.openset import calibrate
 from simpsons_classifier.evaluation.run_model import ModelOutputs
@@ -50,6 +56,55 @@ def test_only_confident_images_accepted_as_known_are_pseudo_labelled_and_the_cou
     assert pseudo.rejected.tolist() == [False, False, False, True, True]
     assert pseudo.pending.tolist() == [False, False, True, False, False]
     assert pseudo.counts() == (2, 2, 1) and sum(pseudo.counts()) == len(logits)
+
+
+CLASSES = 3
+
+
+class _FirstPixelClass(torch.nn.Module):
+    """Classifies an image, confidently, as the class its first pixel's value names."""
+
+    def forward(self, images):
+        return 10 * torch.nn.functional.one_hot(images[:, 0, 0, 0].round().long(), CLASSES).float()
+
+
+def test_pseudo_labels_come_from_each_images_weak_view_and_train_the_strong_view_of_the_same_image(tmp_path,
+                                                                                                    monkeypatch):
+    """Image i's weak view reads as class i % 3, its strong view as class 2 - i % 3, so a label taken from the
+    wrong view or the wrong image shows. Through the unlabelled DataLoader (shuffled by its sampler), the batch
+    pipeline and ``train_on_batch``, each pseudo-label is the weak view's class of the image whose strong view
+    trains on it."""
+    samples = []
+    for i in range(12):
+        path = tmp_path / f"frame_{i:02d}.png"
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(path)
+        samples.append(Sample(path, ""))
+
+    def weak(image):
+        return torch.full((3, 4, 4), float(image.getpixel((0, 0))[0] % CLASSES))
+
+    def strong(image):
+        return torch.full((3, 4, 4), float(CLASSES - 1 - image.getpixel((0, 0))[0] % CLASSES))
+
+    config = _semi_config(unlabeled_dir=str(tmp_path), pseudo_label_threshold=0.9)
+    pipeline = BatchPipeline(config, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), CLASSES, torch.device("cpu"))
+    pipeline.view_transform = WeakAndStrong(weak, strong)
+    unlabeled = DataLoader(ImageDataset(samples, None, pipeline.view_transform), batch_size=6,
+                           sampler=CyclingSampler(len(samples), 12, seed=0, epoch=0), collate_fn=pipeline.collate_views)
+    labelled = [(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))] * 2
+    steps = []
+    monkeypatch.setattr(trainer, "train_step", lambda state, images, targets, config, strong=None, pseudo=None:
+                        steps.append((strong, pseudo)) or 0.0)
+    teacher = _FirstPixelClass()
+    state = SimpleNamespace(known_at=5.0, adaptive_bar=None, evaluated=teacher, model=None)
+    for batch in pipeline.batches(labelled, unlabeled):
+        trainer.train_on_batch(state, batch, config)
+    assert len(steps) == 2
+    for strong_views, pseudo in steps:
+        assert pseudo.used.all()
+        strong_class = strong_views[:, 0, 0, 0].round().long()
+        assert torch.equal(pseudo.labels, CLASSES - 1 - strong_class)  # the same image's weak view's class
+        assert not torch.equal(pseudo.labels, strong_class)
 
 
 def test_an_unknown_character_below_the_open_set_threshold_is_never_pseudo_labelled():
