@@ -23,9 +23,8 @@ Then how right pseudo-labels must be to close a given share of the gap: the prob
 image, labels right on 80, 90 and 95 % of them, the wrong ones drawn at random.
 
 With ``--draws N``: the three starts (clustered twice, clustered once, clustered once with the sources only moved)
-again over N other
-draws of the labelled images (seeded), the mean share of the unlabelled images each labels right and of the probe
-refitted with them: one draw's figures move by a few points with the images drawn.
+again over N other draws of the labelled images (seeded), the mean share of the unlabelled images each labels right
+and of the probe refitted with them: one draw's figures move by a few points with the images drawn.
 
 With ``--views N``: FixMatch's consistency on the head alone, for thousands of steps. Each training image's N weak
 and N strong views (the recipe's two pipelines, the reference engine) go through the frozen backbone once; a linear
