@@ -3,15 +3,14 @@ and for which, the counts a run reports, exact resume, and bad unlabelled folder
 
 import csv
 import os
-
 from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
 from interrupts import ctrl_c_at_step
 from synthetic import make_dataset, make_unlabeled_folder, tiny_config
+from torch.utils.data import DataLoader
 from torchrun import PROCESSES, torchrun_train
 
 from simpsons_classifier import cli
@@ -86,10 +85,9 @@ def test_pseudo_labels_come_from_each_images_weak_view_and_train_the_strong_view
     def strong(image):
         return torch.full((3, 4, 4), float(CLASSES - 1 - image.getpixel((0, 0))[0] % CLASSES))
 
-    config = _semi_config(unlabeled_dir=str(tmp_path), pseudo_label_threshold=0.9)
+    config = _semi_config(pseudo_label_threshold=0.9)
     pipeline = BatchPipeline(config, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), CLASSES, torch.device("cpu"))
-    pipeline.view_transform = WeakAndStrong(weak, strong)
-    unlabeled = DataLoader(ImageDataset(samples, None, pipeline.view_transform), batch_size=6,
+    unlabeled = DataLoader(ImageDataset(samples, None, WeakAndStrong(weak, strong)), batch_size=6,
                            sampler=CyclingSampler(len(samples), 12, seed=0, epoch=0), collate_fn=pipeline.collate_views)
     labelled = [(torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long))] * 2
     steps = []
