@@ -22,7 +22,9 @@ from simpsons_classifier.data.scan import Sample
 from simpsons_classifier.discovery.clustering import (
     clustering_accuracy,
     discover_clusters,
+    link_shares,
     merge_new_clusters,
+    merge_thresholds,
     neighbour_vote,
 )
 from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
@@ -96,30 +98,68 @@ def test_a_new_character_split_into_its_poses_is_merged_as_the_known_ones_show(s
     assert clustering_accuracy(truth, clusters.assignments, old=truth < 12).all == 1.0
 
 
-def test_merging_joins_only_new_clusters_more_alike_than_the_threshold():
-    known_centroids = l2_normalise(np.array([[1.0, 0, 0, 0]]))
-    unlabelled = l2_normalise(np.array([[1.0, 0.1, 0, 0],  # the known class
-                                        [0, 1, 0.2, 0], [0, 1, -0.2, 0],  # two near groups: one character
-                                        [0, 0, 0, 1]]))  # a group apart
-    assignments = np.array([0, 1, 2, 3])
-    found = Clusters(assignments, np.vstack([known_centroids, unlabelled[1:]]), 1, np.ones(4))
-    merged = merge_new_clusters(found, unlabelled, threshold=0.5)
-    assert merged.assignments.tolist() == [0, 1, 1, 2]
-    assert (merged.new, merged.before_merging) == (2, 3)
-    assert np.allclose(merged.centroids[0], known_centroids[0])
-    assert np.allclose(merged.centroids[1], [0, 1, 0, 0]) and np.allclose(merged.similarities[3], 1.0)
-    assert merge_new_clusters(found, unlabelled, threshold=0.99).assignments.tolist() == [0, 1, 2, 3]
+def test_the_neighbours_whose_links_are_counted_are_learnt_fewer_for_characters_of_few_images():
+    few = two_poses(known=12, new=4, labelled_per_pose=2, unlabelled_per_pose=2)  # four images a character
+    many = two_poses(known=12, new=4, labelled_per_pose=8, unlabelled_per_pose=6)
+    assert merge_thresholds(*few[:2], known=12).neighbours == 3
+    assert merge_thresholds(*many[:2], known=12).neighbours >= 7
+    labelled, labels, unlabelled, truth = few
+    clusters = discover_clusters(labelled, labels, unlabelled, known=12)
+    assert clustering_accuracy(truth, clusters.assignments, old=truth < 12).all == 1.0  # 0.75 counting 10 links
+
+
+def arc(plane: tuple[int, int], degrees: list[float]) -> np.ndarray:
+    """Unit points at ``degrees`` in the plane of two of five axes."""
+    points = np.zeros((len(degrees), 5))
+    points[:, plane[0]], points[:, plane[1]] = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return points
+
+
+def drawn_apart_and_look_alikes() -> tuple[Clusters, np.ndarray]:
+    """A known class's image (cluster 0), then a character drawn in two styles (clusters 1 and 2: eight images 10°
+    apart along an arc, its two halves' centres 40° apart), then two look-alike characters (clusters 3 and 4: four
+    images within 3° of each, 30° apart). The look-alikes' centres are nearer than the two styles', but no image of
+    one is among the other's three nearest, while the styles' images where they meet are."""
+    unlabelled = np.vstack([arc((0, 1), [0]), arc((1, 2), list(range(0, 80, 10))),
+                            arc((3, 4), [-1.5, -0.5, 0.5, 1.5]), arc((3, 4), [28.5, 29.5, 30.5, 31.5])])
+    assignments = np.repeat([0, 1, 2, 3, 4], [1, 4, 4, 4, 4])
+    centroids = np.vstack([unlabelled[0], *(l2_normalise(unlabelled[assignments == c].sum(axis=0, keepdims=True))
+                                            for c in range(1, 5))])
+    return Clusters(assignments, centroids, 1, np.ones(len(unlabelled))), unlabelled
+
+
+def test_merging_joins_clusters_whose_images_are_each_others_nearest_not_those_whose_centres_are():
+    found, unlabelled = drawn_apart_and_look_alikes()
+    centres = found.centroids[1:] @ found.centroids[1:].T
+    assert centres[2, 3] > centres[0, 1]  # merging by the centres would join the look-alikes first
+    merged = merge_new_clusters(found, unlabelled, threshold=0.05, neighbours=3)
+    assert merged.assignments.tolist() == [0] + [1] * 8 + [2] * 4 + [3] * 4
+    assert (merged.new, merged.before_merging) == (3, 4)
+    assert np.allclose(merged.centroids[0], unlabelled[0])  # the known class keeps its centroid
+    assert np.allclose(merged.centroids[1], l2_normalise(unlabelled[1:9].sum(axis=0, keepdims=True))[0])
+    assert np.allclose(merged.similarities, np.einsum("nd,nd->n", unlabelled, merged.centroids[merged.assignments]))
+    assert merge_new_clusters(found, unlabelled, threshold=0.5, neighbours=3).assignments.tolist() == \
+        found.assignments.tolist()  # the styles share a sixth of their links: below a half, nothing joins
+
+
+def test_link_shares_count_the_links_between_two_groups_of_all_their_links():
+    points = arc((0, 1), [0, 1, 10, 11])  # two pairs: each point's nearest is its pair's other point
+    shares = link_shares(points, np.array([0, 0, 1, 1]), neighbours=1)
+    assert np.allclose(shares, [[1, 0], [0, 1]])
+    shares = link_shares(points, np.array([0, 1, 2, 2]), neighbours=1)
+    assert np.allclose(shares[0, 1], 1) and np.allclose(shares[0, 2], 0)  # 0 and 1 link only to each other
+    shares = link_shares(points, np.array([0, 0, 1, 1]), neighbours=2)  # the second nearest lies across
+    assert np.allclose(shares[0, 1], 0.5)
 
 
 def test_the_lower_cut_names_the_characters_of_whole_clusters_and_never_splits_one():
-    unlabelled = l2_normalise(np.array([[0, 1, 0.2, 0], [0, 1, -0.2, 0], [0, 0, 0, 1]]))
-    found = Clusters(np.array([1, 2, 3]), np.vstack([[1.0, 0, 0, 0], unlabelled]), 1, np.ones(3))
-    kept_apart = merge_new_clusters(found, unlabelled, threshold=0.99, characters_threshold=0.5)
-    assert kept_apart.assignments.tolist() == [1, 2, 3]  # the folders, as the first cut leaves them
-    assert kept_apart.characters.tolist() == [0, 0, 1] and kept_apart.estimated_characters == 2
-    joined = merge_new_clusters(found, unlabelled, threshold=0.5, characters_threshold=0.99)
-    assert joined.assignments.tolist() == [1, 1, 2] and joined.characters.tolist() == [0, 1]  # capped at 0.5
-    assert merge_new_clusters(found, unlabelled, threshold=0.99).characters is None
+    found, unlabelled = drawn_apart_and_look_alikes()
+    kept_apart = merge_new_clusters(found, unlabelled, threshold=0.5, characters_threshold=0.05, neighbours=3)
+    assert kept_apart.assignments.tolist() == found.assignments.tolist()  # the folders, as the first cut leaves them
+    assert kept_apart.characters.tolist() == [0, 0, 1, 2] and kept_apart.estimated_characters == 3
+    joined = merge_new_clusters(found, unlabelled, threshold=0.05, characters_threshold=0.5, neighbours=3)
+    assert joined.new == 3 and joined.characters.tolist() == [0, 1, 2]  # capped at the folders' cut
+    assert merge_new_clusters(found, unlabelled, threshold=0.5, neighbours=3).characters is None
 
 
 def test_each_image_takes_its_nearest_images_cluster_and_emptied_clusters_drop():
