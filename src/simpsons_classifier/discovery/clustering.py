@@ -258,9 +258,9 @@ def merge_thresholds(labelled: np.ndarray, labels: np.ndarray, known: int, seed:
 
     Why learnt and not fixed: how alike two groups of one character are depends on the dataset (frames of one
     pose, sprites of one style) and on the features. With it (and ``MAX_NEW_CLUSTERS`` raised from 60 to 120; the
-    clusters then merged by their centres' similarity) the benchmark of benchmarks/discover.py estimates 28 new characters of 25 on the stand-in (mean of three seeds;
-    was 59; All 0.62, was 0.51) and 73 of 75 on emoji (was 58; All 0.57, was 0.55); on fonts 50 of 17 (was 45; All
-    0.59 either way).
+    clusters then merged by their centres' similarity) the benchmark of benchmarks/discover.py estimates 28 new
+    characters of 25 on the stand-in (mean of three seeds; was 59; All 0.62, was 0.51) and 73 of 75 on emoji (was
+    58; All 0.57, was 0.55); on fonts 50 of 17 (was 45; All 0.59 either way).
 
     Why two: the most accurate cut leaves a character in several clusters where its poses or drawing styles are
     less alike than the known characters' (joining them would join other characters too, which costs more), so it
@@ -347,7 +347,7 @@ def discover_clusters(
     seed: int = 0, progress: bool = False,
 ) -> Clusters:
     """Semi-supervised k-means of ``unlabelled`` in the :func:`clustering_space`, with the estimated number of
-    new clusters, then the new clusters as alike as one known character's groups merged, each merged cluster's
+    new clusters, then the new clusters as linked as one known character's groups merged, each merged cluster's
     estimated character (:class:`MergeThresholds`), and each point moved to its nearest points' cluster
     (:func:`neighbour_vote`)."""
     thresholds = merge_thresholds(labelled, labels, known, seed, progress)
