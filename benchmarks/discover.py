@@ -32,6 +32,10 @@ when those likely the same character are taken as one (``Clusters.characters``: 
 characters, half of them as new, make as many groups as they are characters), for each seed and their mean, and
 the accuracy with those groups joined.
 
+Then k-means' clusters before the merge, for each seed: their count, their accuracy, and the accuracy with each
+joined to the others whose most common character is its own (as no merge of them can beat): how much the merge
+loses.
+
 Then, for each row, what the features link: the share of the new characters' images whose nearest image in the
 pool (in the space they are clustered in) is of the same character, and the share whose nearest image of another
 drawing source (the file name before ``__``: a sprite style, a font, an emoji vendor) is. Clustering can only put a
@@ -46,6 +50,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +138,17 @@ def as_likely_characters(clusters: Clusters) -> np.ndarray:
     """Each point's cluster, the new clusters likely the same character (``Clusters.characters``) joined."""
     known = clusters.known
     return np.array([c if c < known else known + clusters.character_of(c) for c in clusters.assignments])
+
+
+def as_most_common(clusters: Clusters, truth: np.ndarray) -> Clusters:
+    """``clusters`` with each new cluster joined to the others whose most common character is its own: the best any
+    merge of them can do."""
+    joined = clusters.assignments.copy()
+    for cluster in np.unique(joined[joined >= clusters.known]):
+        members = clusters.assignments == cluster
+        characters, counts = np.unique(truth[members], return_counts=True)
+        joined[members] = clusters.known + np.searchsorted(np.unique(truth), characters[counts.argmax()])
+    return replace(clusters, assignments=joined)
 
 
 def nearest_is_same(points: np.ndarray, truth: np.ndarray, groups: np.ndarray, other_source: bool) -> np.ndarray:
@@ -246,6 +262,15 @@ def main() -> None:
     counts = [c.estimated_characters for c in likely]
     print(f"  {' / '.join(map(str, counts))} ({np.mean(counts):.1f}) of {true_new}, "
           f"{mean_scored(likely, as_likely_characters)}")
+    labelled_space, unlabelled_space = clustering_space(spaces[chosen]("train"), labels,
+                                                        np.vstack([spaces[chosen]("val"), spaces[chosen]("heldout")]))
+    print("k-means' clusters before the merge (each seed: their count; All Old New; All Old New each joined to its "
+          "most common character, as no merge can beat)")
+    for seed, clusters in enumerate(likely):
+        before = semi_supervised_kmeans(labelled_space, labels, unlabelled_space, len(classes),
+                                        clusters.before_merging, seed)
+        print(f"  {clusters.before_merging}; {scored(before)}; "
+              f"{scored(as_most_common(before, truth))}")
 
     print(f"\n{'features':<22} {'new images whose nearest image is the same character: any source':>66}  "
           f"{'another source':>14}")
