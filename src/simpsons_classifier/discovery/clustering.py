@@ -100,7 +100,7 @@ MERGE_NEIGHBOURS = (3, 5, 7, 10, 15, 20)
 """Nearest images per image whose links :func:`merge_new_clusters` may count between clusters; which one is learnt
 with the thresholds (:func:`merge_thresholds`). It has to be fewer than the images of one character, and how many
 those are depends on the dataset: with a fixed 10, the stand-in's new characters (17 images each) were clustered
-best of 5, 10 and 20, and emoji's (7 images each) worse than before the links were counted (README, "New
+best of 5, 7 and 10, and emoji's (7 images each) worse than before the links were counted (README, "New
 characters")."""
 
 
