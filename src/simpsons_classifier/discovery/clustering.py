@@ -8,9 +8,9 @@ averaged, whitened features, labelled classes anchored), with the number of new 
 - So new clusters are then merged, by average linkage of how many of their images' links to their nearest images
   run between them (:func:`link_shares`), wherever they are as linked as the groups one known character splits
   into (:func:`merge_thresholds` measures that by clustering half the known characters as if they were new,
-  beside the other half). Two cuts of that one merge tree are learnt: the folders, cut where
-  the pretend-new characters are grouped most accurately, and the count, cut lower, where they make as many
-  groups as they are characters; folders that the lower cut joins are likely one character.
+  beside the other half). Two cuts of that one merge tree are learnt: the folders, cut where the pretend-new
+  characters are grouped most accurately, and the count, cut lower, where they make as many groups as they are
+  characters; folders that the lower cut joins are likely one character.
 - Last, each image takes the cluster its nearest images are in (:func:`neighbour_vote`), labelled images voting
   with their class: a centroid cannot follow a character across its poses, its nearest images mostly can.
 """
@@ -116,9 +116,9 @@ def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: fl
     far apart as wholes (a new character's 23-pixel box sprites from its 50-pixel battle sprites) while some of
     their images are each other's nearest, and two look-alike characters (an evolution of a Pokémon) are near as
     wholes with few images that are each other's nearest. On ``benchmarks/discover.py``'s stand-in, k-means'
-    clusters joined by an oracle would reach All 0.93; the centres' similarity, at the best threshold in hindsight,
-    reaches 0.71, the links 0.76; with the thresholds learnt, All / New rise from 0.704 / 0.672 to 0.756 / 0.733
-    (README, "New characters")."""
+    clusters joined by an oracle would reach All 0.94; the centres' similarity, at the best threshold in hindsight,
+    reaches 0.71 (seed 0), 10 nearest images' links 0.76; with the thresholds and the neighbours learnt, All / New
+    rise from 0.704 / 0.672 to 0.755 / 0.733 (mean of three seeds; README, "New characters")."""
     return new_cluster_merges(clusters, unlabelled, neighbours)(threshold, characters_threshold)
 
 
@@ -201,8 +201,8 @@ def _group_centres(points: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 MERGE_THRESHOLDS = np.round(np.arange(0, 1.0001, 0.005), 3)
-"""Shares of links between clusters (:func:`link_shares`) that :func:`merge_thresholds` tries: the learnt ones are
-a few hundredths on the benchmark's three datasets, hence the fine steps."""
+"""Shares of links between clusters (:func:`link_shares`) that :func:`merge_thresholds` tries: the learnt ones are a
+few hundredths on the benchmark's stand-in and fonts, hence the fine steps."""
 MERGE_SPLITS = 3
 """Random halvings of the known characters :func:`merge_threshold` averages over, each half taking its turn as
 the pretend-new one: on the stand-in benchmark a half is a dozen characters, and which ones moves the best
