@@ -36,6 +36,9 @@ Then k-means' clusters before the merge, for each seed: their count, their accur
 joined to the others whose most common character is its own (as no merge of them can beat): how much the merge
 loses.
 
+Then, for seed 0 of ``discover``'s row, the new characters' images placed right (in the cluster matched to their
+character) by drawing source: which of a character's styles the clustering loses.
+
 Then, for each row, what the features link: the share of the new characters' images whose nearest image in the
 pool (in the space they are clustered in) is of the same character, and the share whose nearest image of another
 drawing source (the file name before ``__``: a sprite style, a font, an emoji vendor) is. Clustering can only put a
@@ -60,7 +63,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from simpsons_classifier.config import Config
 from simpsons_classifier.data.run_data import RunData, read_heldout
 from simpsons_classifier.data.split import source_group
-from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters
+from simpsons_classifier.discovery.clustering import clustering_accuracy, discover_clusters, matched_right
 from simpsons_classifier.discovery.detail import DETAIL_LEVELS, Detail, detail_features, features_at
 from simpsons_classifier.evaluation.run_model import eval_transform, mirrored_transform, sample_outputs
 from simpsons_classifier.models import PenultimateFeatures, create_model, data_config
@@ -271,6 +274,11 @@ def main() -> None:
                                         clusters.before_merging, seed)
         print(f"  {clusters.before_merging}; {scored(before)}; "
               f"{scored(as_most_common(before, truth))}")
+
+    right = matched_right(truth, likely[0].assignments)
+    print("the new characters' images placed right, by drawing source (seed 0): " + ", ".join(
+        f"{source} {right[~old & (groups == source)].sum()} of {(~old & (groups == source)).sum()}"
+        for source in np.unique(groups[~old])))
 
     print(f"\n{'features':<22} {'new images whose nearest image is the same character: any source':>66}  "
           f"{'another source':>14}")

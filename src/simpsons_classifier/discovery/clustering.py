@@ -373,14 +373,20 @@ class ClusteringAccuracy:
 def clustering_accuracy(truth: np.ndarray, clusters: np.ndarray, old: np.ndarray) -> ClusteringAccuracy:
     """``truth``: class of each point; ``clusters``: its cluster; ``old``: True where its class is a known one.
     A cluster matched to no class (more clusters than classes) counts every point in it as wrong."""
+    correct = matched_right(truth, clusters)
+    old = np.asarray(old, dtype=bool)
+    return ClusteringAccuracy(all=float(correct.mean()),
+                              old=float(correct[old].mean()) if old.any() else float("nan"),
+                              new=float(correct[~old].mean()) if (~old).any() else float("nan"))
+
+
+def matched_right(truth: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Whether each point's cluster is matched to its class by one Hungarian matching of clusters to classes over
+    all the points (GCD's), the matching that puts the most points right."""
     _, class_index = np.unique(truth, return_inverse=True)
     cluster_ids, cluster_index = np.unique(clusters, return_inverse=True)
     counts = contingency_matrix(class_index, cluster_index)
     rows, columns = linear_sum_assignment(counts, maximize=True)
     matched_class = np.full(len(cluster_ids), -1)
     matched_class[columns] = rows
-    correct = matched_class[cluster_index] == class_index
-    old = np.asarray(old, dtype=bool)
-    return ClusteringAccuracy(all=float(correct.mean()),
-                              old=float(correct[old].mean()) if old.any() else float("nan"),
-                              new=float(correct[~old].mean()) if (~old).any() else float("nan"))
+    return matched_class[cluster_index] == class_index
