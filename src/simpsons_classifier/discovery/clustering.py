@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
-from sklearn.cluster import AgglomerativeClustering
+from scipy.spatial.distance import squareform
 from sklearn.metrics import silhouette_samples
 from sklearn.metrics.cluster import contingency_matrix
 from tqdm import tqdm
@@ -124,8 +125,8 @@ def merge_new_clusters(clusters: Clusters, unlabelled: np.ndarray, threshold: fl
 
 def new_cluster_merges(clusters: Clusters, unlabelled: np.ndarray, neighbours: int
                        ) -> Callable[[float, float | None], Clusters]:
-    """:func:`merge_new_clusters` at any thresholds, the links between the clusters counted once: learning the
-    thresholds tries two hundred of them."""
+    """:func:`merge_new_clusters` at any thresholds, the links between the clusters counted and their merge tree
+    built once: learning the thresholds tries two hundred of them."""
     known, assignments = clusters.known, clusters.assignments
     is_new = assignments >= known
     found, members = np.unique(assignments[is_new], return_inverse=True)  # new clusters k-means left empty drop
@@ -134,14 +135,15 @@ def new_cluster_merges(clusters: Clusters, unlabelled: np.ndarray, neighbours: i
         return lambda threshold, characters_threshold=None: unmerged
     distances = 1 - link_shares(unlabelled[is_new], members, neighbours)
     np.fill_diagonal(distances, 0)
+    cut = _average_linkage(distances)
 
     def merged_at(threshold: float, characters_threshold: float | None = None) -> Clusters:
-        groups = _average_linkage(distances, threshold)
+        groups = cut(threshold)
         merged = assignments.copy()
         merged[is_new] = known + groups[members]
         characters = None
         if characters_threshold is not None:
-            of_found = _average_linkage(distances, min(characters_threshold, threshold))
+            of_found = cut(min(characters_threshold, threshold))
             characters = np.zeros(groups.max() + 1, dtype=int)
             characters[groups] = of_found  # every cluster of a joined group falls to the same character
             _, characters = np.unique(characters, return_inverse=True)
@@ -185,14 +187,20 @@ def _regrouped(clusters: Clusters, unlabelled: np.ndarray, assignments: np.ndarr
     return Clusters(assignments, centroids, known, similarities, before_merging, characters)
 
 
-def _average_linkage(distances: np.ndarray, threshold: float) -> np.ndarray:
-    """The group of each of the clusters whose pairwise centre ``distances`` are given, joined by average linkage
-    while more alike than the similarity ``threshold``; groups numbered as the first cluster each joins, so that
-    no cluster is renumbered when nothing joins it."""
-    groups = AgglomerativeClustering(n_clusters=None, distance_threshold=1 - threshold, metric="precomputed",
-                                     linkage="average").fit_predict(distances)
-    _, first, groups = np.unique(groups, return_index=True, return_inverse=True)
-    return np.argsort(np.argsort(first))[groups]
+def _average_linkage(distances: np.ndarray) -> Callable[[float], np.ndarray]:
+    """The average-linkage tree of the clusters whose pairwise ``distances`` (1 - similarity) are given, built once,
+    and what cuts it at any similarity threshold: the group of each cluster, joined while more alike than the
+    threshold, groups numbered as the first cluster each joins, so that no cluster is renumbered when nothing joins
+    it."""
+    tree = linkage(squareform(distances, checks=False), method="average")
+
+    def cut(threshold: float) -> np.ndarray:
+        # joined only while strictly nearer than 1 - threshold (fcluster's cut keeps distances equal to it)
+        groups = fcluster(tree, np.nextafter(1 - threshold, -np.inf), criterion="distance")
+        _, first, groups = np.unique(groups, return_index=True, return_inverse=True)
+        return np.argsort(np.argsort(first))[groups]
+
+    return cut
 
 
 def _group_centres(points: np.ndarray, groups: np.ndarray) -> np.ndarray:
