@@ -212,7 +212,7 @@ MERGE_THRESHOLDS = np.round(np.arange(0, 1.0001, 0.005), 3)
 """Shares of links between clusters (:func:`link_shares`) that :func:`merge_thresholds` tries: the learnt ones are a
 few hundredths on the benchmark's stand-in and fonts, hence the fine steps."""
 MERGE_SPLITS = 3
-"""Random halvings of the known characters :func:`merge_threshold` averages over, each half taking its turn as
+"""Random halvings of the known characters :func:`merge_thresholds` averages over, each half taking its turn as
 the pretend-new one: on the stand-in benchmark a half is a dozen characters, and which ones moves the best
 threshold by a few hundredths."""
 MERGE_LABELLED_PER_CLASS = 20
