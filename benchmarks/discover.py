@@ -18,7 +18,9 @@ level's score on the known characters, half of them treated as new. Rows: the pe
 when ``best.pt`` is the probe head); the same of the images shrunk to each level; the first without the mirror
 image; the first concatenated with the frozen ImageNet backbone's, averaged the same way (each L2-normalised); and
 ``discover``'s own, at the level it chooses: the penultimate features beside the mean-pooled maps of the backbone's
-last two feature stages (``models.PenultimateAndStages``). Columns: the estimated number of new clusters (in
+last two feature stages (``models.PenultimateAndStages``), each drawing source named in the file names standardised
+over the training images and the pool (``anchored_kmeans.standardised_by_source``), and before it the same with the
+sources as they are. Columns: the estimated number of new clusters (in
 brackets, k-means' count before the merge step) against the true one and the accuracy with it, for each of ``--seeds``
 clustering seeds (k-means' starts and the halvings the merge threshold is learnt on; a change in the last bits of
 the features moves the result as much as a seed does) and their mean; the accuracy with the true
@@ -75,6 +77,7 @@ from simpsons_classifier.training.anchored_kmeans import (
     l2_normalise,
     mirror_averaged,
     semi_supervised_kmeans,
+    standardised_by_source,
 )
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
@@ -117,7 +120,7 @@ def features(run: RunDir, cache: Path) -> dict[str, np.ndarray]:
                                                                embedding=PenultimateFeatures)
                   for level in SHRUNK_LEVELS for subset, samples in subsets.items()}
     if "discover_heldout" not in found:
-        detail, _, _ = detail_features(loaded, data.split.train, progress=True)
+        detail = detail_features(loaded, data.split.train, progress=True).detail
         found["detail"] = np.array([[detail.scores[level], detail.errors[level]] for level in DETAIL_LEVELS])
         found["detail_chosen"] = np.array(DETAIL_LEVELS.index(detail.longest_side))
         found |= {f"discover_{subset}": features_at(loaded, samples, detail.longest_side, desc=f"{subset}, discover's")
@@ -178,7 +181,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", type=int, default=3, help="clustering seeds the estimated count is run with")
     parser.add_argument("--discover-only", action="store_true",
-                        help="only discover's row (on a large pool each row takes a quarter of an hour)")
+                        help="only discover's rows, with its sources standardised and as they are (on a large pool "
+                             "each row takes a quarter of an hour)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. split=random for a dataset without the stand-in's drawing styles")
     args = parser.parse_args()
@@ -193,6 +197,7 @@ def main() -> None:
     labels = np.searchsorted(classes, found["class_train"])
     truth = np.concatenate([found["class_val"], found["class_heldout"]])
     groups = np.array([source_group(s.path) for s in [*data.split.val, *read_heldout(run)]])
+    train_groups = np.array([source_group(s.path) for s in data.split.train])
     old = np.isin(truth, classes)
     true_new = len(set(found["class_heldout"]))
     print(f"labelled: {len(labels)} training images of {len(classes)} characters; unlabelled pool: {len(truth)} "
@@ -207,13 +212,16 @@ def main() -> None:
           + ", ".join(f"{level or 'as they are'}{' px' if level else ''} {score:.3f} ± {detail.errors[level]:.3f}"
                       for level, score in detail.scores.items()))
 
+    def labelled_and_pool(of) -> tuple[np.ndarray, np.ndarray]:
+        return of("train"), np.vstack([of("val"), of("heldout")])
+
     spaces = {
-        "the run's": lambda subset: averaged("finetuned", subset),
-        **{f"the run's, {level} px": (lambda subset, level=level: found[f"finetuned_{subset}_{level}px"])
-           for level in SHRUNK_LEVELS},
-        "the run's, unmirrored": lambda subset: found[f"finetuned_{subset}"],
-        "the run's + ImageNet": lambda subset: np.hstack([l2_normalise(averaged("finetuned", subset)),
-                                                           l2_normalise(averaged("imagenet", subset))]),
+        "the run's": labelled_and_pool(lambda subset: averaged("finetuned", subset)),
+        **{f"the run's, {level} px": labelled_and_pool(
+            lambda subset, level=level: found[f"finetuned_{subset}_{level}px"]) for level in SHRUNK_LEVELS},
+        "the run's, unmirrored": labelled_and_pool(lambda subset: found[f"finetuned_{subset}"]),
+        "the run's + ImageNet": labelled_and_pool(lambda subset: np.hstack(
+            [l2_normalise(averaged("finetuned", subset)), l2_normalise(averaged("imagenet", subset))])),
     }
 
     def scored(clusters) -> str:
@@ -230,13 +238,15 @@ def main() -> None:
     print(f"\n{'features':<22} {'new clusters':>18}  {'estimated k: All Old New':>24}  {'true k: All Old New':>19}  "
           f"{'no whitening':>17}  {'purity':>6}  {'GCD criterion':>13}")
     chosen = f"discover's, {detail.longest_side or 'as is'}{' px' if detail.longest_side else ''}"
-    spaces[chosen] = lambda subset: found[f"discover_{subset}"]
+    discovered = labelled_and_pool(lambda subset: found[f"discover_{subset}"])
+    before = f"{chosen}, sources as they are"
+    spaces[before] = discovered
+    spaces[chosen] = standardised_by_source(*discovered, np.concatenate([train_groups, groups]))
     if args.discover_only:
-        spaces = {chosen: spaces[chosen]}
+        spaces = {name: spaces[name] for name in (before, chosen)}
     likely = []  # the seeds of the row discover uses, for the likely characters below
     links = {}
-    for name, of in spaces.items():
-        labelled, unlabelled = of("train"), np.vstack([of("val"), of("heldout")])
+    for name, (labelled, unlabelled) in spaces.items():
         started = time.perf_counter()
         seeded = [discover_clusters(labelled, labels, unlabelled, known=len(classes), seed=seed)
                   for seed in range(args.seeds)]
@@ -265,8 +275,7 @@ def main() -> None:
     counts = [c.estimated_characters for c in likely]
     print(f"  {' / '.join(map(str, counts))} ({np.mean(counts):.1f}) of {true_new}, "
           f"{mean_scored(likely, as_likely_characters)}")
-    labelled_space, unlabelled_space = clustering_space(spaces[chosen]("train"), labels,
-                                                        np.vstack([spaces[chosen]("val"), spaces[chosen]("heldout")]))
+    labelled_space, unlabelled_space = clustering_space(spaces[chosen][0], labels, spaces[chosen][1])
     print("k-means' clusters before the merge (each seed: their count; All Old New; All Old New each joined to its "
           "most common character, as no merge can beat)")
     for seed, clusters in enumerate(likely):

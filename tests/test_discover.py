@@ -27,9 +27,16 @@ from simpsons_classifier.discovery.clustering import (
     merge_thresholds,
     neighbour_vote,
 )
-from simpsons_classifier.discovery.detail import AS_THEY_ARE, DETAIL_LEVELS, Shrunk, choose_detail, detail_accuracies
+from simpsons_classifier.discovery.detail import (
+    AS_THEY_ARE,
+    DETAIL_LEVELS,
+    KnownFeatures,
+    Shrunk,
+    choose_detail,
+    detail_accuracies,
+)
 from simpsons_classifier.discovery.results import Discovery, new_cluster_name
-from simpsons_classifier.discovery.run import _clusters, _known_features, discover
+from simpsons_classifier.discovery.run import _clusters, _known_features, _sources_standardised, discover
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.models import PenultimateFeatures
 from simpsons_classifier.training.anchored_kmeans import (
@@ -197,6 +204,33 @@ def test_clusters_likely_the_same_character_name_each_other(monkeypatch):
         discovery.summary()
 
 
+def in_two_sources(seed: int = 1):
+    """:func:`planted` with the unlabelled images in two drawing sources: every other one moved by an offset of
+    its source ("art") that no labelled image (all "sprite") shows, as a drawing style training lacked."""
+    labelled, labels, unlabelled, truth = planted(known=6, new_sizes=[12, 12, 12, 12], unlabelled_per_known=6,
+                                                  seed=seed)
+    art_offset = np.random.default_rng(seed + 10).normal(size=DIMENSIONS) / np.sqrt(DIMENSIONS)
+    in_art = np.arange(len(truth)) % 2 == 1
+    named = [f"{'art' if art else 'sprite'}__{i}.png" for i, art in enumerate(in_art)]
+    known = KnownFeatures(AS_THEY_ARE, labelled, labels, np.array(["sprite"] * len(labels)))
+    return known, unlabelled + in_art[:, None] * art_offset, named, truth
+
+
+def test_a_drawing_source_named_in_the_file_names_is_standardised_so_characters_cluster_across_sources():
+    known, unlabelled, named, truth = in_two_sources()
+    unnamed = [name.replace("__", "-") for name in named]
+
+    def accuracy(paths: list[str]) -> float:
+        labelled, standardised = _sources_standardised(known, unlabelled, paths)
+        clusters = discover_clusters(labelled, known.labels, standardised, known=6, seed=1)
+        return clustering_accuracy(truth, clusters.assignments, old=truth < 6).all
+
+    assert accuracy(named) == 1.0
+    # unnamed, each file is its own source and nothing moves, so the art images cluster by their source
+    assert accuracy(unnamed) < 0.8
+    np.testing.assert_allclose(_sources_standardised(known, unlabelled, unnamed)[1], l2_normalise(unlabelled))
+
+
 def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():
     labelled, labels, unlabelled, truth = planted(known=5, new_sizes=[], unlabelled_per_known=4)
     clusters = discover_clusters(labelled, labels, unlabelled, known=5)
@@ -284,9 +318,10 @@ def test_without_the_training_images_the_known_characters_are_compared_as_they_a
     features = torch.ones(3, DIMENSIONS)
     bank = FeatureBank(features, torch.zeros(3, dtype=torch.long), ["apu"], torch.zeros(1, DIMENSIONS),
                        torch.zeros(1))
-    detail, labelled, labels, embedding = _known_features(RunDir(tmp_path), None, bank, progress=False)
-    assert detail == AS_THEY_ARE and embedding is PenultimateFeatures  # what the bank holds
-    assert np.array_equal(labelled, np.ones((3, DIMENSIONS))) and list(labels) == [0, 0, 0]
+    known, embedding = _known_features(RunDir(tmp_path), None, bank, progress=False)
+    assert known.detail == AS_THEY_ARE and embedding is PenultimateFeatures  # what the bank holds
+    assert np.array_equal(known.features, np.ones((3, DIMENSIONS))) and list(known.labels) == [0, 0, 0]
+    assert known.sources is None  # the bank keeps no file names
 
 
 # --- the command, end to end, on a tiny trained run (trained once for these tests: slow) ---

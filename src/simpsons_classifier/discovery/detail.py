@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..augment.eval_transform import mirrored
 from ..data.scan import Sample
+from ..data.split import source_group
 from ..evaluation.run_model import eval_transform, sample_embeddings
 from ..models import discovery_embedding
 from ..training import LoadedModel
@@ -128,20 +129,34 @@ def per_class_sample(samples: Sequence[Sample], per_class: int = DETAIL_LABELLED
     return [samples[i] for i in keep]
 
 
+@dataclass(frozen=True)
+class KnownFeatures:
+    """The known characters' images as new ones are compared with them."""
+
+    detail: Detail
+    features: np.ndarray
+    labels: np.ndarray
+    """Class indices into the run's classes."""
+    sources: np.ndarray | None
+    """Each image's drawing source (``data.split.source_group``); None where the images' names are not known."""
+
+
 def detail_features(loaded: LoadedModel, training: Sequence[Sample], seed: int = 0, progress: bool = False
-                    ) -> tuple[Detail, np.ndarray, np.ndarray]:
-    """(the chosen detail, the features of a per-class sample of ``training`` at it, their class indices into
-    ``loaded.classes``); with fewer than four known characters, whose halves are too small to learn from, the
-    images as they are."""
+                    ) -> KnownFeatures:
+    """The chosen detail and the features of a per-class sample of ``training`` at it, their class indices into
+    ``loaded.classes`` and drawing sources; with fewer than four known characters, whose halves are too small to
+    learn from, the images as they are."""
     sample = per_class_sample(training, seed=seed)
     labels = np.array([loaded.classes.index(s.label) for s in sample])
+    sources = np.array([source_group(s.path) for s in sample])
     present, dense = np.unique(labels, return_inverse=True)
     if len(present) < 4:
-        return AS_THEY_ARE, features_at(loaded, sample, None, progress, desc="known characters"), labels
+        return KnownFeatures(AS_THEY_ARE, features_at(loaded, sample, None, progress, desc="known characters"),
+                             labels, sources)
     by_level = {level: features_at(loaded, sample, level, progress,
                                    desc=f"known characters, {Detail(level, {}, {}).describe()}")
                 for level in tqdm(DETAIL_LEVELS, desc="choosing the detail to compare", leave=False,
                                   disable=not progress)}
     detail = choose_detail({level: detail_accuracies(features, dense, len(present), seed)
                             for level, features in by_level.items()})
-    return detail, by_level[detail.longest_side], labels
+    return KnownFeatures(detail, by_level[detail.longest_side], labels, sources)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..data.run_data import RunData
 from ..data.scan import Sample, Skipped, check_images, write_skipped
+from ..data.split import source_group
 from ..evaluation.evaluate import ensure_feature_bank
 from ..evaluation.ood_scores import FeatureBank
 from ..evaluation.openset import OpenSetDetector, OpenSetRule
@@ -30,9 +31,9 @@ from ..models import PenultimateFeatures, discovery_embedding
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
 from ..training import LoadedModel, load_model
-from ..training.anchored_kmeans import Clusters
+from ..training.anchored_kmeans import Clusters, standardised_by_source
 from .clustering import discover_clusters
-from .detail import AS_THEY_ARE, Detail, detail_features, features_at
+from .detail import AS_THEY_ARE, KnownFeatures, detail_features, features_at
 from .page import write_page
 from .results import Cluster, Discovery, new_cluster_name
 
@@ -69,10 +70,13 @@ def discover(
         known = int(is_known.sum())
         unknown_paths = [p for p, k in zip(readable, is_known) if not k]
         if unknown_paths:
-            detail, labelled, labels, embedding = _known_features(run, loaded, bank, progress)
-            features = features_at(loaded, [Sample(p, UNKNOWN) for p in unknown_paths], detail.longest_side,
-                                   progress, desc=f"unknown images, {detail.describe()}", embedding=embedding)
-            clusters = _clusters(labelled, labels, bank.classes, features, unknown_paths, progress)
+            known_features, embedding = _known_features(run, loaded, bank, progress)
+            detail = known_features.detail
+            features = features_at(loaded, [Sample(p, UNKNOWN) for p in readable], detail.longest_side,
+                                   progress, desc=f"every image, {detail.describe()}", embedding=embedding)
+            labelled, features = _sources_standardised(known_features, features, readable)
+            clusters = _clusters(labelled, known_features.labels, bank.classes, features[~is_known], unknown_paths,
+                                 progress)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail)
     _write(discovery, previous)
     return discovery
@@ -86,15 +90,31 @@ def _check_images(files: list[Path], progress: bool) -> tuple[list[str], list[Sk
 
 
 def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progress: bool
-                    ) -> tuple[Detail, np.ndarray, np.ndarray, Callable[[nn.Module], nn.Module]]:
-    """(the detail images are compared at, the known characters' features at it, their class indices, the
-    embedding the unknown images are to be compared by): a sample of the training images embedded as new
-    characters are clustered (``discovery/detail.py``); when the training images are gone (the dataset moved),
-    the penultimate features of the run's feature bank (the images as they are, unmirrored)."""
+                    ) -> tuple[KnownFeatures, Callable[[nn.Module], nn.Module]]:
+    """(the known characters' features, the embedding the unknown images are to be compared by): a sample of the
+    training images embedded as new characters are clustered (``discovery/detail.py``); when the training images
+    are gone (the dataset moved), the penultimate features of the run's feature bank (the images as they are,
+    unmirrored, their sources not known)."""
     training = RunData.read(run).split.train
     if all(Path(s.path).is_file() for s in training):
-        return *detail_features(loaded, training, progress=progress), discovery_embedding
-    return AS_THEY_ARE, bank.features.numpy(), bank.labels.numpy(), PenultimateFeatures
+        return detail_features(loaded, training, progress=progress), discovery_embedding
+    return KnownFeatures(AS_THEY_ARE, bank.features.numpy(), bank.labels.numpy(), None), PenultimateFeatures
+
+
+def _sources_standardised(known: KnownFeatures, features: np.ndarray, paths: list[str]
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """(the known characters' features, ``features`` of the images at ``paths``), each drawing source named in the
+    file names standardised over both (``anchored_kmeans.source_standardised``).
+
+    Why: what sets a source apart (a sprite set's resolution, an episode's grading) is shared by all its characters,
+    so otherwise a new character's images in two sources fall into two clusters and two new characters in one
+    source into one. On ``benchmarks/discover.py`` clustering accuracy (All, mean of three seeds) rises from 0.755
+    to 0.823 on the stand-in, 0.706 to 0.734 on fonts and 0.720 to 0.726 on emoji. Every image of the folder
+    counts, the known ones too, so that a source's mean is its style rather than the few new characters in it."""
+    if known.sources is None:
+        return known.features, features
+    return standardised_by_source(known.features, features,
+                                  np.concatenate([known.sources, [source_group(p) for p in paths]]))
 
 
 def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], features: np.ndarray, paths: list[str],

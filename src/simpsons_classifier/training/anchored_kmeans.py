@@ -238,6 +238,14 @@ def source_standardised(features: np.ndarray, sources: np.ndarray) -> np.ndarray
     return np.where((counts >= SOURCE_MIN_IMAGES)[index, None], standardised, features)
 
 
+def standardised_by_source(labelled: np.ndarray, unlabelled: np.ndarray, sources: np.ndarray
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """(labelled, unlabelled), L2-normalised and each drawing source standardised over both together
+    (:func:`source_standardised`). ``sources``: the source of each labelled image, then of each unlabelled one."""
+    both = source_standardised(l2_normalise(np.vstack([labelled, unlabelled])), sources)
+    return both[:len(labelled)], both[len(labelled):]
+
+
 def clustering_space(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray,
                      unlabelled_classes: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(labelled, unlabelled) as they are clustered: L2-normalised, whitened by the labelled classes' spread,

@@ -34,8 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..models import PenultimateBesideDiscovery, discovery_embedding
-from .anchored_kmeans import (clustering_space, l2_normalise, mirror_averaged, semi_supervised_kmeans,
-                              source_standardised)
+from .anchored_kmeans import clustering_space, mirror_averaged, semi_supervised_kmeans, standardised_by_source
 from .probe import fit_head, pre_logit_features
 from .pseudo_labels import PseudoLabels
 
@@ -65,8 +64,7 @@ def clustered_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.nd
     labelled image, then of each unlabelled one; each source is moved and scaled to the common mean and spread
     first (:func:`source_standardised`)."""
     if sources is not None:
-        both = source_standardised(l2_normalise(np.vstack([labelled, unlabelled])), sources)
-        labelled, unlabelled = both[:len(labelled)], both[len(labelled):]
+        labelled, unlabelled = standardised_by_source(labelled, unlabelled, sources)
     present, anchored = np.unique(labels, return_inverse=True)
     labelled_space, unlabelled_space = clustering_space(labelled, anchored, unlabelled)
     clusters = semi_supervised_kmeans(labelled_space, anchored, unlabelled_space, known=len(present), new=0)
