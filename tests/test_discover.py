@@ -36,7 +36,13 @@ from simpsons_classifier.discovery.detail import (
     detail_accuracies,
 )
 from simpsons_classifier.discovery.results import Discovery, new_cluster_name
-from simpsons_classifier.discovery.run import _clusters, _known_features, _sources_standardised, discover
+from simpsons_classifier.discovery.run import (
+    _clusters,
+    _known_features,
+    _sources_standardised,
+    _to_embed,
+    discover,
+)
 from simpsons_classifier.evaluation.ood_scores import FeatureBank
 from simpsons_classifier.models import PenultimateFeatures
 from simpsons_classifier.training.anchored_kmeans import (
@@ -229,6 +235,19 @@ def test_a_drawing_source_named_in_the_file_names_is_standardised_so_characters_
     # unnamed, each file is its own source and nothing moves, so the art images cluster by their source
     assert accuracy(unnamed) < 0.8
     np.testing.assert_allclose(_sources_standardised(known, unlabelled, unnamed)[1], l2_normalise(unlabelled))
+
+
+def test_the_accepted_images_are_embedded_only_where_a_source_is_standardised_by_them():
+    known, _, named, _ = in_two_sources()
+    is_known = np.arange(len(named)) % 3 == 0
+    unnamed = [name.replace("__", "-") for name in named]
+    assert _to_embed(known, named, is_known).all()
+    # the training images' own source is standardised, so every image of the folder counts in the statistics
+    assert _to_embed(known, unnamed, is_known).all()
+    unnamed_known = KnownFeatures(known.detail, known.features, known.labels, np.arange(len(known.labels)).astype(str))
+    np.testing.assert_array_equal(_to_embed(unnamed_known, unnamed, is_known), ~is_known)
+    no_names = KnownFeatures(known.detail, known.features, known.labels, None)
+    np.testing.assert_array_equal(_to_embed(no_names, named, is_known), ~is_known)
 
 
 def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():

@@ -31,7 +31,7 @@ from ..models import PenultimateFeatures, discovery_embedding
 from ..run_dir import DiscoverDir, RunDir
 from ..tables import read_rows, write_rows
 from ..training import LoadedModel, load_model
-from ..training.anchored_kmeans import Clusters, standardised_by_source
+from ..training.anchored_kmeans import SOURCE_MIN_IMAGES, Clusters, standardised_by_source
 from .clustering import discover_clusters
 from .detail import AS_THEY_ARE, KnownFeatures, detail_features, features_at
 from .page import write_page
@@ -72,11 +72,14 @@ def discover(
         if unknown_paths:
             known_features, embedding = _known_features(run, loaded, bank, progress)
             detail = known_features.detail
-            features = features_at(loaded, [Sample(p, UNKNOWN) for p in readable], detail.longest_side,
-                                   progress, desc=f"every image, {detail.describe()}", embedding=embedding)
-            labelled, features = _sources_standardised(known_features, features, readable)
-            clusters = _clusters(labelled, known_features.labels, bank.classes, features[~is_known], unknown_paths,
-                                 progress)
+            embedded = _to_embed(known_features, readable, is_known)
+            embedded_paths = [p for p, e in zip(readable, embedded) if e]
+            features = features_at(loaded, [Sample(p, UNKNOWN) for p in embedded_paths], detail.longest_side,
+                                   progress, desc=f"{len(embedded_paths)} images, {detail.describe()}",
+                                   embedding=embedding)
+            labelled, features = _sources_standardised(known_features, features, embedded_paths)
+            clusters = _clusters(labelled, known_features.labels, bank.classes, features[~is_known[embedded]],
+                                 unknown_paths, progress)
     discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail)
     _write(discovery, previous)
     return discovery
@@ -99,6 +102,17 @@ def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progres
     if all(Path(s.path).is_file() for s in training):
         return detail_features(loaded, training, progress=progress), discovery_embedding
     return KnownFeatures(AS_THEY_ARE, bank.features.numpy(), bank.labels.numpy(), None), PenultimateFeatures
+
+
+def _to_embed(known: KnownFeatures, paths: list[str], is_known: np.ndarray) -> np.ndarray:
+    """Which images at ``paths`` to embed: those to cluster (not ``is_known``), and every one where a drawing source
+    is to be standardised, since its statistics count the images accepted as known too. Where none is (no source of
+    ``SOURCE_MIN_IMAGES`` images, as in a folder whose names carry none), the accepted images would change nothing."""
+    if known.sources is not None:
+        _, counts = np.unique(np.concatenate([known.sources, [source_group(p) for p in paths]]), return_counts=True)
+        if (counts >= SOURCE_MIN_IMAGES).any():
+            return np.ones(len(paths), dtype=bool)
+    return ~is_known
 
 
 def _sources_standardised(known: KnownFeatures, features: np.ndarray, paths: list[str]
