@@ -200,7 +200,8 @@ def test_clusters_likely_the_same_character_name_each_other(monkeypatch):
     found = Clusters(np.array([2, 2, 2, 3, 3, 4]), l2_normalise(np.ones((5, DIMENSIONS))), 2, np.ones(6),
                      characters=np.array([0, 1, 0]))  # the largest and the smallest cluster: one character
     monkeypatch.setattr("simpsons_classifier.discovery.run.discover_clusters", lambda *args, **kwargs: found)
-    clusters = _clusters(labelled, labels, ["apu", "marge"], unlabelled, [f"{i}.png" for i in range(6)], False)
+    clusters = _clusters(labelled, labels, ["apu", "marge"], unlabelled, [f"{i}.png" for i in range(6)],
+                         np.ones(6, dtype=bool), False)
     likely = {c.name: c.likely_same for c in clusters}
     assert likely == {new_cluster_name(1): (new_cluster_name(3),), new_cluster_name(2): (),
                       new_cluster_name(3): (new_cluster_name(1),)}
@@ -239,15 +240,15 @@ def test_a_drawing_source_named_in_the_file_names_is_standardised_so_characters_
 
 def test_the_accepted_images_are_embedded_only_where_a_source_is_standardised_by_them():
     known, _, named, _ = in_two_sources()
-    is_known = np.arange(len(named)) % 3 == 0
+    to_cluster = np.arange(len(named)) % 3 != 0
     unnamed = [name.replace("__", "-") for name in named]
-    assert _to_embed(known, named, is_known).all()
+    assert _to_embed(known, named, to_cluster).all()
     # the training images' own source is standardised, so every image of the folder counts in the statistics
-    assert _to_embed(known, unnamed, is_known).all()
+    assert _to_embed(known, unnamed, to_cluster).all()
     unnamed_known = KnownFeatures(known.detail, known.features, known.labels, np.arange(len(known.labels)).astype(str))
-    np.testing.assert_array_equal(_to_embed(unnamed_known, unnamed, is_known), ~is_known)
+    np.testing.assert_array_equal(_to_embed(unnamed_known, unnamed, to_cluster), to_cluster)
     no_names = KnownFeatures(known.detail, known.features, known.labels, None)
-    np.testing.assert_array_equal(_to_embed(no_names, named, is_known), ~is_known)
+    np.testing.assert_array_equal(_to_embed(no_names, named, to_cluster), to_cluster)
 
 
 def test_no_new_character_when_every_unlabelled_point_belongs_to_a_known_class():
@@ -300,9 +301,21 @@ def test_new_clusters_skip_the_names_of_known_characters_called_new_nn():
     labelled, labels, unlabelled, truth = planted(known=4, new_sizes=[6, 6], unlabelled_per_known=0)
     classes = ["apu", new_cluster_name(1), "marge", new_cluster_name(3)]  # clusters added without renaming
     clusters = _clusters(labelled, labels, classes, unlabelled, [f"frame{i}.png" for i in range(len(unlabelled))],
-                         progress=False)
+                         np.ones(len(unlabelled), dtype=bool), progress=False)
     assert sorted(c.name for c in clusters if c.new) == [new_cluster_name(2), new_cluster_name(4)]
     assert all(c.name in classes for c in clusters if not c.new)
+
+
+def test_images_the_rule_accepts_leave_the_known_clusters_but_stay_in_new_ones():
+    """With every image clustered, one the rule accepts is taken as unknown only when it lies in a new cluster."""
+    labelled, labels, unlabelled, truth = planted(known=3, new_sizes=[6, 5], unlabelled_per_known=4)
+    paths = [f"frame{i}.png" for i in range(len(unlabelled))]
+    rejected = np.zeros(len(paths), dtype=bool)
+    rejected[[0, 5]] = True  # one image of character 0, one of character 1: rejected, yet nearest their own
+    clusters = _clusters(labelled, labels, ["apu", "bart", "marge"], unlabelled, paths, rejected, progress=False)
+    assert {c.name: c.paths for c in clusters if not c.new} == {"apu": ["frame0.png"], "bart": ["frame5.png"]}
+    new = sorted(sorted(c.paths) for c in clusters if c.new)
+    assert new == sorted(sorted(p for p, t in zip(paths, truth) if t == c) for c in (3, 4))
 
 
 def test_shrunk_shrinks_only_images_larger_than_the_level_keeping_their_shape():
@@ -443,6 +456,21 @@ def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, 
     assert status == 0 and "none of the 2 files" in printed and "a.jpg" in errors and "b.txt" in errors
     assert (tmp_path / "unreadable" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
     assert snapshot(broken) == before
+
+
+@pytest.mark.slow
+def test_every_image_finds_the_new_characters_a_rule_accepting_them_all_lets_through(run, tmp_path, capsys):
+    images = new_characters(tmp_path / "images")
+    set_threshold(run, -1e9)  # the rule accepts every image: alone it finds nothing
+    status, printed, _ = main(["discover", "--run", str(run), "--images", str(images), "--out",
+                               str(tmp_path / "out"), "--every-image"]), *capsys.readouterr()
+    assert status == 0
+    with open(tmp_path / "out" / "clusters.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # none is rejected, so only new clusters are written; an image grouped with a known character stays known
+    assert rows and all(row["cluster"].startswith("new-") for row in rows)
+    assert f"{len(rows)} of 12 readable images taken as unknown" in printed
+    assert "--every-image" in (tmp_path / "out" / "index.html").read_text()
 
 
 @pytest.mark.slow

@@ -17,6 +17,11 @@ def register(subcommands) -> None:
                                                                        "(only read)")
     parser.add_argument("--out", metavar="OUT", help="where the clusters go (default: RUN/discover); replaced when "
                                                      "it holds a previous discover output and nothing else")
+    parser.add_argument("--every-image", action="store_true",
+                        help="cluster every image beside the known characters, not only those the run's "
+                             "unknown-character rule rejects, and take those in new clusters as unknown too: for a "
+                             "folder of new characters drawn as the training images were, which the rule, judging "
+                             "one image at a time, may accept")
     parser.set_defaults(handler=run)
 
 
@@ -26,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report import build_report
     from ..run_dir import RunDir
 
-    found = discover(args.run, args.images, args.out)
+    found = discover(args.run, args.images, args.out, every_image=args.every_image)
     for skipped in found.skipped:
         print(f"{skipped.path}: {skipped.reason}; skipped", file=sys.stderr)
     if found.skipped:

@@ -48,12 +48,15 @@ class Discovery:
     files: int
     """Files found in ``images``."""
     known: int
-    """Readable images the run's rule accepts as characters it knows."""
+    """Readable images taken as characters the run knows: its rule accepts them (and, with ``every_image``, they
+    are grouped with a known character)."""
     clusters: list[Cluster] = field(default_factory=list)
     """New clusters first, largest first; then the known characters' clusters, largest first."""
     skipped: list[Skipped] = field(default_factory=list)
     detail: Detail | None = None
     """The detail the images were compared at; None when none was clustered."""
+    every_image: bool = False
+    """Every image was clustered, not only those the rule rejects, so an image in a new cluster is unknown too."""
 
     @property
     def unknown(self) -> int:

@@ -1,6 +1,8 @@
 """``simpsons discover``: the images of a folder that a run rejects as unknown characters, grouped into candidate
 new characters beside the characters it knows, copied one folder per group, listed in ``clusters.csv`` and shown
-on ``index.html`` (all in ``RUN/discover/`` by default).
+on ``index.html`` (all in ``RUN/discover/`` by default). With ``every_image`` every image is grouped, and those
+in new groups are taken as unknown too: the grouping, which sees the folder as a whole, then finds new characters
+the rule accepts one image at a time (drawn as the training images were).
 
 Every file below the folder is read once to see whether it is an image; those that are not are counted and listed
 with the reason (as ``simpsons predict`` does) and the rest go on. The folder given is only read. The output
@@ -43,10 +45,12 @@ UNKNOWN = ""
 
 
 def discover(
-    run_dir: str | Path | RunDir, images: str | Path, out_dir: str | Path | None = None, progress: bool = True
+    run_dir: str | Path | RunDir, images: str | Path, out_dir: str | Path | None = None, progress: bool = True,
+    every_image: bool = False,
 ) -> Discovery:
-    """Score every image below ``images`` with the run's model, cluster those its open-set rule rejects, and write
-    the clusters to ``out_dir`` (default ``RUN/discover``)."""
+    """Score every image below ``images`` with the run's model, cluster those its open-set rule rejects (with
+    ``every_image``, all of them), and write the new clusters and the rejected images nearest a known character
+    to ``out_dir`` (default ``RUN/discover``)."""
     run, images = RunDir(run_dir), Path(images)
     if reason := run.why_no_model():
         raise FileNotFoundError(f"--run {reason}")
@@ -66,21 +70,21 @@ def discover(
         loaded = load_model(run)
         bank = ensure_feature_bank(run, loaded, progress)
         outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
-        is_known = OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
-        known = int(is_known.sum())
-        unknown_paths = [p for p, k in zip(readable, is_known) if not k]
-        if unknown_paths:
+        rejected = ~OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
+        to_cluster = np.ones_like(rejected) if every_image else rejected
+        if rejected.any() or every_image:
             known_features, embedding = _known_features(run, loaded, bank, progress)
             detail = known_features.detail
-            embedded = _to_embed(known_features, readable, is_known)
+            embedded = _to_embed(known_features, readable, to_cluster)
             embedded_paths = [p for p, e in zip(readable, embedded) if e]
             features = features_at(loaded, [Sample(p, UNKNOWN) for p in embedded_paths], detail.longest_side,
                                    progress, desc=f"{len(embedded_paths)} images, {detail.describe()}",
                                    embedding=embedding)
             labelled, features = _sources_standardised(known_features, features, embedded_paths)
-            clusters = _clusters(labelled, known_features.labels, bank.classes, features[~is_known[embedded]],
-                                 unknown_paths, progress)
-    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail)
+            clusters = _clusters(labelled, known_features.labels, bank.classes, features[to_cluster[embedded]],
+                                 [p for p, c in zip(readable, to_cluster) if c], rejected[to_cluster], progress)
+        known = len(readable) - sum(c.size for c in clusters)
+    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail, every_image)
     _write(discovery, previous)
     return discovery
 
@@ -104,15 +108,15 @@ def _known_features(run: RunDir, loaded: LoadedModel, bank: FeatureBank, progres
     return KnownFeatures(AS_THEY_ARE, bank.features.numpy(), bank.labels.numpy(), None), PenultimateFeatures
 
 
-def _to_embed(known: KnownFeatures, paths: list[str], is_known: np.ndarray) -> np.ndarray:
-    """Which images at ``paths`` to embed: those to cluster (not ``is_known``), and every one where a drawing source
-    is to be standardised, since its statistics count the images accepted as known too. Where none is (no source of
+def _to_embed(known: KnownFeatures, paths: list[str], to_cluster: np.ndarray) -> np.ndarray:
+    """Which images at ``paths`` to embed: those to cluster, and every one where a drawing source is to be
+    standardised, since its statistics count the images accepted as known too. Where none is (no source of
     ``SOURCE_MIN_IMAGES`` images, as in a folder whose names carry none), the accepted images would change nothing."""
     if known.sources is not None:
         _, counts = np.unique(np.concatenate([known.sources, [source_group(p) for p in paths]]), return_counts=True)
         if (counts >= SOURCE_MIN_IMAGES).any():
             return np.ones(len(paths), dtype=bool)
-    return ~is_known
+    return to_cluster
 
 
 def _sources_standardised(known: KnownFeatures, features: np.ndarray, paths: list[str]
@@ -132,16 +136,19 @@ def _sources_standardised(known: KnownFeatures, features: np.ndarray, paths: lis
 
 
 def _clusters(labelled: np.ndarray, labels: np.ndarray, classes: list[str], features: np.ndarray, paths: list[str],
-              progress: bool) -> list[Cluster]:
-    """The rejected images' clusters (``features`` compared as ``labelled`` are), named: a known class's name
-    (``labels`` index ``classes``), or ``new-NN`` by decreasing size, each new one naming the others that are
-    likely the same character."""
+              rejected: np.ndarray, progress: bool) -> list[Cluster]:
+    """The clusters of the images at ``paths`` (``features`` compared as ``labelled`` are), named: a known class's
+    name (``labels`` index ``classes``), or ``new-NN`` by decreasing size, each new one naming the others that are
+    likely the same character. A known class's cluster keeps only the images the rule ``rejected``: the others are
+    the images taken as known."""
     present = np.unique(labels)  # a class without training features cannot anchor a cluster
     found: Clusters = discover_clusters(labelled, np.searchsorted(present, labels), features, known=len(present),
                                         progress=progress)
     groups = []
     for index in np.unique(found.assignments):
-        members = np.flatnonzero(found.assignments == index)
+        members = np.flatnonzero((found.assignments == index) & (rejected | (index >= found.known)))
+        if not members.size:
+            continue
         name = classes[present[index]] if index < found.known else None
         groups.append((name, [paths[i] for i in members], float(found.similarities[members].mean()), index))
     new = sorted((g for g in groups if g[0] is None), key=lambda g: -len(g[1]))
