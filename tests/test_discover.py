@@ -439,6 +439,7 @@ def test_nothing_to_discover_is_said_plainly_with_an_empty_table(run, tmp_path, 
     set_threshold(run, -1e9)
     status, printed, _ = discover_cli(run, images, tmp_path / "all-known", capsys)
     assert status == 0 and "all 12 readable images" in printed and "look like characters the run knows" in printed
+    assert "12 images accepted by the rule as known characters; --every-image clusters them too" in printed
     assert (tmp_path / "all-known" / "clusters.csv").read_text().splitlines() == ["path,cluster"]
 
     set_threshold(run, 1e9)
@@ -469,7 +470,7 @@ def test_every_image_finds_the_new_characters_a_rule_accepting_them_all_lets_thr
         rows = list(csv.DictReader(handle))
     # none is rejected, so only new clusters are written; an image grouped with a known character stays known
     assert rows and all(row["cluster"].startswith("new-") for row in rows)
-    assert f"{len(rows)} of 12 readable images taken as unknown" in printed
+    assert f"{len(rows)} of 12 readable images taken as unknown" in printed and "accepted by the rule" not in printed
     assert "--every-image" in (tmp_path / "out" / "index.html").read_text()
 
 

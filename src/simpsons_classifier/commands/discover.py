@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     for cluster in found.clusters:
         print(f"  {cluster.name + '/':<28} {counted(cluster.size, 'image'):>11}  tightness {cluster.tightness:.2f}"
               + (f"  likely the same character as {', '.join(cluster.likely_same)}" if cluster.likely_same else ""))
+    if found.known and not found.every_image:
+        print(f"{counted(found.known, 'image')} accepted by the rule as known characters; --every-image "
+              "clusters them too, to find new characters drawn as the training images were")
     print(f"wrote {found.out.clusters} and {found.out.page}")
     run_dir = RunDir(args.run)
     if found.out.path.resolve() == run_dir.discover_dir.path.resolve() and run_dir.report.is_file():
