@@ -470,6 +470,8 @@ def test_every_image_finds_the_new_characters_a_rule_accepting_them_all_lets_thr
         rows = list(csv.DictReader(handle))
     # none is rejected, so only new clusters are written; an image grouped with a known character stays known
     assert rows and all(row["cluster"].startswith("new-") for row in rows)
+    cells = r"<td>{}</td>\s*<td>0</td><td>{}</td>".format(12 - len(rows), len(rows))  # known, rejected, unknown
+    assert re.search(cells, (tmp_path / "out" / "index.html").read_text())
     assert f"{len(rows)} of 12 readable images taken as unknown" in printed and "accepted by the rule" not in printed
     assert "--every-image" in (tmp_path / "out" / "index.html").read_text()
 

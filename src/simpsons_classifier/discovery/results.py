@@ -57,6 +57,9 @@ class Discovery:
     """The detail the images were compared at; None when none was clustered."""
     every_image: bool = False
     """Every image was clustered, not only those the rule rejects, so an image in a new cluster is unknown too."""
+    rejected: int = 0
+    """Readable images the run's rule rejects as unknown (all of them taken as unknown, some of others too with
+    ``every_image``)."""
 
     @property
     def unknown(self) -> int:

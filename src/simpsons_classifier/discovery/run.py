@@ -65,12 +65,13 @@ def discover(
     files = find_files([images])
     readable, skipped = _check_images(files, progress)
     clusters: list[Cluster] = []
-    known, detail = 0, None
+    known, rejected_count, detail = 0, 0, None
     if readable:
         loaded = load_model(run)
         bank = ensure_feature_bank(run, loaded, progress)
         outputs = sample_outputs(loaded, [Sample(p, UNKNOWN) for p in readable], progress=progress, desc="scoring")
         rejected = ~OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
+        rejected_count = int(rejected.sum())
         to_cluster = np.ones_like(rejected) if every_image else rejected
         if rejected.any() or every_image:
             known_features, embedding = _known_features(run, loaded, bank, progress)
@@ -84,7 +85,8 @@ def discover(
             clusters = _clusters(labelled, known_features.labels, bank.classes, features[to_cluster[embedded]],
                                  [p for p, c in zip(readable, to_cluster) if c], rejected[to_cluster], progress)
         known = len(readable) - sum(c.size for c in clusters)
-    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail, every_image)
+    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail, every_image,
+                          rejected_count)
     _write(discovery, previous)
     return discovery
 
