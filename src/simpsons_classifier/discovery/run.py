@@ -73,7 +73,7 @@ def discover(
         rejected = ~OpenSetDetector(rule, bank).known(outputs.features, outputs.logits).numpy()
         rejected_count = int(rejected.sum())
         to_cluster = np.ones_like(rejected) if every_image else rejected
-        if rejected.any() or every_image:
+        if to_cluster.any():
             known_features, embedding = _known_features(run, loaded, bank, progress)
             detail = known_features.detail
             embedded = _to_embed(known_features, readable, to_cluster)
