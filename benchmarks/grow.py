@@ -2,7 +2,7 @@
 all 50 started from it (``simpsons train --init``), scored on the same validation images.
 
     python benchmarks/grow.py --data data/standin --out runs/grow [--epochs 8] [--grow-epochs 8] [--known 40]
-        [--discovered] [--set KEY=VALUE ...]
+        [--discovered [--every-image]] [--set KEY=VALUE ...]
 
 Both runs use the demo's recipe (``configs/demo.yaml``: EfficientNet-Lite0, the group split holding out the Dream
 World and Gen-7 box drawings), so the split is the same file by file: the old characters' validation images are
@@ -17,7 +17,11 @@ unknown-character rule is calibrated on half of them (``simpsons evaluate``); th
 are given to ``discover`` as one unlabelled folder named by drawing source alone, and each new cluster's folder
 becomes a class beside the first run's characters, as a user would rename it (the images it places with known
 characters are left out). A new character's validation image then counts as right when it is predicted as a
-cluster whose most common character is its own.
+cluster whose most common character is its own. ``--every-image`` gives ``discover`` the same option: every image
+is clustered beside the known characters, not only those the rule rejects. A last row grows the first run to the
+same characters' true folders instead, with the same settings: what discovering them rather than labelling them
+costs; and another trains on all the characters' true folders from ImageNet, as the first run was trained: what
+sharing the head with the new characters costs the old ones, however they are added.
 """
 
 from __future__ import annotations
@@ -73,8 +77,13 @@ def top1(loaded: LoadedModel, samples: list[Sample], character_of: dict[str, str
     return float(np.mean([(character_of or {}).get(p, p) == s.label for p, s in zip(predicted, samples)]))
 
 
-def discovered_dataset(before_run: Path, data: Path, out: Path, known: list[str], new_characters: Split
-                       ) -> tuple[Path, dict[str, str]]:
+def variant(name: str, every_image: bool) -> str:
+    """The folder of a ``--discovered`` step, told apart with ``--every-image`` so both flows can be compared."""
+    return f"{name}-every-image" if every_image else name
+
+
+def discovered_dataset(before_run: Path, data: Path, out: Path, known: list[str], new_characters: Split,
+                       every_image: bool) -> tuple[Path, dict[str, str]]:
     """The first run's characters beside the new clusters ``simpsons discover`` finds among the other characters'
     training images, given as one unlabelled folder named by drawing source alone (``SOURCE__NNNN.png``, as
     ``simpsons data frames`` names frames), each new cluster's folder a class as a user would rename it; and the
@@ -87,11 +96,12 @@ def discovered_dataset(before_run: Path, data: Path, out: Path, known: list[str]
         if not link.is_symlink():
             os.symlink(Path(sample.path).resolve(), link)
         character_of_file[link.name] = sample.label
-    found = discover(before_run, unlabelled, out / "discover", progress=False)
-    print(f"discover: {found.summary()}; {len(found.new_clusters)} new clusters of "
+    found = discover(before_run, unlabelled, out / variant("discover", every_image), progress=False,
+                     every_image=every_image)
+    print(f"discover: {found.summary()}; the rule rejects {found.rejected}; {len(found.new_clusters)} new clusters of "
           f"{len({s.label for s in new_characters.train})} characters, "
           f"{sum(c.size for c in found.new_clusters)} of {len(new_characters.train)} images in them")
-    dataset = out / "data-discovered"
+    dataset = out / variant("data-discovered", every_image)
     shutil.rmtree(dataset, ignore_errors=True)
     linked_classes(data, dataset, known)
     character_of = {}
@@ -113,6 +123,16 @@ def grown_head(source_run: Path, run: Path) -> LoadedModel:
     return loaded
 
 
+def old_images_after(old_val: list[Sample], run: Path) -> list[Sample]:
+    """The first run's validation images as ``run`` holds them; refuses runs whose splits differ."""
+    old_keys = {key(s) for s in old_val}
+    old_after = [s for s in RunData.read(run).split.val if key(s) in old_keys]
+    if len(old_after) != len(old_val):
+        raise SystemExit(f"the runs' splits differ: {len(old_val)} old-class validation images before, "
+                         f"{len(old_after)} of them in {run}")
+    return old_after
+
+
 def timed_train(config: Config, data: Path, run: Path) -> str:
     """Train ``run`` unless it is already there (a rerun only scores); returns the time it took."""
     if (run / "best.pt").is_file():
@@ -132,14 +152,20 @@ def main() -> None:
     parser.add_argument("--discovered", action="store_true",
                         help="grow to the new clusters `simpsons discover` finds among the other characters' "
                              "training images, not to those characters' folders")
+    parser.add_argument("--every-image", action="store_true",
+                        help="with --discovered: `discover --every-image`, every image clustered beside the known "
+                             "characters, not only those the unknown-character rule rejects")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config overrides of both runs, e.g. 'val_groups=[]' to hold out each character's own "
                              "drawing sources rather than the same two for all")
     args = parser.parse_args()
+    if args.every_image and not args.discovered:
+        parser.error("--every-image is an option of --discovered")
     scan = scan_dataset(args.data, progress=False)
     config = Config.load(DEMO_CONFIG, [f"epochs={args.epochs}", *args.overrides])
     if args.discovered:  # the other characters held out, as a run whose unknown-character rule is calibrated is
-        before_run, after_run = args.out / f"known{args.known}-heldout", args.out / "grown-discovered"
+        before_run = args.out / f"known{args.known}-heldout"
+        after_run = args.out / variant("grown-discovered", args.every_image)
         heldout = Config.load(DEMO_CONFIG, [f"epochs={args.epochs}", *args.overrides,
                                             f"holdout_classes={len(scan.classes) - args.known}"])
         before_time = timed_train(heldout, args.data, before_run)
@@ -153,20 +179,21 @@ def main() -> None:
                                 config.split, config.val_fraction, config.seed, config.val_groups)
     grown_data, character_of = args.data, None
     if args.discovered:
-        grown_data, character_of = discovered_dataset(before_run, scan.root, args.out, before.classes, new_characters)
+        grown_data, character_of = discovered_dataset(before_run, scan.root, args.out, before.classes, new_characters,
+                                                      args.every_image)
     after_config = Config.load(DEMO_CONFIG, [f"epochs={args.grow_epochs}", f"init_run={before_run.resolve()}",
                                              *args.overrides])
     after_time = timed_train(after_config, grown_data, after_run)
+    if args.discovered:  # the same characters grown from their true folders (what discovering them costs), and
+        # all of them trained from ImageNet (what 50 characters cost the old ones, however they are added)
+        true_run, scratch_run = args.out / "grown-true-folders", args.out / "all-from-imagenet"
+        true_time = timed_train(after_config, scan.root, true_run)
+        scratch_time = timed_train(config, scan.root, scratch_run)
 
     after, start = load_model(after_run), grown_head(before_run, after_run)
     old_val = RunData.read(before_run).split.val
-    val = RunData.read(after_run).split.val
-    old_keys = {key(s) for s in old_val}
-    old_after = [s for s in val if key(s) in old_keys]
+    old_after = old_images_after(old_val, after_run)
     new = new_characters.val
-    if len(old_after) != len(old_val):
-        raise SystemExit(f"the runs' splits differ: {len(old_val)} old-class validation images before, "
-                         f"{len(old_after)} of them after")
 
     print(f"\n{len(before.classes)} characters, then {len(after.classes)} started from them "
           f"({args.epochs} + {args.grow_epochs} epochs); validation: {len(old_val)} images of old characters, "
@@ -178,6 +205,14 @@ def main() -> None:
           f"{100 * top1(start, new, character_of):.1f} % | |")
     print(f"| after `--init`, {args.grow_epochs} epochs ({len(after.classes)} classes) | "
           f"{100 * top1(after, old_after):.1f} % | {100 * top1(after, new, character_of):.1f} % | {after_time} |")
+    if args.discovered:
+        for label, run, time_taken in (("the same, grown from the new characters' true folders", true_run, true_time),
+                                       (f"all trained from ImageNet on the true folders, {args.epochs} epochs",
+                                        scratch_run, scratch_time)):
+            model = load_model(run)
+            print(f"| {label} ({len(model.classes)} classes) | "
+                  f"{100 * top1(model, old_images_after(old_val, run)):.1f} % | {100 * top1(model, new):.1f} % | "
+                  f"{time_taken} |")
 
     rows = read_metrics(RunDir(after_run).metrics)
     by_epoch = ", ".join(f"{100 * row['val_top1']:.1f}" for row in rows)
