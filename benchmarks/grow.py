@@ -18,10 +18,12 @@ are given to ``discover`` as one unlabelled folder named by drawing source alone
 becomes a class beside the first run's characters, as a user would rename it (the images it places with known
 characters are left out). A new character's validation image then counts as right when it is predicted as a
 cluster whose most common character is its own. ``--every-image`` gives ``discover`` the same option: every image
-is clustered beside the known characters, not only those the rule rejects. A last row grows the first run to the
-same characters' true folders instead, with the same settings: what discovering them rather than labelling them
-costs; and another trains on all the characters' true folders from ImageNet, as the first run was trained: what
-sharing the head with the new characters costs the old ones, however they are added.
+is clustered beside the known characters, not only those the rule rejects. Two last rows: the first run grown to
+the same characters' true folders instead, with the same settings (what discovering them rather than labelling
+them costs), and a run on all the characters' true folders trained from ImageNet as the first run was (what
+sharing the head with the new characters costs the old ones, however they are added). A split that draws its
+validation images anew when characters are added (``val_groups=[]``, ``split=random``) cannot be compared so,
+and is refused there.
 """
 
 from __future__ import annotations
