@@ -77,27 +77,47 @@ def test_the_backbone_is_the_source_runs(grown):
 
 
 def test_new_rows_are_imprinted_from_their_classes_features(grown):
+    from simpsons_classifier.training.grow import imprint_rows
+
     source, plan, model, loader = grown
-    weight, bias = (p.detach() for p in model.get_classifier().parameters())
     features, targets = (torch.as_tensor(a) for a in pre_logit_features(model, loader, CPU, progress=False))
     kept = torch.tensor([plan.classes.index(c) for c in plan.kept])
-    new = [plan.classes.index(c) for c in plan.new]
+    new = torch.tensor([plan.classes.index(c) for c in plan.new])
+    kept_weight, kept_bias = (p.detach()[kept] for p in model.get_classifier().parameters())
+    weight, bias = imprint_rows(features, targets, new, kept_weight, kept_bias)
     unit_means = torch.stack([F.normalize(features[targets == row], dim=1).mean(dim=0)
                               for row in range(len(plan.classes))])
-    kept_norm = weight[kept].norm(dim=1).mean()
-    for row in new:
+    kept_norm = kept_weight.norm(dim=1).mean()
+    for i, row in enumerate(new.tolist()):
         direction = F.normalize(unit_means[row] - unit_means.mean(dim=0), dim=0)
-        assert torch.allclose(weight[row], direction * kept_norm, atol=1e-6)
-        assert bias[row].item() == pytest.approx(bias[kept].mean().item(), abs=1e-6)
+        assert torch.allclose(weight[i], direction * kept_norm, atol=1e-6)
+        assert bias[i].item() == pytest.approx(kept_bias.mean().item(), abs=1e-6)
         # each new row answers its own class's mean feature more strongly than any other new row does
-        mean_feature = features[targets == row].mean(dim=0)
-        scores = {other: float(weight[other] @ mean_feature) for other in new}
-        assert max(scores, key=scores.get) == row
+        scores = weight @ features[targets == row].mean(dim=0)
+        assert int(scores.argmax()) == i
+
+
+def test_new_rows_are_fitted_beside_the_kept_ones_to_take_their_own_images(grown):
+    """The grown model's new rows, imprinted then fitted with the kept rows held, classify their classes' training
+    images among all the classes, and lower the loss the imprinted rows start from."""
+    from simpsons_classifier.training.grow import imprint_rows
+
+    source, plan, model, loader = grown
     images, labels = _images(loader)
+    new = torch.tensor([plan.classes.index(c) for c in plan.new])
     with torch.no_grad():
-        logits = model(images)[:, new]
-    of_new = torch.isin(labels, torch.tensor(new))
-    assert (torch.tensor(new)[logits[of_new].argmax(dim=1)] == labels[of_new]).float().mean() > 0.9  # among new rows
+        logits = model(images)
+    of_new = torch.isin(labels, new)
+    assert (logits[of_new].argmax(dim=1) == labels[of_new]).float().mean() > 0.9  # among all the classes
+    features, targets = (torch.as_tensor(a) for a in pre_logit_features(model, loader, CPU, progress=False))
+    head = model.get_classifier()
+    kept = torch.tensor([plan.classes.index(c) for c in plan.kept])
+    weight, bias = imprint_rows(features, targets, new, head.weight.detach()[kept], head.bias.detach()[kept])
+    imprinted_weight, imprinted_bias = head.weight.detach().clone(), head.bias.detach().clone()
+    imprinted_weight[new], imprinted_bias[new] = weight, bias
+    with torch.no_grad():
+        fitted_loss = F.cross_entropy(head(features), targets)
+    assert fitted_loss < F.cross_entropy(features @ imprinted_weight.T + imprinted_bias, targets)
 
 
 def test_the_known_classes_images_are_not_taken_by_the_new_rows(grown):
@@ -122,6 +142,14 @@ def test_a_new_class_without_training_images_starts_below_the_others():
     weight, bias = imprint_rows(features, targets, torch.tensor([3, 4]), kept_weight, kept_bias)
     assert weight[0].norm() == pytest.approx(kept_weight.norm(dim=1).mean().item()) and bias[0] == 2.0
     assert torch.equal(weight[1], torch.zeros(8)) and bias[1] < kept_bias.min()
+    # fitting moves only the rows that have images, and keeps the row without them as it started
+    from simpsons_classifier.training.grow import fit_new_rows
+
+    head_weight, head_bias = torch.cat([kept_weight, weight]), torch.cat([kept_bias, bias])
+    fitted_weight, fitted_bias = fit_new_rows(features, targets, head_weight, head_bias, torch.tensor([3, 4]),
+                                              weight, bias)
+    assert not torch.equal(fitted_weight[0], weight[0])
+    assert torch.equal(fitted_weight[1], weight[1]) and fitted_bias[1] == bias[1]
 
 
 def test_data_sharing_no_class_with_the_run_is_refused():
@@ -192,7 +220,7 @@ def test_train_init_through_the_cli_grows_scores_and_resumes(source_run, tmp_pat
         assert main(["train", "--data", str(data), "--out", str(out), "--init", str(source_run),
                      "--config", str(config)]) == 130
     printed = capsys.readouterr().out
-    assert "3 classes kept, 2 new (imprinted), 1 dropped" in printed and "grown head (epoch 0)" in printed
+    assert "3 classes kept, 2 new (imprinted, fitted), 1 dropped" in printed and "grown head (epoch 0)" in printed
     assert yaml.safe_load((out / "config.yaml").read_text())["init_run"] == str(source_run)
     with open(out / "metrics.csv") as handle:
         assert [r["epoch"] for r in csv.DictReader(handle)] == ["-1", "0"]  # the grown head scored first

@@ -105,7 +105,8 @@ class Config(Settings):
     init_run: str | None = None
     """A run folder whose best model this run starts from instead of ``weights`` (``simpsons train --init RUN``):
     its backbone, and the head rows of the classes it knows, matched by name and copied exactly; a new class's
-    row is imprinted from its training images' features, and the run's classes that the data lacks are dropped
+    row is imprinted from its training images' features, then fitted beside the kept rows, and the run's classes
+    that the data lacks are dropped
     (``training/grow.py``). ``backbone`` must be the run's. The grown head takes the place of ``head_init``
     (a probe would refit the known rows) and is scored as epoch 0, so ``best.pt`` is never worse than where
     fine-tuning started. Null: start from ``weights``."""

@@ -20,7 +20,7 @@ def register(subcommands) -> None:
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     parser.add_argument("--init", metavar="RUN",
                         help="start from RUN's best model instead of ImageNet weights, to add characters: the "
-                             "classes it knows keep their head rows, new ones are imprinted, missing ones dropped "
+                             "classes it knows keep their head rows, new ones are imprinted and fitted, missing ones dropped "
                              "(config key init_run)")
     parser.add_argument("--unlabeled", metavar="DIR",
                         help="also learn from the unlabelled images anywhere below DIR (semi-supervised, FixMatch; "

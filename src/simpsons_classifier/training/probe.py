@@ -36,7 +36,7 @@ def probe_images(samples: Sequence[Sample], classes: Sequence[str] | None,
                  transform: Callable[[Image.Image], torch.Tensor], decode_size: int | None = None) -> ConcatDataset:
     """Each image through ``transform`` (the eval transform: un-augmented), then each mirrored left-right, as the
     recipe's flips show a character: what the probe head is fitted on, a grown head's new rows are imprinted
-    from, and (``classes`` None) the semi-supervised start labels. With every label it adds 0 to 1.4 points to the
+    from and fitted on, and (``classes`` None) the semi-supervised start labels. With every label it adds 0 to 1.4 points to the
     probe, with 2 or 4 labels a character 1.5 to 2.3 (README, ``benchmarks/linear_probe.py``)."""
     return ConcatDataset([ImageDataset(samples, classes, view, decode_size=decode_size)
                           for view in (transform, mirrored(transform))])
