@@ -205,7 +205,7 @@ def test_clusters_likely_the_same_character_name_each_other(monkeypatch):
     likely = {c.name: c.likely_same for c in clusters}
     assert likely == {new_cluster_name(1): (new_cluster_name(3),), new_cluster_name(2): (),
                       new_cluster_name(3): (new_cluster_name(1),)}
-    discovery = Discovery("run", "frames", None, files=6, known=0, clusters=clusters)
+    discovery = Discovery("run", "frames", None, files=6, clusters=clusters)
     assert discovery.likely_characters == 2
     assert "3 candidate new characters (likely 2: some are one character in another pose or style)" in \
         discovery.summary()

@@ -47,9 +47,6 @@ class Discovery:
     out: DiscoverDir
     files: int
     """Files found in ``images``."""
-    known: int
-    """Readable images taken as characters the run knows: its rule accepts them (and, with ``every_image``, they
-    are grouped with a known character)."""
     clusters: list[Cluster] = field(default_factory=list)
     """New clusters first, largest first; then the known characters' clusters, largest first."""
     skipped: list[Skipped] = field(default_factory=list)
@@ -66,6 +63,16 @@ class Discovery:
         return sum(c.size for c in self.clusters)
 
     @property
+    def known(self) -> int:
+        """Readable images taken as characters the run knows: its rule accepts them (and, with ``every_image``, they
+        are grouped with a known character)."""
+        return self.readable - self.unknown
+
+    @property
+    def readable(self) -> int:
+        return self.files - len(self.skipped)
+
+    @property
     def new_clusters(self) -> list[Cluster]:
         return [c for c in self.clusters if c.new]
 
@@ -76,7 +83,7 @@ class Discovery:
 
     def summary(self) -> str:
         """One sentence on what was found, or why there was nothing to discover."""
-        readable = self.files - len(self.skipped)
+        readable = self.readable
         if not self.files:
             return f"{self.images} holds no files: nothing to discover"
         if not readable:

@@ -65,7 +65,7 @@ def discover(
     files = find_files([images])
     readable, skipped = _check_images(files, progress)
     clusters: list[Cluster] = []
-    known, rejected_count, detail = 0, 0, None
+    rejected_count, detail = 0, None
     if readable:
         loaded = load_model(run)
         bank = ensure_feature_bank(run, loaded, progress)
@@ -84,8 +84,7 @@ def discover(
             labelled, features = _sources_standardised(known_features, features, embedded_paths)
             clusters = _clusters(labelled, known_features.labels, bank.classes, features[to_cluster[embedded]],
                                  [p for p, c in zip(readable, to_cluster) if c], rejected[to_cluster], progress)
-        known = len(readable) - sum(c.size for c in clusters)
-    discovery = Discovery(str(run), str(images), out, len(files), known, clusters, skipped, detail, every_image,
+    discovery = Discovery(str(run), str(images), out, len(files), clusters, skipped, detail, every_image,
                           rejected_count)
     _write(discovery, previous)
     return discovery
